@@ -1,0 +1,1 @@
+//! redraft-credit-assignment: see the crate description. Filled in by issue #5.

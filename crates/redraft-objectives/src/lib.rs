@@ -1,0 +1,1 @@
+//! redraft-objectives: see the crate description. Filled in by issue #5.

@@ -1,0 +1,1 @@
+//! redraft-rollout-engine: see the crate description. Filled in by issue #4.

@@ -1,0 +1,1 @@
+//! redraft-tokenizer: see the crate description. Filled in by issue #2.

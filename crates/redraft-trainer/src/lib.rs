@@ -1,0 +1,1 @@
+//! redraft-trainer: see the crate description. Filled in by issue #6.

@@ -1,0 +1,1 @@
+//! redraft-verifier: see the crate description. Filled in by issue #3.
