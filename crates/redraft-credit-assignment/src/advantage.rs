@@ -489,6 +489,22 @@ mod tests {
     }
 
     #[test]
+    fn usable_as_trait_object() {
+        let fns: Vec<Box<dyn AdvantageFn>> = vec![
+            Box::new(AdvantageEstimator::DrGrpo),
+            Box::new(crate::PositiveAmplification::default()),
+        ];
+        let a: Vec<Vec<f32>> = fns
+            .iter()
+            .map(|f| f.advantages_nested(&[vec![1.0, 0.0]]).unwrap().concat())
+            .collect();
+        assert_eq!(a, vec![vec![0.5, -0.5], vec![1.0, -0.5]]);
+        assert!(
+            serde_json::from_str::<AdvantageEstimator>(r#"{"kind":"grpo","epsilon":1}"#).is_err()
+        );
+    }
+
+    #[test]
     fn config_round_trip_and_defaults() {
         let e: AdvantageEstimator = serde_json::from_str(r#"{"kind":"grpo"}"#).unwrap();
         assert_eq!(e, AdvantageEstimator::grpo());
