@@ -1,1 +1,45 @@
-//! redraft-verifier: see the crate description. Filled in by issue #3.
+//! redraft-verifier: turns a response into a [`Verdict`].
+//!
+//! Two kinds of problems are checked: math answers against a gold answer ([`math`]), and the
+//! built-in task families ([`tasks`]), each with a seeded generator, a reference solution, a
+//! verifier with partial credit and a diagnosis of the first error. [`dataset`] loads problems
+//! from JSONL and Parquet; [`jsonl`] holds the logic of `redraft verify` and
+//! `redraft tasks generate`; [`bench`] measures throughput.
+//!
+//! Invariants: a wrong or malformed answer is a [`Verdict`], never an `Err`; no input panics;
+//! every check runs under a [`budget::Budget`] that really cancels it.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod bench;
+pub mod budget;
+pub mod dataset;
+pub mod error;
+pub mod jsonl;
+pub mod math;
+pub mod tasks;
+pub mod verdict;
+
+pub use error::{Error, Result};
+pub use math::{MathOptions, check_math, math_equivalent};
+pub use tasks::{Difficulty, Problem, TaskFamily};
+pub use verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
+
+/// Anything that checks a response to a problem.
+pub trait Verifier: Send + Sync {
+    /// The verdict on `response` as an answer to `problem`. Never panics.
+    fn verify(&self, problem: &Problem, response: &str) -> Verdict;
+}
+
+/// The verifier for every [`Problem`]: math problems by answer equivalence, task families by
+/// their own checkers.
+#[derive(Clone, Debug, Default)]
+pub struct DefaultVerifier {
+    /// Limits of math checks.
+    pub math: MathOptions,
+}
+
+impl Verifier for DefaultVerifier {
+    fn verify(&self, problem: &Problem, response: &str) -> Verdict {
+        problem.verify_with(response, &self.math)
+    }
+}

@@ -1,0 +1,165 @@
+//! Math answers: extraction, normalisation, parsing and equivalence, behind [`check_math`].
+//!
+//! The pipeline reads top to bottom: [`extract`] finds the final answer in the response,
+//! [`normalize`] rewrites it, [`parse`] builds an expression tree, and [`equiv`] decides
+//! equivalence with the gold answer (which goes through the same steps). Each step runs under a
+//! shared [`Budget`], so a hostile answer ends as a "timed out" or "too large" verdict.
+
+pub mod equiv;
+pub mod eval;
+pub mod extract;
+pub mod normalize;
+pub mod parse;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::{Budget, Limit};
+use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
+
+/// Limits and options of a math check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MathOptions {
+    /// Elementary work steps allowed per check (deterministic cancellation).
+    pub step_budget: u64,
+    /// Wall-clock limit per check, in milliseconds (a backstop to the step budget).
+    pub time_limit_ms: u64,
+    /// The longest extracted answer, in bytes; longer answers are "too large".
+    pub max_answer_bytes: usize,
+    /// The longest response, in bytes; longer responses are "too large".
+    pub max_response_bytes: usize,
+}
+
+impl Default for MathOptions {
+    fn default() -> Self {
+        Self {
+            step_budget: 400_000,
+            time_limit_ms: 200,
+            max_answer_bytes: 4096,
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A gold answer prepared once for repeated checks: extracted and normalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gold {
+    /// The normalised gold answer.
+    pub normalized: String,
+}
+
+impl Gold {
+    /// Prepares a gold answer: extracts it (a gold solution may be a whole worked solution) and
+    /// normalises it. A gold answer with nothing extractable is taken whole.
+    pub fn new(gold: &str) -> Self {
+        let text = extract::extract_answer(gold).map_or_else(|| gold.to_string(), |e| e.text);
+        Self {
+            normalized: normalize::normalize(&text),
+        }
+    }
+}
+
+fn limit_verdict(limit: Limit, what: &str) -> Verdict {
+    match limit {
+        Limit::TimedOut => Verdict::malformed(Diagnosis::new(
+            DiagnosisKind::TimedOut,
+            format!("timed out while checking the {what}"),
+        )),
+        Limit::TooLarge => Verdict::malformed(Diagnosis::new(
+            DiagnosisKind::TooLarge,
+            format!("the {what} is too large to check"),
+        )),
+    }
+}
+
+fn loose_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace() && *c != '{' && *c != '}')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn is_words(s: &str) -> bool {
+    s.chars().all(|c| c.is_alphabetic() || c == ' ')
+        && s.chars().filter(|c| c.is_alphabetic()).count() >= 2
+}
+
+/// Checks `response` against the gold answer `gold`: extracts the response's final answer,
+/// normalises both, and compares them. Never panics; every outcome is a [`Verdict`].
+pub fn check_math(gold: &str, response: &str, options: &MathOptions) -> Verdict {
+    if gold.len() > options.max_response_bytes {
+        return limit_verdict(Limit::TooLarge, "gold answer");
+    }
+    check_math_prepared(&Gold::new(gold), response, options)
+}
+
+/// [`check_math`] with a gold answer prepared by [`Gold::new`].
+pub fn check_math_prepared(gold: &Gold, response: &str, options: &MathOptions) -> Verdict {
+    if response.len() > options.max_response_bytes {
+        return limit_verdict(Limit::TooLarge, "response");
+    }
+    let Some(found) = extract::extract_answer(response) else {
+        return Verdict::malformed(Diagnosis::new(
+            DiagnosisKind::NoAnswer,
+            "no final answer found (expected \\boxed{...}, <answer>...</answer>, or a final number)",
+        ));
+    };
+    if found.text.len() > options.max_answer_bytes
+        || gold.normalized.len() > options.max_answer_bytes
+    {
+        return limit_verdict(Limit::TooLarge, "answer");
+    }
+    let pred = normalize::normalize(&found.text);
+    let wrong = |detail: &str| {
+        Verdict::wrong(
+            Diagnosis::new(DiagnosisKind::WrongAnswer, detail).with_first_error(FirstError {
+                step: 0,
+                span: found.span.clone(),
+                expected: gold.normalized.clone(),
+                found: pred.clone(),
+            }),
+        )
+    };
+    if pred.is_empty() {
+        return Verdict::malformed(Diagnosis::new(
+            DiagnosisKind::NoAnswer,
+            "the extracted answer is empty",
+        ));
+    }
+    if pred == gold.normalized || loose_text(&pred) == loose_text(&gold.normalized) {
+        return Verdict::correct("the answer matches the reference");
+    }
+    if is_words(&pred) && is_words(&gold.normalized) {
+        return wrong("the answer does not match the reference text");
+    }
+    let mut budget = Budget::new(
+        options.step_budget,
+        Duration::from_millis(options.time_limit_ms),
+    );
+    let g = match parse::parse(&gold.normalized, &mut budget) {
+        Ok(g) => g,
+        Err(parse::ParseError::Limit(l)) => return limit_verdict(l, "gold answer"),
+        Err(parse::ParseError::Syntax(_)) => {
+            return wrong("the reference could not be parsed and the texts differ");
+        }
+    };
+    let p = match parse::parse(&pred, &mut budget) {
+        Ok(p) => p,
+        Err(parse::ParseError::Limit(l)) => return limit_verdict(l, "answer"),
+        Err(parse::ParseError::Syntax(e)) => {
+            return wrong(&format!("the answer could not be parsed ({e})"));
+        }
+    };
+    match equiv::equivalent(&g, &p, &mut budget) {
+        Ok(true) => Verdict::correct("the answer is equivalent to the reference"),
+        Ok(false) => wrong("the answer is not equivalent to the reference"),
+        Err(l) => limit_verdict(l, "answer"),
+    }
+}
+
+/// Whether `pred` is equivalent to `gold` (both may be whole responses).
+pub fn math_equivalent(gold: &str, pred: &str) -> bool {
+    check_math(gold, pred, &MathOptions::default()).correct
+}
