@@ -49,8 +49,8 @@ pub use dapo::{
 pub use error::{Error, Result};
 pub use groups::group_indices;
 pub use masks::{
-    RLTF_SD_LOGPROB_THRESHOLD, and_masks, broadcast_advantage, logprob_threshold_mask, mask_prefix,
-    mask_to_f32, restrict_by_logprob,
+    RLTF_SD_LOGPROB_THRESHOLD, and_masks, broadcast_advantage, broadcast_advantages,
+    logprob_threshold_mask, mask_prefix, mask_to_f32, restrict_by_logprob,
 };
 pub use mulferl::{
     GroupOutcome, GrpoGroup, MulFeRlRouting, Pairing, PreferencePair, PromptRounds, ResponseRef,

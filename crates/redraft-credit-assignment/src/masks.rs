@@ -64,6 +64,28 @@ pub fn broadcast_advantage(advantage: f32, mask: &[bool]) -> Vec<f32> {
         .collect()
 }
 
+/// Per-token advantages of a whole batch, flat row-major `[batch, time]`:
+/// `out[i·time + t] = advantages[i] · mask[i·time + t]` (the layout of
+/// [`LossAggregation::token_weights`](crate::LossAggregation::token_weights)).
+///
+/// # Errors
+/// [`Error::LengthMismatch`](crate::Error::LengthMismatch) if `advantages.len() != batch` or
+/// `mask.len() != batch · time`.
+pub fn broadcast_advantages(
+    advantages: &[f32],
+    mask: &[bool],
+    batch: usize,
+    time: usize,
+) -> Result<Vec<f32>> {
+    check_len("advantages", batch, advantages.len())?;
+    check_len("mask ([batch, time])", batch * time, mask.len())?;
+    Ok(mask
+        .iter()
+        .enumerate()
+        .map(|(k, &m)| if m { advantages[k / time] } else { 0.0 })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +112,11 @@ mod tests {
         );
         assert_eq!(mask_prefix(&[true], 5), vec![false]);
         assert_eq!(broadcast_advantage(0.5, &[true, false]), vec![0.5, 0.0]);
+        assert_eq!(
+            broadcast_advantages(&[1.0, -2.0], &[true, false, true, true], 2, 2).unwrap(),
+            vec![1.0, 0.0, -2.0, -2.0]
+        );
+        assert!(broadcast_advantages(&[1.0], &[true, true], 2, 1).is_err());
         assert_eq!(mask_to_f32(&[true, false]), vec![1.0, 0.0]);
         assert_eq!(
             and_masks(&[true, true], &[false, true]).unwrap(),
