@@ -105,6 +105,8 @@ pub struct ByteTokenizer {
     by_name: HashMap<String, u32>,
     /// Special ids, longest spelling first: the order in which `encode` tries them.
     match_order: Vec<u32>,
+    /// Whether some special token starts with the byte (to skip the others quickly).
+    starts_special: [bool; 256],
     special: SpecialTokens,
     template: Option<ChatTemplate>,
 }
@@ -177,10 +179,15 @@ impl ByteTokenizer {
         match_order.sort_by_key(|&id| {
             std::cmp::Reverse(spec.special_tokens[(id - NUM_BYTES) as usize].len())
         });
+        let mut starts_special = [false; 256];
+        for token in &spec.special_tokens {
+            starts_special[usize::from(token.as_bytes()[0])] = true;
+        }
         Ok(Self {
             spec,
             by_name,
             match_order,
+            starts_special,
             special,
             template,
         })
@@ -249,6 +256,11 @@ impl Tokenizer for ByteTokenizer {
         let mut ids = Vec::with_capacity(bytes.len());
         let mut i = 0;
         'outer: while i < bytes.len() {
+            if !self.starts_special[usize::from(bytes[i])] {
+                ids.push(u32::from(bytes[i]));
+                i += 1;
+                continue;
+            }
             for &id in &self.match_order {
                 let spelling = self.spec.special_tokens[(id - NUM_BYTES) as usize].as_bytes();
                 if bytes[i..].starts_with(spelling) {

@@ -17,8 +17,13 @@ use crate::{Result, Tokenizer};
 /// decoders that rewrite text depending on context (SentencePiece's leading-space rule,
 /// clean-up of spaces before punctuation), the window keeps the result as close as those
 /// decoders allow.
-pub struct IncrementalDecoder<'t> {
-    tokenizer: &'t dyn Tokenizer,
+///
+/// The decoder owns its tokenizer handle `T`: a reference (`&HfTokenizer`,
+/// `&dyn Tokenizer`) or a shared pointer (`Arc<dyn Tokenizer>`), so that it can live in a
+/// struct next to the sequence it decodes.
+#[derive(Debug, Clone)]
+pub struct IncrementalDecoder<T> {
+    tokenizer: T,
     skip_special: bool,
     /// Ids of the current window; `ids[..prefix]` is no longer needed.
     ids: Vec<u32>,
@@ -28,20 +33,9 @@ pub struct IncrementalDecoder<'t> {
     read: usize,
 }
 
-impl std::fmt::Debug for IncrementalDecoder<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IncrementalDecoder")
-            .field("skip_special", &self.skip_special)
-            .field("ids", &self.ids)
-            .field("prefix", &self.prefix)
-            .field("read", &self.read)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'t> IncrementalDecoder<'t> {
+impl<T: Tokenizer> IncrementalDecoder<T> {
     /// A decoder over `tokenizer`; special tokens are left out when `skip_special` is true.
-    pub fn new(tokenizer: &'t dyn Tokenizer, skip_special: bool) -> Self {
+    pub fn new(tokenizer: T, skip_special: bool) -> Self {
         Self {
             tokenizer,
             skip_special,
@@ -94,6 +88,11 @@ impl<'t> IncrementalDecoder<'t> {
         self.prefix = 0;
         self.read = 0;
         Ok(difference(&before, &now))
+    }
+
+    /// The tokenizer handle.
+    pub fn tokenizer(&self) -> &T {
+        &self.tokenizer
     }
 
     /// Whether ids are held back (pushed but not yet emitted as text).
@@ -161,5 +160,13 @@ mod tests {
         assert_eq!(d.push_all(&[259, 104, 105, 260]).unwrap(), "hi");
         assert!(d.push(10_000).is_err());
         assert_eq!(d.push(33).unwrap(), "!");
+    }
+
+    #[test]
+    fn owns_a_shared_handle() {
+        let t: std::sync::Arc<dyn Tokenizer> = std::sync::Arc::new(ByteTokenizer::default());
+        let mut d = IncrementalDecoder::new(t.clone(), false);
+        assert_eq!(d.push_all(&[104, 105]).unwrap(), "hi");
+        assert_eq!(d.tokenizer().vocab_size(), 261);
     }
 }

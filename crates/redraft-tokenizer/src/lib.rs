@@ -5,7 +5,7 @@
 //! - [`Tokenizer`]: encode, decode, vocabulary, [`SpecialTokens`], optional
 //!   [`ChatTemplate`]; implemented by [`ByteTokenizer`] and [`HfTokenizer`].
 //! - [`load_tokenizer`]: the tokenizer of a model directory (`tokenizer.json`, else
-//!   `byte_tokenizer.json`).
+//!   `byte_tokenizer.json`); [`TokenizerConfig`] names one in a configuration file.
 //! - [`ChatTemplate`]: Jinja chat templates rendered under the `transformers` conventions.
 //! - [`IncrementalDecoder`]: streaming text out of ids sampled one at a time.
 //! - [`Conversation`]: the ids of a multi-turn conversation, appended to without
@@ -33,6 +33,7 @@
 
 mod byte;
 mod chat;
+mod config;
 mod conversation;
 mod error;
 mod hf;
@@ -47,6 +48,7 @@ pub use byte::{
     DEFAULT_SPECIAL_TOKENS, NUM_BYTES,
 };
 pub use chat::{CHATML_TEMPLATE, ChatTemplate, Message};
+pub use config::TokenizerConfig;
 pub use conversation::{Conversation, Span, SpanKind};
 pub use error::{Error, Result};
 pub use hf::{
