@@ -1,27 +1,4 @@
 //! The byte tokenizer: ids `0..=255` are raw bytes, special tokens follow from 256.
-//!
-//! It needs no training and no vocabulary file, which makes it the tokenizer of the built-in
-//! tasks and of tiny test models. It is saved as [`BYTE_TOKENIZER_FILE`] in a model directory:
-//!
-//! ```json
-//! {
-//!   "type": "byte",
-//!   "version": 1,
-//!   "special_tokens": ["<|bos|>", "<|eos|>", "<|pad|>", "<|im_start|>", "<|im_end|>"],
-//!   "bos": "<|bos|>",
-//!   "eos": "<|eos|>",
-//!   "pad": "<|pad|>",
-//!   "chat_template": "{% for message in messages %}..."
-//! }
-//! ```
-//!
-//! `special_tokens[i]` has id `256 + i`; `bos`, `eos` and `pad` name entries of that list (or
-//! are `null`). A missing `chat_template` field means the built-in ChatML template
-//! ([`CHATML_TEMPLATE`]); `"chat_template": null` means no template.
-//!
-//! Decoding concatenates the bytes (and the spellings of the special tokens that are not
-//! skipped) and converts them to text lossily: byte runs that are not valid UTF-8 become
-//! U+FFFD, as `String::from_utf8_lossy` does. It never panics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +75,30 @@ impl Default for ByteTokenizerSpec {
     }
 }
 
-/// Byte-level tokenizer with special tokens (see the [module documentation](self)).
+/// Byte-level tokenizer with special tokens.
+///
+/// It needs no training and no vocabulary file, which makes it the tokenizer of the built-in
+/// tasks and of tiny test models. It is saved as [`BYTE_TOKENIZER_FILE`] in a model directory:
+///
+/// ```json
+/// {
+///   "type": "byte",
+///   "version": 1,
+///   "special_tokens": ["<|bos|>", "<|eos|>", "<|pad|>", "<|im_start|>", "<|im_end|>"],
+///   "bos": "<|bos|>",
+///   "eos": "<|eos|>",
+///   "pad": "<|pad|>",
+///   "chat_template": "{% for message in messages %}..."
+/// }
+/// ```
+///
+/// `special_tokens[i]` has id `256 + i`; `bos`, `eos` and `pad` name entries of that list (or
+/// are `null`). A missing `chat_template` field means the built-in ChatML template
+/// ([`CHATML_TEMPLATE`]); `"chat_template": null` means no template.
+///
+/// Decoding concatenates the bytes (and the spellings of the special tokens that are not
+/// skipped) and converts them to text lossily: byte runs that are not valid UTF-8 become
+/// U+FFFD, as `String::from_utf8_lossy` does. It never panics.
 #[derive(Debug, Clone)]
 pub struct ByteTokenizer {
     spec: ByteTokenizerSpec,

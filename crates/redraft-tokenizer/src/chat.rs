@@ -1,19 +1,4 @@
 //! Chat messages and Jinja chat templates rendered under the Hugging Face conventions.
-//!
-//! A [`ChatTemplate`] is compiled once with `minijinja` and configured like `transformers`
-//! configures Jinja for `apply_chat_template`:
-//! - `trim_blocks` and `lstrip_blocks` on, trailing newline of the template dropped;
-//! - loop controls (`{% break %}`, `{% continue %}`);
-//! - context: `messages` (a list of `{role, content}`), `add_generation_prompt`, `bos_token` and
-//!   `eos_token` (when known), plus any extra variables given to [`ChatTemplate::render_with`]
-//!   (`tools`, `enable_thinking`, ...);
-//! - `raise_exception(message)`, which fails the rendering with
-//!   [`Error::TemplateException`];
-//! - a `tojson` filter that writes JSON as Python's `json.dumps(..., ensure_ascii=False)` does
-//!   (`", "` and `": "` separators, `indent=` supported, no HTML escaping);
-//! - `strftime_now(format)` (UTC);
-//! - Python string and dict methods (`.strip()`, `.startswith()`, `.split()`, `.items()`, ...)
-//!   through `minijinja-contrib`'s `pycompat`.
 
 use std::fmt;
 use std::io;
@@ -68,6 +53,21 @@ pub const CHATML_TEMPLATE: &str = r"{% for message in messages %}{{ '<|im_start|
 const TEMPLATE_NAME: &str = "chat_template";
 
 /// A compiled Jinja chat template (cheap to clone).
+///
+/// A [`ChatTemplate`] is compiled once with `minijinja` and configured like `transformers`
+/// configures Jinja for `apply_chat_template`:
+/// - `trim_blocks` and `lstrip_blocks` on, trailing newline of the template dropped;
+/// - loop controls (`{% break %}`, `{% continue %}`);
+/// - context: `messages` (a list of `{role, content}`), `add_generation_prompt`, `bos_token` and
+///   `eos_token` (when known), plus any extra variables given to [`ChatTemplate::render_with`]
+///   (`tools`, `enable_thinking`, ...);
+/// - `raise_exception(message)`, which fails the rendering with
+///   [`Error::TemplateException`];
+/// - a `tojson` filter that writes JSON as Python's `json.dumps(..., ensure_ascii=False)` does
+///   (`", "` and `": "` separators, `indent=` supported, no HTML escaping);
+/// - `strftime_now(format)` (UTC);
+/// - Python string and dict methods (`.strip()`, `.startswith()`, `.split()`, `.items()`, ...)
+///   through `minijinja-contrib`'s `pycompat`.
 #[derive(Clone)]
 pub struct ChatTemplate {
     inner: Arc<Inner>,

@@ -1,28 +1,4 @@
 //! A conversation kept as tokens, appended to without re-tokenizing what is there.
-//!
-//! Multi-turn RL must train on exactly the tokens the policy sampled. Rendering the whole
-//! conversation with the chat template and encoding it again after every turn does not
-//! guarantee that: the sampled tokens may not be the canonical tokenization of their text
-//! (`" hel" + "lo"` instead of `" hello"`), and text around turn boundaries may merge
-//! differently. A [`Conversation`] therefore holds the ids themselves and only ever appends:
-//!
-//! - messages are rendered with the chat template, and only the *textual delta* (the
-//!   rendering with the new message minus the rendering without it) is encoded and appended;
-//! - tokens the policy sampled are appended verbatim ([`Conversation::push_sampled`]);
-//! - when a sampled assistant turn is closed, the template's closing text (e.g. `<|im_end|>\n`)
-//!   is appended, minus the tokens of it that the policy already emitted (e.g. its own
-//!   `<|im_end|>`).
-//!
-//! **Invariant: existing ids are never changed.** Every method appends to
-//! [`Conversation::ids`] or fails without changing anything; a prefix of the ids, once
-//! there, stays there. Each appended run of ids is described by a [`Span`] with its
-//! [`SpanKind`] and role; [`Conversation::trainable_mask`] marks exactly the sampled ids.
-//!
-//! This needs an *append-only* template: rendering `messages + [m]` must start with the
-//! rendering of `messages`, and the rendering with the generation prompt must start with the
-//! rendering without it. ChatML (Qwen 2 / 2.5), Llama 3 and most templates are; templates that
-//! rewrite earlier turns (e.g. dropping the reasoning of earlier assistant turns) are not, and
-//! appending to them fails with [`Error::TemplateNotAppendOnly`].
 
 use std::ops::Range;
 
@@ -95,8 +71,34 @@ struct OpenTurn {
     sampled_start: usize,
 }
 
-/// The ids of a conversation so far, with per-span provenance (see the
-/// [module documentation](self)).
+/// The ids of a conversation so far, with per-span provenance.
+///
+/// Multi-turn RL must train on exactly the tokens the policy sampled. Rendering the whole
+/// conversation with the chat template and encoding it again after every turn does not
+/// guarantee that: the sampled tokens may not be the canonical tokenization of their text
+/// (`" hel" + "lo"` instead of `" hello"`), and text around turn boundaries may merge
+/// differently. A [`Conversation`] therefore holds the ids themselves and only ever appends:
+///
+/// - messages are rendered with the chat template, and only the *textual delta* (the
+///   rendering with the new message minus the rendering without it) is encoded and appended;
+/// - tokens the policy sampled are appended verbatim ([`Conversation::push_sampled`]);
+/// - when a sampled assistant turn is closed, the template's closing text (e.g. `<|im_end|>\n`)
+///   is appended, minus the tokens of it that the policy already emitted (e.g. its own
+///   `<|im_end|>`).
+///
+/// **Invariant: existing ids are never changed.** Methods only append ids (and the spans
+/// that describe them); a failing step appends nothing
+/// ([`push_messages`](Self::push_messages) keeps the messages before the failing one). The ids
+/// a caller read earlier are always a prefix of [`ids`](Self::ids), and sampled ids stay
+/// exactly what the policy produced. Each appended run of ids is described by a [`Span`] with
+/// its [`SpanKind`] and role; [`trainable_mask`](Self::trainable_mask) marks exactly the
+/// sampled ids.
+///
+/// This needs an *append-only* template: rendering `messages + [m]` must start with the
+/// rendering of `messages`, and the rendering with the generation prompt must start with the
+/// rendering without it. ChatML (Qwen 2 / 2.5), Llama 3 and most templates are; templates that
+/// rewrite earlier turns (e.g. dropping the reasoning of earlier assistant turns) are not, and
+/// appending to them fails with [`Error::TemplateNotAppendOnly`].
 #[derive(Debug, Clone)]
 pub struct Conversation {
     template: ChatTemplate,
@@ -247,7 +249,8 @@ impl Conversation {
         Ok(start..self.ids.len())
     }
 
-    /// Appends several messages, one [`push_message`](Self::push_message) each.
+    /// Appends several messages, one [`push_message`](Self::push_message) each; on an error,
+    /// the messages before the failing one stay appended.
     pub fn push_messages(
         &mut self,
         tokenizer: &dyn Tokenizer,
