@@ -6,7 +6,6 @@
 //! over [`MAX_BITS`] falls back to `f64`, and an `f64` overflow is [`Limit::TooLarge`].
 
 use num_bigint::BigInt;
-use num_integer::Roots as _;
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 

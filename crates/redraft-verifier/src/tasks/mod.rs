@@ -1,43 +1,391 @@
-//! Problems and task families.
+//! Problems and the built-in task families.
+//!
+//! A [`Problem`] is serde-serialisable as `{"task": FAMILY, "problem": {...}}`; it renders its
+//! prompt as plain text ([`Problem::prompt`], compact, for byte-level models) and as chat messages
+//! ([`Problem::chat`]), gives its reference solution ([`Problem::solution`], an SFT target that
+//! continues the plain prompt), and verifies a response ([`Problem::verify_with`]).
+//!
+//! Generators are deterministic: problem `i` of seed `s` depends on `(s, i)` only, through a
+//! ChaCha8 stream, never on how many problems are generated. Difficulty is a set of named knobs
+//! ([`Difficulty`]) documented per family.
 
+pub mod answer;
+pub mod arithmetic;
+pub mod binary_matrix;
+pub mod countdown;
+pub mod knights_knaves;
+pub mod shortest_path;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use answer::AnswerFormat;
+
+use crate::error::{Error, Result};
 use crate::math::MathOptions;
 use crate::verdict::Verdict;
 
-/// Difficulty knobs.
-#[derive(Clone, Debug, Default)]
-pub struct Difficulty;
-
-/// Task families.
-#[derive(Clone, Copy, Debug)]
+/// The task families: `math` (dataset problems, no generator) and five generated families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TaskFamily {
-    /// Math.
+    /// Math word problems from a dataset, checked by answer equivalence.
     Math,
+    /// Multi-digit `+`, `-`, `*` with a column scratchpad.
+    Arithmetic,
+    /// Reach a target with given numbers and `+ - * /`.
+    Countdown,
+    /// Knights (always truthful) and knaves (always lying).
+    KnightsKnaves,
+    /// Shortest path on a grid with walls.
+    ShortestPath,
+    /// Distance of each cell of a binary matrix to the nearest 0.
+    BinaryMatrix,
 }
 
-/// A math problem.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl TaskFamily {
+    /// Every family, in declaration order.
+    pub const ALL: [TaskFamily; 6] = [
+        TaskFamily::Math,
+        TaskFamily::Arithmetic,
+        TaskFamily::Countdown,
+        TaskFamily::KnightsKnaves,
+        TaskFamily::ShortestPath,
+        TaskFamily::BinaryMatrix,
+    ];
+
+    /// The snake_case name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskFamily::Math => "math",
+            TaskFamily::Arithmetic => "arithmetic",
+            TaskFamily::Countdown => "countdown",
+            TaskFamily::KnightsKnaves => "knights_knaves",
+            TaskFamily::ShortestPath => "shortest_path",
+            TaskFamily::BinaryMatrix => "binary_matrix",
+        }
+    }
+
+    /// Problem `index` of `seed`: independent of how many problems are generated.
+    pub fn generate_one(self, seed: u64, index: u64, difficulty: &Difficulty) -> Result<Problem> {
+        let mut rng = problem_rng(self, seed, index);
+        Ok(match self {
+            TaskFamily::Math => {
+                return Err(Error::InvalidOption(
+                    "the math family has no generator; load math problems from a dataset".into(),
+                ));
+            }
+            TaskFamily::Arithmetic => {
+                Problem::Arithmetic(arithmetic::generate(&mut rng, difficulty)?)
+            }
+            TaskFamily::Countdown => Problem::Countdown(countdown::generate(&mut rng, difficulty)?),
+            TaskFamily::KnightsKnaves => {
+                Problem::KnightsKnaves(knights_knaves::generate(&mut rng, difficulty)?)
+            }
+            TaskFamily::ShortestPath => {
+                Problem::ShortestPath(shortest_path::generate(&mut rng, difficulty)?)
+            }
+            TaskFamily::BinaryMatrix => {
+                Problem::BinaryMatrix(binary_matrix::generate(&mut rng, difficulty)?)
+            }
+        })
+    }
+
+    /// Problems `0..count` of `seed`.
+    pub fn generate(
+        self,
+        seed: u64,
+        count: usize,
+        difficulty: &Difficulty,
+    ) -> Result<Vec<Problem>> {
+        (0..count as u64)
+            .map(|i| self.generate_one(seed, i, difficulty))
+            .collect()
+    }
+}
+
+impl fmt::Display for TaskFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TaskFamily {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        TaskFamily::ALL
+            .into_iter()
+            .find(|f| f.name() == norm)
+            .ok_or_else(|| Error::InvalidOption(format!("unknown task family {s:?}")))
+    }
+}
+
+/// The random stream of problem `index` of `seed` in `family`.
+fn problem_rng(family: TaskFamily, seed: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(splitmix(seed ^ splitmix(family as u64 + 1)));
+    rng.set_stream(index);
+    rng
+}
+
+/// SplitMix64 finaliser: a cheap, well-mixed 64-bit hash.
+pub(crate) fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Difficulty knobs: `name=value` pairs such as `digits=3,op=mul`; a bare number sets `level`.
+/// Each family documents its knobs and their defaults; unknown knobs are rejected.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Difficulty {
+    knobs: BTreeMap<String, String>,
+}
+
+impl Difficulty {
+    /// A knob set from `(name, value)` pairs.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            knobs: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The raw value of knob `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.knobs.get(name).map(String::as_str)
+    }
+
+    /// Knob `name` as an integer in `range`, or `default`.
+    pub fn int(
+        &self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        let n: u64 = v
+            .parse()
+            .map_err(|_| Error::InvalidOption(format!("difficulty {name}={v}: not an integer")))?;
+        if !range.contains(&n) {
+            return Err(Error::InvalidOption(format!(
+                "difficulty {name}={n}: must be in {}..={}",
+                range.start(),
+                range.end()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// The answer format knob `format` (`tag` or `boxed`; default `tag`).
+    pub fn format(&self) -> Result<AnswerFormat> {
+        match self.get("format") {
+            None | Some("tag") => Ok(AnswerFormat::Tag),
+            Some("boxed") => Ok(AnswerFormat::Boxed),
+            Some(other) => Err(Error::InvalidOption(format!(
+                "difficulty format={other}: use tag or boxed"
+            ))),
+        }
+    }
+
+    /// Fails on knobs outside `known` (plus `level` and `format`, accepted everywhere).
+    pub fn check_known(&self, family: TaskFamily, known: &[&str]) -> Result<()> {
+        for k in self.knobs.keys() {
+            if k != "level" && k != "format" && !known.contains(&k.as_str()) {
+                return Err(Error::InvalidOption(format!(
+                    "{family} has no difficulty knob {k:?} (knobs: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Difficulty {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut knobs = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((k, v)) => knobs.insert(k.trim().to_string(), v.trim().to_string()),
+                None if part.parse::<u64>().is_ok() => {
+                    knobs.insert("level".to_string(), part.to_string())
+                }
+                None => {
+                    return Err(Error::InvalidOption(format!(
+                        "difficulty {part:?}: expected name=value"
+                    )));
+                }
+            };
+        }
+        Ok(Self { knobs })
+    }
+}
+
+/// A chat message for instruction-tuned models.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A math problem from a dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MathProblem {
     /// The question.
     pub problem: String,
-    /// The gold answer.
+    /// The gold answer (a bare answer or a worked solution with a final answer).
     pub answer: String,
+    /// The worked solution, when the dataset has one (the SFT target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solution: Option<String>,
 }
 
-/// A problem.
+/// A problem of any family. JSON: `{"task": "arithmetic", "problem": {...}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", content = "problem", rename_all = "snake_case")]
 pub enum Problem {
-    /// Math.
+    /// A dataset math problem.
     Math(MathProblem),
+    /// Multi-digit arithmetic.
+    Arithmetic(arithmetic::ArithmeticProblem),
+    /// Countdown.
+    Countdown(countdown::CountdownProblem),
+    /// Knights and knaves.
+    KnightsKnaves(knights_knaves::KnightsKnavesProblem),
+    /// Shortest path on a grid.
+    ShortestPath(shortest_path::ShortestPathProblem),
+    /// Binary matrix distances.
+    BinaryMatrix(binary_matrix::BinaryMatrixProblem),
 }
 
 impl Problem {
-    /// Verify.
+    /// The problem's family.
+    pub fn family(&self) -> TaskFamily {
+        match self {
+            Problem::Math(_) => TaskFamily::Math,
+            Problem::Arithmetic(_) => TaskFamily::Arithmetic,
+            Problem::Countdown(_) => TaskFamily::Countdown,
+            Problem::KnightsKnaves(_) => TaskFamily::KnightsKnaves,
+            Problem::ShortestPath(_) => TaskFamily::ShortestPath,
+            Problem::BinaryMatrix(_) => TaskFamily::BinaryMatrix,
+        }
+    }
+
+    /// The prompt in plain text (compact, for byte-level models trained from scratch).
+    pub fn prompt(&self) -> String {
+        match self {
+            Problem::Math(m) => format!("{}\n", m.problem),
+            Problem::Arithmetic(p) => p.prompt(),
+            Problem::Countdown(p) => p.prompt(),
+            Problem::KnightsKnaves(p) => p.prompt(),
+            Problem::ShortestPath(p) => p.prompt(),
+            Problem::BinaryMatrix(p) => p.prompt(),
+        }
+    }
+
+    /// The prompt as chat messages (for instruction-tuned models), with the answer format spelled
+    /// out.
+    pub fn chat(&self) -> Vec<ChatMessage> {
+        let content = match self {
+            Problem::Math(m) => format!("{}\n\n{}", m.problem, AnswerFormat::Boxed.instruction()),
+            Problem::Arithmetic(p) => p.chat_prompt(),
+            Problem::Countdown(p) => p.chat_prompt(),
+            Problem::KnightsKnaves(p) => p.chat_prompt(),
+            Problem::ShortestPath(p) => p.chat_prompt(),
+            Problem::BinaryMatrix(p) => p.chat_prompt(),
+        };
+        vec![ChatMessage::user(content)]
+    }
+
+    /// The reference solution: a worked solution ending in the marked answer (continues
+    /// [`Problem::prompt`]; an SFT target).
+    pub fn solution(&self) -> String {
+        match self {
+            Problem::Math(m) => m
+                .solution
+                .clone()
+                .unwrap_or_else(|| AnswerFormat::Boxed.wrap(&m.answer)),
+            Problem::Arithmetic(p) => p.solution(),
+            Problem::Countdown(p) => p.solution(),
+            Problem::KnightsKnaves(p) => p.solution(),
+            Problem::ShortestPath(p) => p.solution(),
+            Problem::BinaryMatrix(p) => p.solution(),
+        }
+    }
+
+    /// Verifies `response` (math problems use `math` limits). Never panics.
     pub fn verify_with(&self, response: &str, math: &MathOptions) -> Verdict {
+        if response.len() > math.max_response_bytes {
+            return Verdict::malformed(crate::verdict::Diagnosis::new(
+                crate::verdict::DiagnosisKind::TooLarge,
+                "the response is too large to check",
+            ));
+        }
         match self {
             Problem::Math(m) => crate::math::check_math(&m.answer, response, math),
+            Problem::Arithmetic(p) => p.verify(response),
+            Problem::Countdown(p) => p.verify(response, math),
+            Problem::KnightsKnaves(p) => p.verify(response),
+            Problem::ShortestPath(p) => p.verify(response),
+            Problem::BinaryMatrix(p) => p.verify(response),
         }
+    }
+
+    /// Verifies `response` with default limits.
+    pub fn verify(&self, response: &str) -> Verdict {
+        self.verify_with(response, &MathOptions::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_names_round_trip() {
+        for f in TaskFamily::ALL {
+            assert_eq!(f.name().parse::<TaskFamily>().unwrap(), f);
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.name())
+            );
+        }
+    }
+
+    #[test]
+    fn difficulty_parses() {
+        let d: Difficulty = "digits=3, op=mul".parse().unwrap();
+        assert_eq!(d.get("op"), Some("mul"));
+        assert_eq!(d.int("digits", 1, 1..=9).unwrap(), 3);
+        assert!(d.int("digits", 1, 4..=9).is_err());
+        let d: Difficulty = "2".parse().unwrap();
+        assert_eq!(d.get("level"), Some("2"));
     }
 }
