@@ -61,6 +61,33 @@ impl Span {
     }
 }
 
+/// A serialisable snapshot of a [`Conversation`]: its ids, spans and messages, for rollout
+/// records and trainers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// All ids.
+    pub ids: Vec<u32>,
+    /// The spans covering `ids`, in order.
+    pub spans: Vec<Span>,
+    /// The messages (closed sampled turns as assistant messages).
+    pub messages: Vec<Message>,
+}
+
+impl Transcript {
+    /// One flag per id: true exactly for the ids sampled by the policy.
+    pub fn trainable_mask(&self) -> Vec<bool> {
+        trainable_mask(&self.spans, self.ids.len())
+    }
+}
+
+fn trainable_mask(spans: &[Span], len: usize) -> Vec<bool> {
+    let mut mask = vec![false; len];
+    for span in spans.iter().filter(|s| s.is_sampled()) {
+        mask[span.range()].fill(true);
+    }
+    mask
+}
+
 /// Content put in the assistant message to find where the template closes an assistant turn.
 const SENTINEL: &str = "\u{E000}redraft-turn-sentinel\u{E000}";
 
@@ -204,11 +231,16 @@ impl Conversation {
 
     /// One flag per id: true exactly for the ids sampled by the policy.
     pub fn trainable_mask(&self) -> Vec<bool> {
-        let mut mask = vec![false; self.ids.len()];
-        for span in self.spans.iter().filter(|s| s.is_sampled()) {
-            mask[span.range()].fill(true);
+        trainable_mask(&self.spans, self.ids.len())
+    }
+
+    /// A serialisable snapshot of the ids, spans and messages.
+    pub fn transcript(&self) -> Transcript {
+        Transcript {
+            ids: self.ids.clone(),
+            spans: self.spans.clone(),
+            messages: self.messages.clone(),
         }
-        mask
     }
 
     /// The ranges of sampled ids, one per [`SpanKind::Sampled`] span.

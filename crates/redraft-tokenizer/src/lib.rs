@@ -49,7 +49,7 @@ pub use byte::{
 };
 pub use chat::{CHATML_TEMPLATE, ChatTemplate, Message};
 pub use config::TokenizerConfig;
-pub use conversation::{Conversation, Span, SpanKind};
+pub use conversation::{Conversation, Span, SpanKind, Transcript};
 pub use error::{Error, Result};
 pub use hf::{
     HF_CHAT_TEMPLATE_FILE, HF_TOKENIZER_CONFIG_FILE, HF_TOKENIZER_FILE, HfTokenizer,
