@@ -1,0 +1,588 @@
+//! The decoder: a Llama/Qwen2-family transformer, top to bottom — MLP, attention, layer, model.
+//!
+//! Pre-norm residual blocks with RMSNorm, rotary positions, grouped-query attention and a SwiGLU
+//! MLP; Qwen2 adds q/k/v biases; the output head may share the embedding matrix. Parameters are
+//! built from a [`WeightSource`] under transformers' tensor names, so a random initialisation
+//! and a checkpoint go through the same code.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::rope::{Rope, apply_rope};
+use crate::weights::{Init, NamedTensor, RandomInit, WeightSource};
+
+/// Score given to masked attention entries: finite, so fully masked padding rows stay finite.
+const MASKED: f32 = -1.0e9;
+
+fn param1(
+    source: &mut dyn WeightSource,
+    name: &str,
+    n: usize,
+    init: Init,
+    device: &Device,
+) -> Result<Param<Tensor<1>>> {
+    let values = source.tensor(name, &[n], init)?;
+    Ok(Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [n]),
+        device,
+    )))
+}
+
+/// Reads a transformers `[out, in]` weight and stores it transposed, as burn's `[in, out]`.
+fn linear(
+    source: &mut dyn WeightSource,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<Linear> {
+    let w = source.tensor(&format!("{prefix}.weight"), &[d_out, d_in], Init::Normal)?;
+    let mut transposed = vec![0.0; w.len()];
+    for o in 0..d_out {
+        for i in 0..d_in {
+            transposed[i * d_out + o] = w[o * d_in + i];
+        }
+    }
+    let weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(transposed, [d_in, d_out]),
+        device,
+    ));
+    let bias = if bias {
+        Some(param1(
+            source,
+            &format!("{prefix}.bias"),
+            d_out,
+            Init::Zeros,
+            device,
+        )?)
+    } else {
+        None
+    };
+    Ok(Linear { weight, bias })
+}
+
+fn rms_norm(
+    source: &mut dyn WeightSource,
+    name: &str,
+    d: usize,
+    eps: f64,
+    device: &Device,
+) -> Result<RmsNorm> {
+    Ok(RmsNorm {
+        gamma: param1(source, name, d, Init::Ones, device)?,
+        epsilon: eps,
+    })
+}
+
+fn host(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+}
+
+fn export_linear(out: &mut Vec<NamedTensor>, prefix: &str, l: &Linear) {
+    let [d_in, d_out] = l.weight.val().dims();
+    let w = host(l.weight.val().transpose().reshape([d_in * d_out]));
+    out.push(NamedTensor {
+        name: format!("{prefix}.weight"),
+        shape: vec![d_out, d_in],
+        values: w,
+    });
+    if let Some(b) = &l.bias {
+        out.push(NamedTensor {
+            name: format!("{prefix}.bias"),
+            shape: vec![d_out],
+            values: host(b.val()),
+        });
+    }
+}
+
+fn export_norm(out: &mut Vec<NamedTensor>, name: &str, n: &RmsNorm) {
+    let values = host(n.gamma.val());
+    out.push(NamedTensor {
+        name: name.into(),
+        shape: vec![values.len()],
+        values,
+    });
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Gate projection `[hidden, intermediate]`.
+    pub gate_proj: Linear,
+    /// Up projection `[hidden, intermediate]`.
+    pub up_proj: Linear,
+    /// Down projection `[intermediate, hidden]`.
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// Multi-head attention with grouped key/value heads and rotary positions.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection `[hidden, heads * head_dim]`.
+    pub q_proj: Linear,
+    /// Key projection `[hidden, kv_heads * head_dim]`.
+    pub k_proj: Linear,
+    /// Value projection `[hidden, kv_heads * head_dim]`.
+    pub v_proj: Linear,
+    /// Output projection `[heads * head_dim, hidden]`.
+    pub o_proj: Linear,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]`
+    /// - `cos`, `sin`: `[batch, 1, seq, head_dim]`
+    /// - `mask`: `[batch, heads, seq, keys]`, true where a query must not look
+    /// - returns `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        // [batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim]
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, t, kv, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, kv, hd])
+            .swap_dims(1, 2);
+        let q = apply_rope(q, cos, sin);
+        let k = apply_rope(k, cos, sin);
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let keys = k.dims()[2];
+        // Grouped-query attention: query head i reads key/value head i / (heads / kv_heads).
+        let (k, v) = if kv == h {
+            (k, v)
+        } else {
+            let rep = h / kv;
+            let expand = |x: Tensor<4>| {
+                x.unsqueeze_dim::<5>(2)
+                    .expand([b, kv, rep, keys, hd])
+                    .reshape([b, h, keys, hd])
+            };
+            (expand(k), expand(v))
+        };
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, h, t, keys]
+        let scores = match mask {
+            Some(mask) => scores.mask_fill(mask.clone(), MASKED),
+            None => scores,
+        };
+        let context = softmax(scores, 3).matmul(v); // [b, h, t, hd]
+        self.o_proj
+            .forward(context.swap_dims(1, 2).reshape([b, t, h * hd]))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+/// Which positions the output head is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Every position (scoring, training).
+    All,
+    /// Only the last position (sampling: saves the head's matmul over the prompt).
+    Last,
+}
+
+/// A decoder-only language model of the Llama/Qwen2 family.
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    /// Token embedding `[vocab, hidden]`.
+    pub embed_tokens: Embedding,
+    /// Decoder layers.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Output head `[hidden, vocab]`; `None` when tied to the embedding.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: ModelConfig,
+    #[module(skip)]
+    rope: Rope,
+}
+
+impl CausalLm {
+    /// A model with transformers' random initialisation, deterministic in `seed`.
+    pub fn init(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
+        Self::build(
+            config,
+            &mut RandomInit::new(seed, config.initializer_range),
+            device,
+        )
+    }
+
+    /// Builds the model, asking `source` for every tensor under transformers' names.
+    pub fn build(
+        config: &ModelConfig,
+        source: &mut dyn WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
+        let (d, f, v) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+        );
+        let (q_dim, kv_dim) = (
+            config.num_heads * config.head_dim,
+            config.num_kv_heads * config.head_dim,
+        );
+        let eps = config.rms_norm_eps;
+        let embed = source.tensor("model.embed_tokens.weight", &[v, d], Init::Normal)?;
+        let embed_tokens = Embedding {
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [v, d]), device)),
+        };
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let p = format!("model.layers.{i}");
+            let (bias, o_bias, mlp_bias) = (config.qkv_bias, config.o_bias, config.mlp_bias);
+            layers.push(DecoderLayer {
+                input_layernorm: rms_norm(
+                    source,
+                    &format!("{p}.input_layernorm.weight"),
+                    d,
+                    eps,
+                    device,
+                )?,
+                self_attn: Attention {
+                    q_proj: linear(
+                        source,
+                        &format!("{p}.self_attn.q_proj"),
+                        d,
+                        q_dim,
+                        bias,
+                        device,
+                    )?,
+                    k_proj: linear(
+                        source,
+                        &format!("{p}.self_attn.k_proj"),
+                        d,
+                        kv_dim,
+                        bias,
+                        device,
+                    )?,
+                    v_proj: linear(
+                        source,
+                        &format!("{p}.self_attn.v_proj"),
+                        d,
+                        kv_dim,
+                        bias,
+                        device,
+                    )?,
+                    o_proj: linear(
+                        source,
+                        &format!("{p}.self_attn.o_proj"),
+                        q_dim,
+                        d,
+                        o_bias,
+                        device,
+                    )?,
+                    num_heads: config.num_heads,
+                    num_kv_heads: config.num_kv_heads,
+                    head_dim: config.head_dim,
+                },
+                post_attention_layernorm: rms_norm(
+                    source,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    d,
+                    eps,
+                    device,
+                )?,
+                mlp: Mlp {
+                    gate_proj: linear(
+                        source,
+                        &format!("{p}.mlp.gate_proj"),
+                        d,
+                        f,
+                        mlp_bias,
+                        device,
+                    )?,
+                    up_proj: linear(source, &format!("{p}.mlp.up_proj"), d, f, mlp_bias, device)?,
+                    down_proj: linear(
+                        source,
+                        &format!("{p}.mlp.down_proj"),
+                        f,
+                        d,
+                        mlp_bias,
+                        device,
+                    )?,
+                },
+            });
+        }
+        let norm = rms_norm(source, "model.norm.weight", d, eps, device)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(linear(source, "lm_head", d, v, false, device)?)
+        };
+        source.finish()?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config: config.clone(),
+            rope: Rope::new(config),
+        })
+    }
+
+    /// Every parameter under its transformers name and shape, for saving.
+    pub fn export(&self) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        let embed = self.embed_tokens.weight.val();
+        let [v, d] = embed.dims();
+        out.push(NamedTensor {
+            name: "model.embed_tokens.weight".into(),
+            shape: vec![v, d],
+            values: host(embed.reshape([v * d])),
+        });
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            export_norm(
+                &mut out,
+                &format!("{p}.input_layernorm.weight"),
+                &layer.input_layernorm,
+            );
+            export_linear(
+                &mut out,
+                &format!("{p}.self_attn.q_proj"),
+                &layer.self_attn.q_proj,
+            );
+            export_linear(
+                &mut out,
+                &format!("{p}.self_attn.k_proj"),
+                &layer.self_attn.k_proj,
+            );
+            export_linear(
+                &mut out,
+                &format!("{p}.self_attn.v_proj"),
+                &layer.self_attn.v_proj,
+            );
+            export_linear(
+                &mut out,
+                &format!("{p}.self_attn.o_proj"),
+                &layer.self_attn.o_proj,
+            );
+            export_norm(
+                &mut out,
+                &format!("{p}.post_attention_layernorm.weight"),
+                &layer.post_attention_layernorm,
+            );
+            export_linear(
+                &mut out,
+                &format!("{p}.mlp.gate_proj"),
+                &layer.mlp.gate_proj,
+            );
+            export_linear(&mut out, &format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
+            export_linear(
+                &mut out,
+                &format!("{p}.mlp.down_proj"),
+                &layer.mlp.down_proj,
+            );
+        }
+        export_norm(&mut out, "model.norm.weight", &self.norm);
+        if let Some(head) = &self.lm_head {
+            export_linear(&mut out, "lm_head", head);
+        }
+        out
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// An empty KV cache for rows with the given left padding.
+    pub fn new_cache(&self, left_pad: Vec<usize>) -> KvCache {
+        KvCache::new(self.config.num_layers, left_pad)
+    }
+
+    /// Logits for every position of a batch of left-padded sequences (right padding needs no
+    /// mask: later positions never influence earlier ones).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]`; `left_pad`: one count per row (empty means no padding)
+    /// - returns `[batch, seq, vocab]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, left_pad: &[usize]) -> Result<Tensor<3>> {
+        let [b, _] = tokens.dims();
+        let pad = if left_pad.is_empty() {
+            vec![0; b]
+        } else {
+            left_pad.to_vec()
+        };
+        self.run(tokens, &pad, 0, None, LogitsFor::All)
+    }
+
+    /// Runs new tokens through the model, appending their keys and values to `cache`: the first
+    /// call is the prefill, later calls decode.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, new]` with `batch == cache.batch_size()`
+    /// - returns `[batch, new, vocab]`, or `[batch, 1, vocab]` with [`LogitsFor::Last`]
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: LogitsFor,
+    ) -> Result<Tensor<3>> {
+        let [b, _] = tokens.dims();
+        if b != cache.batch_size() {
+            return Err(Error::InvalidInput(format!(
+                "{b} rows of tokens for a cache of {} rows",
+                cache.batch_size()
+            )));
+        }
+        let pad = cache.left_pad().to_vec();
+        let start = cache.len();
+        self.run(tokens, &pad, start, Some(cache), logits)
+    }
+
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        left_pad: &[usize],
+        start: usize,
+        mut cache: Option<&mut KvCache>,
+        logits: LogitsFor,
+    ) -> Result<Tensor<3>> {
+        let [b, t] = tokens.dims();
+        let device = tokens.device();
+        let slots = start + t;
+        if left_pad.len() != b {
+            return Err(Error::InvalidInput(format!(
+                "{} left-padding counts for {b} rows",
+                left_pad.len()
+            )));
+        }
+        let longest = slots.saturating_sub(left_pad.iter().copied().min().unwrap_or(0));
+        if longest > self.config.max_position_embeddings {
+            return Err(Error::ContextOverflow {
+                len: longest,
+                max: self.config.max_position_embeddings,
+            });
+        }
+        // Row b, slot s holds position max(s - pad_b, 0); padding slots are never attended to.
+        let positions: Vec<usize> = (0..b)
+            .flat_map(|row| (start..slots).map(move |s| s.saturating_sub(left_pad[row])))
+            .collect();
+        let (cos, sin) = self.rope.tables(&positions, b, t, &device);
+        let mask = attention_mask(left_pad, start, t, self.config.num_heads, &device);
+
+        let mut x = self.embed_tokens.forward(tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn_cache = cache.as_deref_mut().map(|c| (c, i));
+            let h = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &cos,
+                &sin,
+                mask.as_ref(),
+                attn_cache,
+            );
+            x = x + h;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        if let Some(cache) = cache {
+            cache.advance(t);
+        }
+        let x = match logits {
+            LogitsFor::All => x,
+            LogitsFor::Last => x.narrow(1, t - 1, 1),
+        };
+        Ok(self.head(self.norm.forward(x)))
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, vocab]`
+    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                let [b, t, d] = x.dims();
+                let w = self.embed_tokens.weight.val().transpose(); // [hidden, vocab]
+                x.reshape([b * t, d])
+                    .matmul(w)
+                    .reshape([b, t, self.config.vocab_size])
+            }
+        }
+    }
+}
+
+/// The mask of query `i` (slot `start + i`) against key slot `j` of row `b`: masked when the key
+/// lies in the future or in the row's padding. `None` when nothing needs masking.
+///
+/// # Shapes
+/// - returns `[batch, heads, new, start + new]`
+fn attention_mask(
+    left_pad: &[usize],
+    start: usize,
+    new: usize,
+    heads: usize,
+    device: &Device,
+) -> Option<Tensor<4, Bool>> {
+    let padded = left_pad.iter().any(|&p| p > 0);
+    if new == 1 && !padded {
+        return None;
+    }
+    let (b, keys) = (left_pad.len(), start + new);
+    let mut data = Vec::with_capacity(b * new * keys);
+    for &pad in left_pad {
+        for i in 0..new {
+            data.extend((0..keys).map(|j| j > start + i || j < pad));
+        }
+    }
+    let mask = Tensor::<4, Bool>::from_data(TensorData::new(data, [b, 1, new, keys]), device);
+    Some(mask.expand([b, heads, new, keys]))
+}
