@@ -42,12 +42,19 @@ pub struct ThroughputStats {
 
 /// Reads a conformance JSONL file (`{"gold", "pred", "expected", ...}` per line).
 pub fn load_conformance(path: &Path) -> Result<Vec<ConformanceCase>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { file: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::MalformedLine { file: path.to_path_buf(), line: i + 1, message: e.to_string() })
+            serde_json::from_str(l).map_err(|e| Error::MalformedLine {
+                file: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
         })
         .collect()
 }
@@ -78,8 +85,16 @@ pub fn conformance_throughput(cases: &[ConformanceCase], min_time: Duration) -> 
         passes,
         verdicts,
         seconds,
-        verdicts_per_second: if seconds > 0.0 { verdicts as f64 / seconds } else { 0.0 },
-        agreement: if cases.is_empty() { 0.0 } else { agree as f64 / cases.len() as f64 },
+        verdicts_per_second: if seconds > 0.0 {
+            verdicts as f64 / seconds
+        } else {
+            0.0
+        },
+        agreement: if cases.is_empty() {
+            0.0
+        } else {
+            agree as f64 / cases.len() as f64
+        },
     }
 }
 
@@ -89,7 +104,11 @@ mod tests {
 
     #[test]
     fn measures() {
-        let cases = vec![ConformanceCase { gold: "1/2".into(), pred: "0.5".into(), expected: true }];
+        let cases = vec![ConformanceCase {
+            gold: "1/2".into(),
+            pred: "0.5".into(),
+            expected: true,
+        }];
         let s = conformance_throughput(&cases, Duration::from_millis(1));
         assert!(s.passes >= 1 && s.verdicts >= 1);
         assert_eq!(s.agreement, 1.0);

@@ -65,7 +65,11 @@ pub struct Record {
     pub problem: MathProblem,
 }
 
-fn pick<'a>(get: &dyn Fn(&str) -> Option<String>, mapped: &Option<String>, defaults: &[&'a str]) -> Option<String> {
+fn pick<'a>(
+    get: &dyn Fn(&str) -> Option<String>,
+    mapped: &Option<String>,
+    defaults: &[&'a str],
+) -> Option<String> {
     match mapped {
         Some(name) => get(name),
         None => defaults.iter().find_map(|n| get(n)),
@@ -83,14 +87,39 @@ fn scalar_string(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Builds a record from a column getter; `where_` names the line or row for errors.
-fn record(get: &dyn Fn(&str) -> Option<String>, columns: &ColumnMap, default_id: String) -> std::result::Result<Record, String> {
-    let problem = pick(get, &columns.problem, &PROBLEM_COLUMNS)
-        .ok_or_else(|| format!("no problem column (looked for {})", columns.problem.as_deref().map_or(PROBLEM_COLUMNS.join("/"), str::to_string)))?;
-    let answer = pick(get, &columns.answer, &ANSWER_COLUMNS)
-        .ok_or_else(|| format!("no answer column (looked for {})", columns.answer.as_deref().map_or(ANSWER_COLUMNS.join("/"), str::to_string)))?;
+fn record(
+    get: &dyn Fn(&str) -> Option<String>,
+    columns: &ColumnMap,
+    default_id: String,
+) -> std::result::Result<Record, String> {
+    let problem = pick(get, &columns.problem, &PROBLEM_COLUMNS).ok_or_else(|| {
+        format!(
+            "no problem column (looked for {})",
+            columns
+                .problem
+                .as_deref()
+                .map_or(PROBLEM_COLUMNS.join("/"), str::to_string)
+        )
+    })?;
+    let answer = pick(get, &columns.answer, &ANSWER_COLUMNS).ok_or_else(|| {
+        format!(
+            "no answer column (looked for {})",
+            columns
+                .answer
+                .as_deref()
+                .map_or(ANSWER_COLUMNS.join("/"), str::to_string)
+        )
+    })?;
     let solution = pick(get, &columns.solution, &SOLUTION_COLUMNS).filter(|s| *s != answer);
     let id = pick(get, &columns.id, &ID_COLUMNS).unwrap_or(default_id);
-    Ok(Record { id, problem: MathProblem { problem, answer, solution } })
+    Ok(Record {
+        id,
+        problem: MathProblem {
+            problem,
+            answer,
+            solution,
+        },
+    })
 }
 
 /// Streams the records of a JSONL file (one JSON object per line; blank lines are skipped).
@@ -107,7 +136,14 @@ pub struct JsonlRecords<R> {
 impl<R: BufRead> JsonlRecords<R> {
     /// Reads records from `reader`; `file` names it in errors.
     pub fn new(reader: R, file: impl Into<PathBuf>, options: LoadOptions) -> Self {
-        Self { reader, file: file.into(), line: 0, options, skipped: Vec::new(), done: false }
+        Self {
+            reader,
+            file: file.into(),
+            line: 0,
+            options,
+            skipped: Vec::new(),
+            done: false,
+        }
     }
 }
 
@@ -127,21 +163,33 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 Ok(_) => {}
                 Err(source) => {
                     self.done = true;
-                    return Some(Err(Error::Io { file: self.file.clone(), source }));
+                    return Some(Err(Error::Io {
+                        file: self.file.clone(),
+                        source,
+                    }));
                 }
             }
             if buf.trim().is_empty() {
                 continue;
             }
-            let name = self.file.file_name().map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
-            let parsed = serde_json::from_str::<serde_json::Value>(&buf).map_err(|e| e.to_string()).and_then(|v| {
-                let get = |k: &str| v.get(k).and_then(scalar_string);
-                record(&get, &self.options.columns, format!("{name}:{}", self.line))
-            });
+            let name = self
+                .file
+                .file_name()
+                .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
+            let parsed = serde_json::from_str::<serde_json::Value>(&buf)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    let get = |k: &str| v.get(k).and_then(scalar_string);
+                    record(&get, &self.options.columns, format!("{name}:{}", self.line))
+                });
             match parsed {
                 Ok(r) => return Some(Ok(r)),
                 Err(message) => {
-                    let err = Error::MalformedLine { file: self.file.clone(), line: self.line, message };
+                    let err = Error::MalformedLine {
+                        file: self.file.clone(),
+                        line: self.line,
+                        message,
+                    };
                     match self.options.on_error {
                         OnError::Stop => {
                             self.done = true;
@@ -161,7 +209,10 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
 
 /// Opens a JSONL file as a stream of records.
 pub fn read_jsonl(path: &Path, options: &LoadOptions) -> Result<JsonlRecords<BufReader<File>>> {
-    let f = File::open(path).map_err(|source| Error::Io { file: path.to_path_buf(), source })?;
+    let f = File::open(path).map_err(|source| Error::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
     Ok(JsonlRecords::new(BufReader::new(f), path, options.clone()))
 }
 
@@ -171,33 +222,52 @@ pub fn read_parquet(path: &Path, options: &LoadOptions) -> Result<(Vec<Record>, 
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
 
-    let perr = |e: parquet::errors::ParquetError| Error::Parquet { file: path.to_path_buf(), message: e.to_string() };
-    let f = File::open(path).map_err(|source| Error::Io { file: path.to_path_buf(), source })?;
+    let perr = |e: parquet::errors::ParquetError| Error::Parquet {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let f = File::open(path).map_err(|source| Error::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
     let reader = SerializedFileReader::new(f).map_err(perr)?;
-    let name = path.file_name().map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
         let row_number = i + 1;
         let row = match row {
             Ok(r) => r,
-            Err(e) => return Err(Error::Parquet { file: path.to_path_buf(), message: format!("row {row_number}: {e}") }),
+            Err(e) => {
+                return Err(Error::Parquet {
+                    file: path.to_path_buf(),
+                    message: format!("row {row_number}: {e}"),
+                });
+            }
         };
         let get = |k: &str| {
-            row.get_column_iter().find(|(n, _)| n.as_str() == k).and_then(|(_, f)| match f {
-                Field::Str(s) => Some(s.clone()),
-                Field::Int(v) => Some(v.to_string()),
-                Field::Long(v) => Some(v.to_string()),
-                Field::Double(v) => Some(v.to_string()),
-                Field::Float(v) => Some(v.to_string()),
-                Field::Bool(v) => Some(v.to_string()),
-                _ => None,
-            })
+            row.get_column_iter()
+                .find(|(n, _)| n.as_str() == k)
+                .and_then(|(_, f)| match f {
+                    Field::Str(s) => Some(s.clone()),
+                    Field::Int(v) => Some(v.to_string()),
+                    Field::Long(v) => Some(v.to_string()),
+                    Field::Double(v) => Some(v.to_string()),
+                    Field::Float(v) => Some(v.to_string()),
+                    Field::Bool(v) => Some(v.to_string()),
+                    _ => None,
+                })
         };
         match record(&get, &options.columns, format!("{name}:{row_number}")) {
             Ok(r) => out.push(r),
             Err(message) => {
-                let err = Error::MalformedLine { file: path.to_path_buf(), line: row_number, message };
+                let err = Error::MalformedLine {
+                    file: path.to_path_buf(),
+                    line: row_number,
+                    message,
+                };
                 match options.on_error {
                     OnError::Stop => return Err(err),
                     OnError::Skip => {
@@ -214,7 +284,11 @@ pub fn read_parquet(path: &Path, options: &LoadOptions) -> Result<(Vec<Record>, 
 /// Loads a `.jsonl` / `.json` or `.parquet` file (by extension). Returns the records and the
 /// malformed lines skipped.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<(Vec<Record>, Vec<Error>)> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext == "parquet" {
         return read_parquet(path, options);
     }
@@ -246,12 +320,22 @@ pub fn split_of(problem_text: &str, seed: u64, test_fraction: f64) -> Split {
         h = splitmix(h ^ u64::from_le_bytes(w));
     }
     let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-    if u < test_fraction { Split::Test } else { Split::Train }
+    if u < test_fraction {
+        Split::Test
+    } else {
+        Split::Train
+    }
 }
 
 /// Splits records into (train, test) with [`split_of`].
-pub fn train_test_split(records: Vec<Record>, seed: u64, test_fraction: f64) -> (Vec<Record>, Vec<Record>) {
-    records.into_iter().partition(|r| split_of(&r.problem.problem, seed, test_fraction) == Split::Train)
+pub fn train_test_split(
+    records: Vec<Record>,
+    seed: u64,
+    test_fraction: f64,
+) -> (Vec<Record>, Vec<Record>) {
+    records
+        .into_iter()
+        .partition(|r| split_of(&r.problem.problem, seed, test_fraction) == Split::Train)
 }
 
 #[cfg(test)]
@@ -262,14 +346,21 @@ mod tests {
     #[test]
     fn jsonl_with_hf_columns_and_errors() {
         let text = "{\"question\": \"1+1?\", \"ground_truth\": 2}\nnot json\n\n{\"prompt\": \"p\"}\n{\"problem\": \"q\", \"answer\": \"3\"}\n";
-        let opts = LoadOptions { on_error: OnError::Skip, ..Default::default() };
+        let opts = LoadOptions {
+            on_error: OnError::Skip,
+            ..Default::default()
+        };
         let mut it = JsonlRecords::new(Cursor::new(text), "data.jsonl", opts);
         let recs: Vec<Record> = it.by_ref().map(|r| r.unwrap()).collect();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].problem.answer, "2");
         assert_eq!(recs[0].id, "data.jsonl:1");
         assert_eq!(it.skipped.len(), 2);
-        assert!(it.skipped[0].to_string().starts_with("data.jsonl:2:"), "{}", it.skipped[0]);
+        assert!(
+            it.skipped[0].to_string().starts_with("data.jsonl:2:"),
+            "{}",
+            it.skipped[0]
+        );
         assert!(it.skipped[1].to_string().starts_with("data.jsonl:4:"));
 
         let mut stop = JsonlRecords::new(Cursor::new(text), "data.jsonl", LoadOptions::default());
@@ -281,9 +372,21 @@ mod tests {
     #[test]
     fn column_mapping() {
         let text = "{\"q\": \"x\", \"a\": \"1\"}\n";
-        let columns = ColumnMap { problem: Some("q".into()), answer: Some("a".into()), ..Default::default() };
-        let recs: Vec<Record> =
-            JsonlRecords::new(Cursor::new(text), "f", LoadOptions { columns, ..Default::default() }).map(|r| r.unwrap()).collect();
+        let columns = ColumnMap {
+            problem: Some("q".into()),
+            answer: Some("a".into()),
+            ..Default::default()
+        };
+        let recs: Vec<Record> = JsonlRecords::new(
+            Cursor::new(text),
+            "f",
+            LoadOptions {
+                columns,
+                ..Default::default()
+            },
+        )
+        .map(|r| r.unwrap())
+        .collect();
         assert_eq!(recs[0].problem.problem, "x");
     }
 

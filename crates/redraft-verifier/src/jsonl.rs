@@ -46,7 +46,11 @@ pub struct Summary {
 impl Summary {
     /// Mean reward over the verdicts (0 when there are none).
     pub fn mean_reward(&self) -> f64 {
-        if self.verified == 0 { 0.0 } else { self.reward_sum / self.verified as f64 }
+        if self.verified == 0 {
+            0.0
+        } else {
+            self.reward_sum / self.verified as f64
+        }
     }
 }
 
@@ -59,28 +63,47 @@ fn text_field(v: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 /// The verdict for one parsed input line.
-fn verdict_for(v: &serde_json::Value, options: &VerifyOptions) -> std::result::Result<Verdict, String> {
+fn verdict_for(
+    v: &serde_json::Value,
+    options: &VerifyOptions,
+) -> std::result::Result<Verdict, String> {
     if let (Some(gold), Some(pred)) = (text_field(v, "gold"), text_field(v, "pred")) {
         return Ok(check_math(&gold, &pred, &options.math));
     }
-    let response = text_field(v, "response").ok_or("missing \"response\" (or \"gold\" and \"pred\")")?;
+    let response =
+        text_field(v, "response").ok_or("missing \"response\" (or \"gold\" and \"pred\")")?;
     if v.get("task").is_some() {
         let mut tagged = serde_json::Map::new();
         tagged.insert("task".into(), v["task"].clone());
-        tagged.insert("problem".into(), v.get("problem").cloned().unwrap_or(serde_json::Value::Null));
-        let problem: Problem = serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|e| format!("bad problem: {e}"))?;
+        tagged.insert(
+            "problem".into(),
+            v.get("problem").cloned().unwrap_or(serde_json::Value::Null),
+        );
+        let problem: Problem = serde_json::from_value(serde_json::Value::Object(tagged))
+            .map_err(|e| format!("bad problem: {e}"))?;
         return Ok(problem.verify_with(&response, &options.math));
     }
     if let (Some(problem), Some(answer)) = (text_field(v, "problem"), text_field(v, "answer")) {
-        let p = Problem::Math(MathProblem { problem, answer, solution: None });
+        let p = Problem::Math(MathProblem {
+            problem,
+            answer,
+            solution: None,
+        });
         return Ok(p.verify_with(&response, &options.math));
     }
     Err("expected {\"gold\", \"pred\"} or {\"task\", \"problem\", \"response\"}".into())
 }
 
 /// Verifies every line of `reader`, writing one JSON verdict per line to `writer`.
-pub fn verify_jsonl(reader: impl BufRead, mut writer: impl Write, options: &VerifyOptions) -> Result<Summary> {
-    let io_err = |source| Error::Io { file: options.file.clone(), source };
+pub fn verify_jsonl(
+    reader: impl BufRead,
+    mut writer: impl Write,
+    options: &VerifyOptions,
+) -> Result<Summary> {
+    let io_err = |source| Error::Io {
+        file: options.file.clone(),
+        source,
+    };
     let mut summary = Summary::default();
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(io_err)?;
@@ -101,7 +124,11 @@ pub fn verify_jsonl(reader: impl BufRead, mut writer: impl Write, options: &Veri
                 obj
             }
             Err(message) => {
-                let err = Error::MalformedLine { file: options.file.clone(), line: i + 1, message };
+                let err = Error::MalformedLine {
+                    file: options.file.clone(),
+                    line: i + 1,
+                    message,
+                };
                 if options.on_error == OnError::Stop {
                     return Err(err);
                 }
@@ -125,14 +152,20 @@ pub fn generate_jsonl(
     count: usize,
     difficulty: &Difficulty,
 ) -> Result<usize> {
-    let io_err = |source| Error::Io { file: PathBuf::from("-"), source };
+    let io_err = |source| Error::Io {
+        file: PathBuf::from("-"),
+        source,
+    };
     for i in 0..count as u64 {
         let p = family.generate_one(seed, i, difficulty)?;
         let mut obj = serde_json::to_value(&p).unwrap_or_default();
         if let Some(map) = obj.as_object_mut() {
             map.insert("id".into(), format!("{family}-{seed}-{i}").into());
             map.insert("prompt".into(), p.prompt().into());
-            map.insert("chat".into(), serde_json::to_value(p.chat()).unwrap_or_default());
+            map.insert(
+                "chat".into(),
+                serde_json::to_value(p.chat()).unwrap_or_default(),
+            );
             map.insert("solution".into(), p.solution().into());
         }
         writeln!(writer, "{obj}").map_err(io_err)?;
@@ -167,23 +200,45 @@ mod tests {
             "garbage\n",
         );
         let mut out = Vec::new();
-        let opts = VerifyOptions { on_error: OnError::Skip, file: "in.jsonl".into(), ..Default::default() };
+        let opts = VerifyOptions {
+            on_error: OnError::Skip,
+            file: "in.jsonl".into(),
+            ..Default::default()
+        };
         let s = verify_jsonl(input.as_bytes(), &mut out, &opts).unwrap();
         assert_eq!((s.verified, s.correct, s.malformed), (2, 2, 1));
-        let lines: Vec<serde_json::Value> =
-            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["correct"], true);
         assert_eq!(lines[0]["id"], 7);
         assert_eq!(lines[1]["diagnosis"]["kind"], "correct");
-        assert!(lines[2]["error"].as_str().unwrap().starts_with("in.jsonl:3:"));
+        assert!(
+            lines[2]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("in.jsonl:3:")
+        );
 
-        let err = verify_jsonl(input.as_bytes(), Vec::new(), &VerifyOptions { file: "in.jsonl".into(), ..Default::default() });
+        let err = verify_jsonl(
+            input.as_bytes(),
+            Vec::new(),
+            &VerifyOptions {
+                file: "in.jsonl".into(),
+                ..Default::default()
+            },
+        );
         assert!(err.unwrap_err().to_string().starts_with("in.jsonl:3:"));
     }
 
     #[test]
     fn generated_lines_round_trip_and_verify() {
-        for family in TaskFamily::ALL.into_iter().filter(|f| *f != TaskFamily::Math) {
+        for family in TaskFamily::ALL
+            .into_iter()
+            .filter(|f| *f != TaskFamily::Math)
+        {
             let mut out = Vec::new();
             generate_jsonl(&mut out, family, 3, 2, &Difficulty::default()).unwrap();
             for line in String::from_utf8(out).unwrap().lines() {

@@ -442,9 +442,10 @@ fn eq_inner(g: &Expr, p: &Expr, budget: &mut Budget) -> Result<bool, Limit> {
             let set_like = |o: char| o == ' ' || o == '{';
             if set_like(*go) && set_like(*po) {
                 unordered(gi, pi, budget)
-            } else if (*go == ' ' || *po == ' ') && !(*go == '{' || *po == '{') {
-                ordered(gi, pi, budget)
-            } else if go == po && gc == pc {
+            } else if ((*go == ' ' || *po == ' ') && !(*go == '{' || *po == '{'))
+                || (go == po && gc == pc)
+            {
+                // A bare list matches a tuple in order; brackets must otherwise agree.
                 ordered(gi, pi, budget)
             } else {
                 Ok(false)

@@ -147,13 +147,13 @@ fn pow(base: Num, exp: Num, budget: &mut Budget) -> Result<Num, EvalError> {
             if b.is_zero() || b.is_one() {
                 return Ok(Num::Q(b.clone()));
             }
-            if let Some(k) = e_int.abs().to_u64() {
-                if bits(b).saturating_mul(k) <= MAX_BITS {
-                    budget.spend(1 + bits(b).saturating_mul(k) / 64)?;
-                    let r = num_traits::pow(b.clone(), k as usize);
-                    let r = if e_int.is_negative() { r.recip() } else { r };
-                    return exact(r, budget);
-                }
+            if let Some(k) = e_int.abs().to_u64()
+                && bits(b).saturating_mul(k) <= MAX_BITS
+            {
+                budget.spend(1 + bits(b).saturating_mul(k) / 64)?;
+                let r = num_traits::pow(b.clone(), k as usize);
+                let r = if e_int.is_negative() { r.recip() } else { r };
+                return exact(r, budget);
             }
         } else if e.denom() <= &BigInt::from(12) && !b.is_negative() {
             // Rational exponent p/q: exact when the q-th roots are integers.

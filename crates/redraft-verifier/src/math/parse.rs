@@ -406,20 +406,20 @@ impl Parser<'_> {
 
     fn term(&mut self, stops: &[char]) -> Result<Expr, ParseError> {
         self.budget.enter()?;
-        let mut acc = self.unary(stops)?;
+        let mut acc = self.unary()?;
         loop {
             self.budget.step()?;
             if self.eat_punct('*') || self.is_cmd("cdot") || self.is_cmd("times") {
                 if matches!(self.peek(), Some(Tok::Cmd(_))) {
                     self.pos += 1;
                 }
-                let rhs = self.unary(stops)?;
+                let rhs = self.unary()?;
                 acc = mul(acc, rhs);
             } else if self.eat_punct('/') || self.eat_punct(':') || self.is_cmd("div") {
                 if self.is_cmd("div") {
                     self.pos += 1;
                 }
-                let rhs = self.unary(stops)?;
+                let rhs = self.unary()?;
                 acc = Expr::Div(Box::new(acc), Box::new(rhs));
             } else if self.starts_factor() && !self.at_stop(stops) {
                 let rhs = self.power()?;
@@ -432,12 +432,12 @@ impl Parser<'_> {
         Ok(acc)
     }
 
-    fn unary(&mut self, stops: &[char]) -> Result<Expr, ParseError> {
+    fn unary(&mut self) -> Result<Expr, ParseError> {
         self.budget.enter()?;
         let e = if self.eat_punct('-') {
-            Expr::Neg(Box::new(self.unary(stops)?))
+            Expr::Neg(Box::new(self.unary()?))
         } else if self.eat_punct('+') {
-            self.unary(stops)?
+            self.unary()?
         } else {
             self.power()?
         };

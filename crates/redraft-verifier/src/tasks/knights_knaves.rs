@@ -270,7 +270,7 @@ impl KnightsKnavesProblem {
         while i <= b.len() {
             let sep = if i == b.len() || matches!(b[i], b',' | b';' | b'.' | b'\n') {
                 1
-            } else if lower[i..].starts_with(" and ") {
+            } else if b[i..].starts_with(b" and ") {
                 5
             } else {
                 0
