@@ -177,7 +177,7 @@ fn looks_like_bare_answer(text: &str) -> bool {
             i += 1;
         }
     }
-    words <= 2
+    words <= 1
 }
 
 fn find_answer_tag(text: &str) -> Option<Piece> {

@@ -30,6 +30,9 @@ pub struct MathOptions {
     pub max_answer_bytes: usize,
     /// The longest response, in bytes; longer responses are "too large".
     pub max_response_bytes: usize,
+    /// Require a marked answer (`\boxed{}`, `<answer>`, "the final answer is"): a bare number or
+    /// math segment in running text is then a bad-format verdict.
+    pub require_marked_answer: bool,
 }
 
 impl Default for MathOptions {
@@ -39,6 +42,7 @@ impl Default for MathOptions {
             time_limit_ms: 200,
             max_answer_bytes: 4096,
             max_response_bytes: 1 << 20,
+            require_marked_answer: false,
         }
     }
 }
@@ -106,6 +110,24 @@ pub fn check_math_prepared(gold: &Gold, response: &str, options: &MathOptions) -
             "no final answer found (expected \\boxed{...}, <answer>...</answer>, or a final number)",
         ));
     };
+    let marked = matches!(
+        found.source,
+        extract::Source::AnswerTag | extract::Source::Boxed | extract::Source::FinalAnswer
+    );
+    if options.require_marked_answer && !marked {
+        return Verdict::malformed(
+            Diagnosis::new(
+                DiagnosisKind::BadFormat,
+                "the answer is not marked (expected \\boxed{...} or <answer>...</answer>)",
+            )
+            .with_first_error(FirstError {
+                step: 0,
+                span: found.span.clone(),
+                expected: "a marked final answer".into(),
+                found: found.text.clone(),
+            }),
+        );
+    }
     if found.text.len() > options.max_answer_bytes
         || gold.normalized.len() > options.max_answer_bytes
     {
@@ -162,4 +184,35 @@ pub fn check_math_prepared(gold: &Gold, response: &str, options: &MathOptions) -
 /// Whether `pred` is equivalent to `gold` (both may be whole responses).
 pub fn math_equivalent(gold: &str, pred: &str) -> bool {
     check_math(gold, pred, &MathOptions::default()).correct
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_kinds() {
+        let o = MathOptions::default();
+        assert!(check_math("1/2", "so \\boxed{0.5}", &o).correct);
+        let v = check_math("1/2", "so \\boxed{0.6}", &o);
+        assert_eq!(v.diagnosis.kind, DiagnosisKind::WrongAnswer);
+        assert_eq!(
+            v.diagnosis.first_error.as_ref().map(|e| e.found.as_str()),
+            Some("0.6")
+        );
+        assert_eq!(
+            check_math("1/2", "no idea", &o).diagnosis.kind,
+            DiagnosisKind::NoAnswer
+        );
+        let strict = MathOptions {
+            require_marked_answer: true,
+            ..o.clone()
+        };
+        assert_eq!(
+            check_math("2", "it is 2", &strict).diagnosis.kind,
+            DiagnosisKind::BadFormat
+        );
+        assert!(check_math("2", "it is 2", &o).correct);
+        assert!(check_math("2", "it is \\boxed{2}", &strict).correct);
+    }
 }

@@ -56,7 +56,7 @@ impl ShortestPathProblem {
     /// Distance from every cell to `G` (`usize::MAX` when unreachable).
     pub fn distances_to_goal(&self) -> Vec<Vec<usize>> {
         let h = self.grid.len();
-        let w = self.grid.first().map_or(0, String::len);
+        let w = self.grid.iter().map(String::len).max().unwrap_or(0);
         let mut dist = vec![vec![usize::MAX; w]; h];
         let Some((gr, gc)) = self.find(b'G') else {
             return dist;
@@ -199,7 +199,7 @@ impl ShortestPathProblem {
                 _ => {}
             }
             if first_detour.is_none()
-                && dist[nr as usize][nc as usize] + 1 != dist[r as usize][c as usize]
+                && dist[nr as usize][nc as usize].saturating_add(1) != dist[r as usize][c as usize]
             {
                 first_detour = Some(FirstError {
                     step,
@@ -315,5 +315,13 @@ mod tests {
             p.verify("<answer>RR</answer>").diagnosis.kind,
             DiagnosisKind::WrongAnswer
         );
+        // User-supplied grids may be ragged or have no route: still a verdict.
+        let odd = ShortestPathProblem {
+            grid: vec!["S".into(), "..#..G".into()],
+            shortest: 3,
+            format: AnswerFormat::Tag,
+        };
+        assert!(!odd.verify("<answer>DRRRR</answer>").correct);
+        assert!(!odd.verify("<answer>DR</answer>").correct);
     }
 }
