@@ -4,7 +4,7 @@
 //! built-in task families ([`tasks`]), each with a seeded generator, a reference solution, a
 //! verifier with partial credit and a diagnosis of the first error. [`dataset`] loads problems
 //! from JSONL and Parquet; [`jsonl`] holds the logic of `redraft verify` and
-//! `redraft tasks generate`; [`bench`] measures throughput.
+//! `redraft tasks generate`; [`mod@bench`] measures throughput.
 //!
 //! Invariants: a wrong or malformed answer is a [`Verdict`], never an `Err`; no input panics;
 //! every check runs under a [`budget::Budget`] that really cancels it.

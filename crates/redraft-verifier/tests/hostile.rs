@@ -9,6 +9,13 @@ use redraft_verifier::{DiagnosisKind, Verdict};
 fn timed(gold: &str, pred: &str) -> Verdict {
     let start = Instant::now();
     let v = check_math(gold, pred, &MathOptions::default());
+    let head: String = pred.chars().take(30).collect();
+    println!(
+        "{:?} for {head:?}... ({} bytes): {:?}",
+        start.elapsed(),
+        pred.len(),
+        v.diagnosis.kind
+    );
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "took {:?}",

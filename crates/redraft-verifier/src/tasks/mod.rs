@@ -14,6 +14,7 @@ pub mod arithmetic;
 pub mod binary_matrix;
 pub mod countdown;
 pub mod knights_knaves;
+pub mod mix;
 pub mod shortest_path;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use answer::AnswerFormat;
+pub use mix::{TaskMix, TaskSpec};
 
 use crate::error::{Error, Result};
 use crate::math::MathOptions;
@@ -144,10 +146,37 @@ pub(crate) fn splitmix(mut x: u64) -> u64 {
 
 /// Difficulty knobs: `name=value` pairs such as `digits=3,op=mul`; a bare number sets `level`.
 /// Each family documents its knobs and their defaults; unknown knobs are rejected.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// In JSON or TOML it is a map whose values may be strings, integers or booleans
+/// (`{digits = 3, op = "mul"}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Difficulty {
     knobs: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for Difficulty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Knob {
+            Int(u64),
+            Bool(bool),
+            Str(String),
+        }
+        let raw = BTreeMap::<String, Knob>::deserialize(d)?;
+        let knobs = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Knob::Int(i) => i.to_string(),
+                    Knob::Bool(b) => b.to_string(),
+                    Knob::Str(s) => s,
+                };
+                (k, v)
+            })
+            .collect();
+        Ok(Self { knobs })
+    }
 }
 
 impl Difficulty {
@@ -377,6 +406,13 @@ mod tests {
                 format!("\"{}\"", f.name())
             );
         }
+    }
+
+    #[test]
+    fn difficulty_deserializes_numbers_and_strings() {
+        let d: Difficulty =
+            serde_json::from_str(r#"{"digits": 3, "op": "mul", "x": true}"#).unwrap();
+        assert_eq!(d, "digits=3,op=mul,x=true".parse().unwrap());
     }
 
     #[test]
