@@ -30,7 +30,7 @@ impl AnswerFormat {
     pub fn instruction(self) -> &'static str {
         match self {
             AnswerFormat::Tag => "Write the final answer inside <answer></answer> tags.",
-            AnswerFormat::Boxed => "Write the final answer inside \\boxed{}.",
+            AnswerFormat::Boxed => "Put your final answer in \\boxed{} format.",
         }
     }
 }

@@ -255,52 +255,71 @@ impl KnightsKnavesProblem {
         s
     }
 
+    /// What an answer claims about each inhabitant, with the claim's byte range in `text`.
+    ///
+    /// Every mention of a name claims the first "knight" / "knave" before the next mention;
+    /// a mention followed only by a connector ("Alice and Bob are knights") takes the next
+    /// mention's role. Handles `Alice is a knight, Bob is a knave` and
+    /// `(1) Alice is a knave (2) Bob is a knight`.
+    fn read_claims(&self, text: &str) -> Vec<Option<(bool, (usize, usize))>> {
+        let lower = text.to_ascii_lowercase();
+        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = lower.as_bytes();
+        let mut mentions: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, person)
+        for (p, name) in self.names.iter().enumerate() {
+            let name = name.to_ascii_lowercase();
+            if name.is_empty() {
+                continue;
+            }
+            let mut from = 0;
+            while let Some(off) = lower[from..].find(&name) {
+                let (st, en) = (from + off, from + off + name.len());
+                let before_ok = st == 0 || !is_word(bytes[st - 1]);
+                let after_ok = en == bytes.len() || !is_word(bytes[en]);
+                if before_ok && after_ok {
+                    mentions.push((st, en, p));
+                }
+                from = en;
+            }
+        }
+        mentions.sort_unstable();
+        let mut claimed: Vec<Option<(bool, (usize, usize))>> = vec![None; self.names.len()];
+        let mut carried: Option<bool> = None;
+        for i in (0..mentions.len()).rev() {
+            let (st, en, p) = mentions[i];
+            let stop = mentions.get(i + 1).map_or(lower.len(), |m| m.0);
+            let window = &lower[en..stop];
+            let role = match (window.find("knight"), window.find("knave")) {
+                (Some(a), Some(b)) => Some(a < b),
+                (Some(_), None) => Some(true),
+                (None, Some(_)) => Some(false),
+                (None, None) => {
+                    let connector = window
+                        .trim()
+                        .trim_matches(|c: char| c == ',' || c == '&' || c.is_whitespace());
+                    if matches!(connector, "" | "and") {
+                        carried
+                    } else {
+                        None
+                    }
+                }
+            };
+            carried = role;
+            if let Some(r) = role {
+                // Earlier mentions overwrite later ones: the first mention with a role wins.
+                claimed[p] = Some((r, (st, stop)));
+            }
+        }
+        claimed
+    }
+
     /// Verifies a response.
     pub fn verify(&self, response: &str) -> Verdict {
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
             Err(v) => return v,
         };
-        let lower = text.to_ascii_lowercase();
-        // Clauses split at , ; . newlines and " and ".
-        let mut clauses: Vec<(usize, usize)> = Vec::new();
-        let mut start = 0;
-        let b = lower.as_bytes();
-        let mut i = 0;
-        while i <= b.len() {
-            let sep = if i == b.len() || matches!(b[i], b',' | b';' | b'.' | b'\n') {
-                1
-            } else if b[i..].starts_with(b" and ") {
-                5
-            } else {
-                0
-            };
-            if sep > 0 {
-                clauses.push((start, i));
-                start = i + sep;
-                i += sep;
-            } else {
-                i += 1;
-            }
-        }
-        let mut claimed: Vec<Option<(bool, (usize, usize))>> = vec![None; self.names.len()];
-        for (cs, ce) in clauses {
-            let c = &lower[cs..ce];
-            let role = if c.contains("knave") {
-                false
-            } else if c.contains("knight") {
-                true
-            } else {
-                continue;
-            };
-            for (p, name) in self.names.iter().enumerate() {
-                let name = name.to_ascii_lowercase();
-                let has = c.split(|ch: char| !ch.is_alphanumeric()).any(|w| w == name);
-                if has && claimed[p].is_none() {
-                    claimed[p] = Some((role, (cs, ce)));
-                }
-            }
-        }
+        let claimed = self.read_claims(text);
         if claimed.iter().all(Option::is_none) {
             return Verdict::malformed(Diagnosis::new(
                 DiagnosisKind::BadFormat,
@@ -374,5 +393,31 @@ mod tests {
         assert!(!v.correct);
         assert_eq!(v.diagnosis.first_error.unwrap().step, 0);
         assert!(v.reward > 0.0 && v.reward < 1.0);
+    }
+
+    #[test]
+    fn reads_answer_styles() {
+        let p = KnightsKnavesProblem {
+            names: vec!["Zoey".into(), "Oliver".into(), "Ann".into()],
+            statements: vec![],
+            knights: vec![false, true, true],
+            format: AnswerFormat::Boxed,
+        };
+        for answer in [
+            "Zoey is a knave, Oliver is a knight, Ann is a knight",
+            "(1) Zoey is a knave (2) Oliver is a knight (3) Ann is a knight",
+            "Oliver and Ann are knights, while Zoey is a knave",
+            "Zoey: knave; Oliver: knight; Ann: knight",
+        ] {
+            assert!(
+                p.verify(&format!("\\boxed{{{answer}}}")).correct,
+                "{answer}"
+            );
+        }
+        let v =
+            p.verify("\\boxed{(1) Zoey is a knight (2) Oliver is a knight (3) Ann is a knight}");
+        assert!(!v.correct);
+        let e = v.diagnosis.first_error.unwrap();
+        assert_eq!((e.step, e.found.as_str()), (0, "Zoey is a knight"));
     }
 }

@@ -343,7 +343,11 @@ impl Problem {
     /// out.
     pub fn chat(&self) -> Vec<ChatMessage> {
         let content = match self {
-            Problem::Math(m) => format!("{}\n\n{}", m.problem, AnswerFormat::Boxed.instruction()),
+            // RLTF's turn-0 suffix.
+            Problem::Math(m) => format!(
+                "{} Let's think step by step and output the final answer within \\boxed{{}}.",
+                m.problem.trim_end()
+            ),
             Problem::Arithmetic(p) => p.chat_prompt(),
             Problem::Countdown(p) => p.chat_prompt(),
             Problem::KnightsKnaves(p) => p.chat_prompt(),
