@@ -105,12 +105,22 @@ pub fn verify_jsonl(
         source,
     };
     let mut summary = Summary::default();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(io_err)?;
-        if line.trim().is_empty() {
+    let mut reader = reader;
+    let mut buf = Vec::new();
+    let mut i = 0;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
+            break;
+        }
+        i += 1;
+        let line = std::str::from_utf8(&buf).map_err(|e| format!("not UTF-8: {e}"));
+        if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
-        let parsed = serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string());
+        let i = i - 1;
+        let parsed = line
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).map_err(|e| e.to_string()));
         let result = parsed.and_then(|v| verdict_for(&v, options).map(|verdict| (v, verdict)));
         let out = match result {
             Ok((v, verdict)) => {
@@ -199,6 +209,15 @@ mod tests {
             "{\"task\": \"arithmetic\", \"problem\": {\"a\": 2, \"b\": 3, \"op\": \"add\"}, \"response\": \"<answer>5</answer>\"}\n",
             "garbage\n",
         );
+        let mut with_bad_utf8 = input.as_bytes().to_vec();
+        with_bad_utf8.extend_from_slice(b"\xff\xfe\n");
+        let opts_skip = VerifyOptions {
+            on_error: OnError::Skip,
+            file: "in.jsonl".into(),
+            ..Default::default()
+        };
+        let s = verify_jsonl(&with_bad_utf8[..], Vec::new(), &opts_skip).unwrap();
+        assert_eq!(s.malformed, 2);
         let mut out = Vec::new();
         let opts = VerifyOptions {
             on_error: OnError::Skip,

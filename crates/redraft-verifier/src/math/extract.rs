@@ -1,13 +1,24 @@
 //! Answer extraction: finds the final answer in a free-form response.
 //!
 //! Priority, highest first: an `<answer>...</answer>` tag, "the final answer is ...", the last
-//! `\boxed{...}` / `\fbox{...}` (nested braces allowed), then the last math segment (`$...$`,
+//! `\boxed{...}` / `\fbox{...}` (nested braces allowed), a multiple-choice letter after "answer is" /
+//! "option", then the last math segment (`$...$`,
 //! `$$...$$`, `\(...\)`, `\[...\]`) or plain number, whichever comes later. Several boxes or
 //! segments separated only by connectors ("and", "or", commas) are joined into one list answer:
 //! `\boxed{1} and \boxed{2}` extracts as `1, 2`. A short response that looks like a bare
 //! expression (`10/9`, `28 percent`) is taken whole.
 
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(?i:answer|option|choice)\s*(?i:is|:)?\s*(?i:option\s*)?\(?([A-E])\)?(?:[\s.,;!]|$)",
+    )
+    .expect("valid regex")
+});
 
 /// Where an extracted answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +33,8 @@ pub enum Source {
     Math,
     /// A plain number in running text.
     Number,
+    /// A multiple-choice letter after "answer is" / "option".
+    Choice,
     /// The whole (short) response.
     Whole,
 }
@@ -59,6 +72,9 @@ pub fn extract_answer(text: &str) -> Option<Extracted> {
     let boxed = find_boxed(text);
     if !boxed.is_empty() {
         return Some(join_last(text, &boxed, Source::Boxed));
+    }
+    if let Some(e) = find_choice(text) {
+        return Some(e);
     }
     if looks_like_bare_answer(text) {
         let start = text.len() - text.trim_start().len();
@@ -178,6 +194,17 @@ fn looks_like_bare_answer(text: &str) -> bool {
         }
     }
     words <= 1
+}
+
+/// "The answer is (B)": the last multiple-choice letter after "answer", "option" or "choice".
+fn find_choice(text: &str) -> Option<Extracted> {
+    let c = CHOICE.captures_iter(text).last()?;
+    let m = c.get(1)?;
+    Some(Extracted {
+        text: m.as_str().to_string(),
+        span: m.range(),
+        source: Source::Choice,
+    })
 }
 
 fn find_answer_tag(text: &str) -> Option<Piece> {
@@ -433,6 +460,14 @@ mod tests {
         assert_eq!(ex("Answer \\[ 9 \\]"), "9");
         assert_eq!(ex("Answer $ \n 9 \n $"), "9");
         assert_eq!(ex("Answer $$ \n 9 \n $$").trim(), "9");
+    }
+
+    #[test]
+    fn multiple_choice() {
+        assert_eq!(ex("so the answer is (B)."), "B");
+        assert_eq!(ex("Answer: C"), "C");
+        assert_eq!(ex("the answer is a prime, 7"), "7");
+        assert_eq!(ex("The correct option is D"), "D");
     }
 
     #[test]
