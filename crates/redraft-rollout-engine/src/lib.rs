@@ -1,1 +1,11 @@
-//! redraft-rollout-engine: see the crate description. Filled in by issue #4.
+//! redraft-rollout-engine: experience collection on redraft-model.
+//!
+//! This first part holds batched sampling with the KV cache ([`generate`]); multi-turn episodes
+//! and the feedback strategies build on it.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod error;
+mod sampling;
+
+pub use error::{Error, Result};
+pub use sampling::{Completion, FinishReason, SamplingParams, generate, sample_token};

@@ -1,0 +1,298 @@
+//! Batched autoregressive sampling with the KV cache.
+//!
+//! Prompts of different lengths are left-padded and prefilled once; each step feeds every
+//! unfinished row its last token. Each row draws from its own generator seeded by
+//! `(seed, row)`, so a row's sample does not depend on what else is in the batch. With every
+//! sampled token the log-probability under the sampling distribution is recorded: the softmax
+//! of `logits / temperature` before top-k/top-p/min-p truncation (the policy whose ratio an RL
+//! objective takes, as verl computes it); greedy decoding records temperature-1 log-probs.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use redraft_model::{CausalLm, LogitsFor, left_padded};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How tokens are drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingParams {
+    /// Softmax temperature; 0 means greedy.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = off).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one (0 = off).
+    pub min_p: f32,
+    /// Most tokens generated per row.
+    pub max_new_tokens: usize,
+    /// Tokens that end a row (included in its output).
+    pub stop_tokens: Vec<u32>,
+    /// Seed of the per-row generators.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            max_new_tokens: 128,
+            stop_tokens: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Checks every parameter's range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, reason: &str| {
+            Err(Error::InvalidParam {
+                name,
+                reason: reason.into(),
+            })
+        };
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad("temperature", "must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", "must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", "must be in [0, 1]");
+        }
+        Ok(())
+    }
+}
+
+/// Why a row stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// It produced a stop token.
+    Stop,
+    /// It reached `max_new_tokens` (or the model's context).
+    Length,
+}
+
+/// One sampled continuation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The sampled token ids (a final stop token included).
+    pub tokens: Vec<u32>,
+    /// The sampling log-probability of each token.
+    pub logprobs: Vec<f32>,
+    /// Why sampling ended.
+    pub finish_reason: FinishReason,
+}
+
+/// Draws one token from a row of logits; returns the token and its log-probability.
+pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
+    let temperature = if params.temperature > 0.0 {
+        params.temperature
+    } else {
+        1.0
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| f64::from((l - max) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let logprob = |i: usize| (weights[i] / total).ln() as f32;
+    if params.temperature == 0.0 {
+        let best =
+            (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
+        return (best as u32, logprob(best));
+    }
+    // Candidates in decreasing probability, truncated by top-k, min-p and top-p.
+    let truncating = params.top_k > 0 || params.top_p < 1.0 || params.min_p > 0.0;
+    let mut keep: Vec<usize> = (0..logits.len()).collect();
+    if truncating {
+        keep.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+        if params.top_k > 0 {
+            keep.truncate(params.top_k);
+        }
+        if params.min_p > 0.0 {
+            let floor = f64::from(params.min_p) * weights[keep[0]];
+            keep.retain(|&i| weights[i] >= floor);
+        }
+        if params.top_p < 1.0 {
+            let (mut mass, target) = (0.0, f64::from(params.top_p) * total);
+            let cut = keep.iter().position(|&i| {
+                mass += weights[i];
+                mass >= target
+            });
+            keep.truncate(cut.map_or(keep.len(), |c| c + 1));
+        }
+    }
+    let kept: f64 = keep.iter().map(|&i| weights[i]).sum();
+    let mut u = rng.random::<f64>() * kept;
+    for &i in &keep {
+        u -= weights[i];
+        if u < 0.0 {
+            return (i as u32, logprob(i));
+        }
+    }
+    let last = *keep.last().unwrap_or(&0);
+    (last as u32, logprob(last))
+}
+
+fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(row as u64);
+    rng
+}
+
+/// Samples one continuation for each prompt.
+pub fn generate(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    pad_id: u32,
+    device: &Device,
+) -> Result<Vec<Completion>> {
+    params.validate()?;
+    let batch = left_padded(model.config(), prompts, pad_id, device)?;
+    let rows = prompts.len();
+    let vocab = model.config().vocab_size;
+    let room =
+        model.config().max_position_embeddings - batch.lengths.iter().max().copied().unwrap_or(0);
+    let max_new = params.max_new_tokens.min(room);
+    let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| row_rng(params.seed, r)).collect();
+    let mut out: Vec<Completion> = (0..rows)
+        .map(|_| Completion {
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish_reason: FinishReason::Length,
+        })
+        .collect();
+    let mut done = vec![false; rows];
+    let mut cache = model.new_cache(batch.left_pad.clone());
+    let mut input = batch.tokens;
+    for _ in 0..max_new {
+        let logits = model.forward_cached(input, &mut cache, LogitsFor::Last)?; // [rows, 1, vocab]
+        let host = logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        let mut next = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if done[row] {
+                next.push(i64::from(pad_id));
+                continue;
+            }
+            let (token, logprob) = sample_token(
+                &host[row * vocab..(row + 1) * vocab],
+                params,
+                &mut rngs[row],
+            );
+            out[row].tokens.push(token);
+            out[row].logprobs.push(logprob);
+            if params.stop_tokens.contains(&token) {
+                done[row] = true;
+                out[row].finish_reason = FinishReason::Stop;
+            }
+            next.push(i64::from(token));
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        input = Tensor::<2, Int>::from_data(TensorData::new(next, [rows, 1]), device);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            ..SamplingParams::default()
+        }
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax() {
+        let mut rng = row_rng(0, 0);
+        let (token, logprob) =
+            sample_token(&[0.1, 2.0, -1.0, 1.9], &params(0.0, 0, 1.0, 0.0), &mut rng);
+        assert_eq!(token, 1);
+        assert!(logprob < 0.0 && logprob > -1.0);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut rng = row_rng(3, 1);
+        for _ in 0..20 {
+            assert_eq!(
+                sample_token(&[0.0, 1.0, 3.0, 2.9], &params(1.0, 1, 1.0, 0.0), &mut rng).0,
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus() {
+        // Probabilities ~ [0.64, 0.24, 0.09, 0.03]: top_p 0.8 keeps the first two.
+        let logits = [3.0f32, 2.0, 1.0, 0.0];
+        let mut rng = row_rng(1, 0);
+        for _ in 0..200 {
+            assert!(sample_token(&logits, &params(1.0, 0, 0.8, 0.0), &mut rng).0 < 2);
+        }
+    }
+
+    #[test]
+    fn min_p_drops_unlikely_tokens() {
+        let logits = [5.0f32, 4.9, 0.0, -1.0];
+        let mut rng = row_rng(2, 0);
+        for _ in 0..200 {
+            assert!(sample_token(&logits, &params(1.0, 0, 1.0, 0.1), &mut rng).0 < 2);
+        }
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_the_softmax() {
+        let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
+        let mut rng = row_rng(9, 0);
+        let n = 4000;
+        let ones = (0..n)
+            .filter(|_| sample_token(&logits, &params(1.0, 0, 1.0, 0.0), &mut rng).0 == 1)
+            .count();
+        let freq = ones as f64 / n as f64;
+        assert!((freq - 0.75).abs() < 0.03, "{freq}");
+    }
+
+    #[test]
+    fn invalid_params_are_rejected() {
+        assert!(params(-1.0, 0, 1.0, 0.0).validate().is_err());
+        assert!(params(1.0, 0, 0.0, 0.0).validate().is_err());
+        assert!(params(1.0, 0, 1.0, 1.5).validate().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn sampled_token_is_in_range_with_a_finite_logprob(
+            logits in prop::collection::vec(-30.0f32..30.0, 1..50),
+            temperature in 0.0f32..3.0, top_k in 0usize..10, top_p in 0.05f32..1.0, seed: u64,
+        ) {
+            let mut rng = row_rng(seed, 0);
+            let (token, logprob) = sample_token(&logits, &params(temperature, top_k, top_p, 0.0), &mut rng);
+            prop_assert!((token as usize) < logits.len());
+            prop_assert!(logprob.is_finite() && logprob <= 0.0);
+        }
+    }
+}
