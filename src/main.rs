@@ -1,1 +1,48 @@
-fn main() {}
+//! The `redraft` command-line program.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reinforcement learning of language models from verifiable rewards and text feedback.
+#[derive(Debug, Parser)]
+#[command(name = "redraft", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a randomly initialised model directory (config, weights, tokenizer).
+    InitModel(commands::init_model::Args),
+    /// Per-token log-probabilities of token sequences or texts under a model.
+    Score(commands::score::Args),
+    /// Sample continuations of prompts with the KV cache.
+    Generate(commands::generate::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REDRAFT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::InitModel(args) => commands::init_model::run(args),
+        Command::Score(args) => commands::score::run(args),
+        Command::Generate(args) => commands::generate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

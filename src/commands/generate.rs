@@ -1,0 +1,136 @@
+//! `redraft generate`: sampling with the KV cache.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use redraft::model::DeviceSpec;
+use redraft::rollout::{SamplingParams, generate};
+use redraft::tokenizer::Message;
+use serde::Deserialize;
+
+use super::{LoadedModel, Output, read_jsonl};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A model directory (config.json, safetensors weights, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// The prompt text.
+    #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+    prompt: Option<String>,
+    /// JSONL lines `{"prompt": "..."}` or `{"tokens": [ids...]}`, one completion each.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Most new tokens per prompt.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Drop tokens less likely than this fraction of the most likely (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Render each prompt as a user message with the tokenizer's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Print JSON lines with the text, token ids, log-probs and finish reason.
+    #[arg(long)]
+    json: bool,
+    /// Write the results here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Compute device: cpu, wgpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum Line {
+    Tokens { tokens: Vec<u32> },
+    Prompt { prompt: String },
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let lines = match (&args.prompt, &args.input) {
+        (Some(prompt), None) => vec![Line::Prompt {
+            prompt: prompt.clone(),
+        }],
+        (None, Some(path)) => read_jsonl(path)?,
+        _ => bail!("give exactly one of --prompt and --input"),
+    };
+    let tokenizer = loaded.tokenizer.as_ref();
+    let special = tokenizer.special_tokens();
+    let mut prompts = Vec::with_capacity(lines.len());
+    for (index, line) in lines.into_iter().enumerate() {
+        let ids = match line {
+            Line::Tokens { tokens } => tokens,
+            Line::Prompt { prompt } if args.chat => {
+                let template = tokenizer
+                    .chat_template()
+                    .context("--chat: the tokenizer has no chat template")?;
+                tokenizer.encode(&template.render(&[Message::user(prompt)], true)?)?
+            }
+            Line::Prompt { prompt } => special
+                .bos
+                .into_iter()
+                .chain(tokenizer.encode(&prompt)?)
+                .collect(),
+        };
+        if ids.is_empty() {
+            bail!("prompt {} is empty", index + 1);
+        }
+        redraft::model::check_rows(loaded.model.config(), std::slice::from_ref(&ids))
+            .with_context(|| format!("prompt {}", index + 1))?;
+        prompts.push(ids);
+    }
+    let mut stop_tokens = loaded.model.config().eos_token_ids.clone();
+    stop_tokens.extend(special.eos);
+    if let Some(end_of_turn) = tokenizer.token_to_id("<|im_end|>") {
+        stop_tokens.push(end_of_turn);
+    }
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        max_new_tokens: args.max_new_tokens,
+        stop_tokens,
+        seed: args.seed,
+    };
+    let completions = generate(
+        &loaded.model,
+        &prompts,
+        &params,
+        loaded.pad_id(),
+        &loaded.device,
+    )?;
+    let mut output = Output::new(args.output);
+    for completion in completions {
+        let text = tokenizer.decode(&completion.tokens, true)?;
+        if args.json {
+            output.line(
+                &serde_json::json!({
+                    "text": text,
+                    "tokens": completion.tokens,
+                    "logprobs": completion.logprobs,
+                    "finish_reason": completion.finish_reason,
+                })
+                .to_string(),
+            );
+        } else {
+            output.line(&text);
+        }
+    }
+    output.finish()
+}

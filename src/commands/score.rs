@@ -1,0 +1,88 @@
+//! `redraft score`: the log-probability of each token given the tokens before it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use redraft::model::{DeviceSpec, next_token_logprobs, right_padded};
+use serde::Deserialize;
+
+use super::{LoadedModel, Output, read_jsonl};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A model directory (config.json, safetensors weights, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSONL lines `{"tokens": [ids...]}` or `{"text": "..."}`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write the results here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Sequences scored per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Compute device: cpu, wgpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum Line {
+    Tokens { tokens: Vec<u32> },
+    Text { text: String },
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let lines: Vec<Line> = read_jsonl(&args.input)?;
+    let bos = loaded.tokenizer.special_tokens().bos;
+    let mut rows = Vec::with_capacity(lines.len());
+    for (index, line) in lines.into_iter().enumerate() {
+        let tokens = match line {
+            Line::Tokens { tokens } => tokens,
+            // Text is encoded as-is, after the BOS token when the tokenizer has one.
+            Line::Text { text } => bos
+                .into_iter()
+                .chain(loaded.tokenizer.encode(&text)?)
+                .collect(),
+        };
+        redraft::model::check_rows(loaded.model.config(), std::slice::from_ref(&tokens))
+            .with_context(|| format!("{}: line {}", args.input.display(), index + 1))?;
+        rows.push(tokens);
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut output = Output::new(args.output);
+    let mut results: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
+    // Rows of fewer than two tokens have nothing to score.
+    let scorable: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].len() >= 2).collect();
+    for chunk in scorable.chunks(args.batch_size) {
+        let batch_rows: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
+        let batch = right_padded(
+            loaded.model.config(),
+            &batch_rows,
+            loaded.pad_id(),
+            &loaded.device,
+        )?;
+        let logits = loaded
+            .model
+            .forward(batch.tokens.clone(), &batch.left_pad)?;
+        let logprobs = next_token_logprobs(logits, batch.tokens);
+        let [_, width] = logprobs.dims();
+        let flat = logprobs
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (k, &i) in chunk.iter().enumerate() {
+            results[i] = flat[k * width..k * width + rows[i].len() - 1].to_vec();
+        }
+    }
+    for logprobs in results {
+        output.line(&serde_json::json!({ "logprobs": logprobs }).to_string());
+    }
+    output.finish()
+}
