@@ -1,0 +1,138 @@
+//! `cargo xtask bench`: measured figures, printed as a table and optionally saved as JSON.
+
+mod model;
+mod torch;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Suite {
+    /// Train step and KV-cache sampling on the reference Llama models.
+    Model,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The suite to run.
+    #[arg(value_enum, default_value = "model")]
+    suite: Suite,
+    /// Model sizes (tiny, big), comma-separated.
+    #[arg(long, default_value = "tiny,big", value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Skip the PyTorch reference even when Python has torch and transformers.
+    #[arg(long)]
+    no_torch: bool,
+    /// Python interpreter for the PyTorch reference.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "../shared/bench/torch_reference.py")]
+    torch_script: PathBuf,
+    /// Also write all measurements as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One measured workload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Measurement {
+    pub(crate) workload: String,
+    pub(crate) median_s: f64,
+    pub(crate) tokens_per_s: f64,
+    pub(crate) gflops_per_s: f64,
+    pub(crate) torch_median_s: Option<f64>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = if args.torch_script.is_absolute() {
+        args.torch_script.clone()
+    } else {
+        root.join(&args.torch_script)
+    };
+    let Suite::Model = args.suite;
+    // PyTorch first, so the two never compete for the cores.
+    let reference = if args.no_torch {
+        None
+    } else {
+        torch::run(&args.python, &script, &args.sizes)?
+    };
+    let peak = model::matmul_peak_gflops()?;
+    let mut rows = Vec::new();
+    for size in &args.sizes {
+        let workload = model::Workload::named(size)
+            .with_context(|| format!("unknown size `{size}` (tiny, big)"))?;
+        eprintln!("[{size}] train step ...");
+        let mut train = model::bench_train(&workload)?;
+        eprintln!("[{size}] sampling ...");
+        let mut sample = model::bench_generate(&workload)?;
+        if let Some(reference) = &reference {
+            train.torch_median_s = reference.train.get(size).copied();
+            sample.torch_median_s = reference.generate.get(size).copied();
+        }
+        rows.push(train);
+        rows.push(sample);
+    }
+    print_table(&rows, peak, reference.as_ref());
+    if let Some(out) = &args.out {
+        let json = serde_json::json!({
+            "machine": machine(),
+            "matmul_peak_gflops": peak,
+            "torch": reference.as_ref().map(|r| &r.env),
+            "results": rows,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores")
+}
+
+fn print_table(rows: &[Measurement], peak: f64, reference: Option<&torch::Reference>) {
+    println!("machine: {}", machine());
+    println!("matmul peak (1024^3 f32 on burn flex): {peak:.1} GFLOP/s");
+    match reference {
+        Some(r) => println!("PyTorch reference: {}", r.env),
+        None => println!(
+            "PyTorch reference: not run (no Python with torch and transformers, or --no-torch)"
+        ),
+    }
+    println!();
+    println!(
+        "| workload | median s | tokens/s | GFLOP/s | % of peak | PyTorch median s | speed-up vs PyTorch |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let (torch, ratio) = match r.torch_median_s {
+            Some(t) => (format!("{t:.4}"), format!("{:.2}x", t / r.median_s)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.4} | {:.0} | {:.1} | {:.0}% | {} | {} |",
+            r.workload,
+            r.median_s,
+            r.tokens_per_s,
+            r.gflops_per_s,
+            100.0 * r.gflops_per_s / peak,
+            torch,
+            ratio
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Runs the PyTorch reference script, when Python has torch and transformers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// PyTorch's medians per size, from the same machine.
+pub(crate) struct Reference {
+    pub(crate) env: String,
+    pub(crate) train: BTreeMap<String, f64>,
+    pub(crate) generate: BTreeMap<String, f64>,
+}
+
+pub(crate) fn run(python: &str, script: &Path, sizes: &[String]) -> Result<Option<Reference>> {
+    let probe = Command::new(python)
+        .args(["-c", "import torch, transformers"])
+        .output();
+    if !matches!(probe, Ok(ref o) if o.status.success()) {
+        eprintln!("PyTorch reference skipped: `{python}` cannot import torch and transformers");
+        return Ok(None);
+    }
+    if !script.exists() {
+        eprintln!("PyTorch reference skipped: {} not found", script.display());
+        return Ok(None);
+    }
+    eprintln!("running the PyTorch reference ({}) ...", script.display());
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--sizes", &sizes.join(","), "--quiet-mode", "0"])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch reference failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let json: Value =
+        serde_json::from_slice(&out.stdout).context("parsing the PyTorch reference's JSON")?;
+    let env = &json["env"];
+    let mut reference = Reference {
+        env: format!(
+            "torch {} / transformers {}, {} threads, {} attention",
+            env["torch"].as_str().unwrap_or("?"),
+            env["transformers"].as_str().unwrap_or("?"),
+            env["num_threads"],
+            env["attn_implementation"].as_str().unwrap_or("?")
+        ),
+        train: BTreeMap::new(),
+        generate: BTreeMap::new(),
+    };
+    for size in sizes {
+        let result = &json["results"][size];
+        if let Some(t) = result["train"]["primary_s"].as_f64() {
+            reference.train.insert(size.clone(), t);
+        }
+        if let Some(t) = result["gen"]["primary_s"].as_f64() {
+            reference.generate.insert(size.clone(), t);
+        }
+    }
+    Ok(Some(reference))
+}
