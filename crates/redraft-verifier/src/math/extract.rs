@@ -20,6 +20,9 @@ static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
+static ENV_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\{[A-Za-z*]*\}").expect("valid regex"));
+
 /// Where an extracted answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -171,6 +174,9 @@ fn looks_like_bare_answer(text: &str) -> bool {
     if t.contains('\'') {
         return false;
     }
+    // Environment names (`\begin{pmatrix}`) are not words.
+    let stripped = ENV_NAME.replace_all(t, " ");
+    let t = stripped.as_ref();
     let b = t.as_bytes();
     let mut words = 0;
     let mut i = 0;

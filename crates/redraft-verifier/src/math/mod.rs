@@ -52,6 +52,8 @@ impl Default for MathOptions {
 pub struct Gold {
     /// The normalised gold answer.
     pub normalized: String,
+    /// Whether the gold answer was written as a percentage.
+    pub percent: bool,
 }
 
 impl Gold {
@@ -61,6 +63,7 @@ impl Gold {
         let text = extract::extract_answer(gold).map_or_else(|| gold.to_string(), |e| e.text);
         Self {
             normalized: normalize::normalize(&text),
+            percent: normalize::has_percent(&text),
         }
     }
 }
@@ -174,7 +177,31 @@ pub fn check_math_prepared(gold: &Gold, response: &str, options: &MathOptions) -
             return wrong(&format!("the answer could not be parsed ({e})"));
         }
     };
-    match equiv::equivalent(&g, &p, &mut budget) {
+    let pred_percent = normalize::has_percent(&found.text);
+    let verdict = match equiv::equivalent(&g, &p, &mut budget) {
+        // `25\%` was compared as 25; when only one side is a percentage, also try it over 100,
+        // so that `25\%` matches `1/4`.
+        Ok(false) if pred_percent != gold.percent => {
+            let hundredth = |e: parse::Expr| {
+                let hundred = num_rational::BigRational::from_integer(100.into());
+                parse::Expr::Div(
+                    Box::new(e),
+                    Box::new(parse::Expr::Num {
+                        value: hundred,
+                        decimals: None,
+                    }),
+                )
+            };
+            let (g, p) = if pred_percent {
+                (g, hundredth(p))
+            } else {
+                (hundredth(g), p)
+            };
+            equiv::equivalent(&g, &p, &mut budget)
+        }
+        other => other,
+    };
+    match verdict {
         Ok(true) => Verdict::correct("the answer is equivalent to the reference"),
         Ok(false) => wrong("the answer is not equivalent to the reference"),
         Err(l) => limit_verdict(l, "answer"),

@@ -265,6 +265,11 @@ pub fn degrees(s: &str) -> String {
 static PERCENT_WORDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\b(percentage|percent|pct)\b").expect("valid regex"));
 
+/// Whether an answer is written as a percentage (`%`, `percent`, `pct`).
+pub fn has_percent(s: &str) -> bool {
+    s.contains('%') || PERCENT_WORDS.is_match(s)
+}
+
 /// Percentages: `\%`, `%`, `percent`, `pct` are dropped, so `28\%` compares equal to `28`.
 pub fn percentages(s: &str) -> String {
     let t = s.replace("\\%", " ").replace('%', " ");
