@@ -47,6 +47,8 @@ const SAME: &[(&str, &str)] = &[
     ("3\\sqrt{2}", "\\boxed{\\sqrt{18}}"),
     ("\\frac{1}{4}", "\\boxed{25\\%}"),
     ("10\\%", "0.1"),
+    ("1500000", "about 1.5e6 people"),
+    ("0.0015", "\\boxed{1.5 \\times 10^{-3}}"),
 ];
 
 const DIFFERENT: &[(&str, &str)] = &[

@@ -395,6 +395,14 @@ fn find_numbers(text: &str) -> Vec<Piece> {
             while k < bytes.len() && bytes[k].is_ascii_digit() {
                 k += 1;
             }
+            // Scientific notation: `1.5e-3`.
+            if k + 1 < bytes.len() && matches!(bytes[k], b'e' | b'E') {
+                let sign = usize::from(matches!(bytes[k + 1], b'+' | b'-'));
+                if bytes.get(k + 1 + sign).is_some_and(u8::is_ascii_digit) {
+                    k += 1 + sign;
+                    continue;
+                }
+            }
             // A separator followed by a digit continues the number ("1,000", "2.5", "1 000").
             if k + 1 < bytes.len()
                 && matches!(bytes[k], b',' | b'.' | b'/')

@@ -147,6 +147,21 @@ fn tokenize(s: &str, budget: &mut Budget) -> Result<Vec<Tok>, ParseError> {
             } else if i < chars.len() && chars[i] == '.' && (i + 1 == chars.len()) {
                 i += 1;
             }
+            // Scientific notation: `1.5e-3`, `2E6` (at most three exponent digits).
+            if i + 1 < chars.len() && matches!(chars[i], 'e' | 'E') {
+                let sign = usize::from(matches!(chars[i + 1], '+' | '-'));
+                let first = i + 1 + sign;
+                let mut end = first;
+                while end < chars.len() && chars[end].is_ascii_digit() {
+                    end += 1;
+                }
+                if end > first
+                    && end - first <= 3
+                    && !chars.get(end).is_some_and(|c| c.is_alphabetic())
+                {
+                    i = end;
+                }
+            }
             let lit: String = chars[start..i].iter().collect();
             if lit.len() > MAX_LITERAL_DIGITS {
                 return Err(ParseError::Limit(Limit::TooLarge));
@@ -869,6 +884,26 @@ fn bracket(open: char, close: char, inner: Expr) -> Expr {
 
 /// A decimal literal to an exact rational.
 pub(crate) fn number(lit: &str) -> Result<Expr, ParseError> {
+    if let Some((mantissa, exp)) = lit.split_once(['e', 'E']) {
+        let Expr::Num { value, decimals } = number(mantissa)? else {
+            return Err(ParseError::Syntax(format!("bad number {lit}")));
+        };
+        let exp: i32 = exp
+            .parse()
+            .map_err(|_| ParseError::Syntax(format!("bad exponent in {lit}")))?;
+        let scale = BigRational::from_integer(num_traits::pow(
+            BigInt::from(10),
+            exp.unsigned_abs() as usize,
+        ));
+        let value = if exp >= 0 {
+            value * scale
+        } else {
+            value / scale
+        };
+        let places = i64::from(decimals.unwrap_or(0)) - i64::from(exp);
+        let decimals = (places > 0).then(|| u32::try_from(places).unwrap_or(u32::MAX));
+        return Ok(Expr::Num { value, decimals });
+    }
     let lit = lit.trim_end_matches('.');
     let (int, frac) = lit.split_once('.').unwrap_or((lit, ""));
     let digits = format!("{int}{frac}");
@@ -951,6 +986,23 @@ mod tests {
     fn deep_nesting_is_capped() {
         let s = "(".repeat(100_000);
         assert_eq!(p(&s), Err(ParseError::Limit(Limit::TooLarge)));
+    }
+
+    #[test]
+    fn scientific_notation() {
+        let n = |s: &str| match p(s).unwrap() {
+            Expr::Num { value, decimals } => (value, decimals),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            n("1.5e-3"),
+            (BigRational::new(3.into(), 2000.into()), Some(4))
+        );
+        assert_eq!(
+            n("2E6"),
+            (BigRational::from_integer(2_000_000.into()), None)
+        );
+        assert!(matches!(p("2e").unwrap(), Expr::Mul(_)));
     }
 
     #[test]

@@ -218,6 +218,8 @@ impl CountdownProblem {
             .unwrap_or("")
             .replace("\\times", "*")
             .replace("\\div", "/");
+        // `×`, `÷`, `−` as well as ASCII operators.
+        let expr_text = crate::math::normalize::unicode_symbols(&expr_text);
         let mut budget = Budget::new(
             options.step_budget,
             std::time::Duration::from_millis(options.time_limit_ms),
@@ -392,6 +394,10 @@ mod tests {
                 &MathOptions::default()
             )
             .correct
+        );
+        assert!(
+            p.verify("<answer>(25 − 3) × 4</answer>", &MathOptions::default())
+                .correct
         );
     }
 
