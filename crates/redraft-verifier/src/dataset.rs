@@ -216,69 +216,106 @@ pub fn read_jsonl(path: &Path, options: &LoadOptions) -> Result<JsonlRecords<Buf
     Ok(JsonlRecords::new(BufReader::new(f), path, options.clone()))
 }
 
-/// Reads the records of a Parquet file row by row (string, integer and float columns; snappy
-/// compression supported). Returns the records and the rows skipped with [`OnError::Skip`].
-pub fn read_parquet(path: &Path, options: &LoadOptions) -> Result<(Vec<Record>, Vec<Error>)> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::Field;
+/// Streams the records of a Parquet file row by row (string, integer, float and boolean columns;
+/// snappy compression supported). Rows are numbered from 1 in errors.
+pub struct ParquetRecords {
+    rows: parquet::record::reader::RowIter<'static>,
+    file: PathBuf,
+    name: String,
+    row: usize,
+    options: LoadOptions,
+    /// Malformed rows skipped so far (with [`OnError::Skip`]).
+    pub skipped: Vec<Error>,
+    done: bool,
+}
 
-    let perr = |e: parquet::errors::ParquetError| Error::Parquet {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let f = File::open(path).map_err(|source| Error::Io {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    let reader = SerializedFileReader::new(f).map_err(perr)?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
-    let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, row) in reader.get_row_iter(None).map_err(perr)?.enumerate() {
-        let row_number = i + 1;
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Error::Parquet {
-                    file: path.to_path_buf(),
-                    message: format!("row {row_number}: {e}"),
-                });
-            }
-        };
-        let get = |k: &str| {
-            row.get_column_iter()
-                .find(|(n, _)| n.as_str() == k)
-                .and_then(|(_, f)| match f {
-                    Field::Str(s) => Some(s.clone()),
-                    Field::Int(v) => Some(v.to_string()),
-                    Field::Long(v) => Some(v.to_string()),
-                    Field::Double(v) => Some(v.to_string()),
-                    Field::Float(v) => Some(v.to_string()),
-                    Field::Bool(v) => Some(v.to_string()),
-                    _ => None,
-                })
-        };
-        match record(&get, &options.columns, format!("{name}:{row_number}")) {
-            Ok(r) => out.push(r),
-            Err(message) => {
-                let err = Error::MalformedLine {
-                    file: path.to_path_buf(),
-                    line: row_number,
-                    message,
-                };
-                match options.on_error {
-                    OnError::Stop => return Err(err),
-                    OnError::Skip => {
-                        tracing::warn!("skipping {err}");
-                        skipped.push(err);
+impl Iterator for ParquetRecords {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        use parquet::record::Field;
+
+        while !self.done {
+            let row = match self.rows.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(Error::Parquet {
+                        file: self.file.clone(),
+                        message: format!("row {}: {e}", self.row + 1),
+                    }));
+                }
+                Some(Ok(r)) => r,
+            };
+            self.row += 1;
+            let get = |k: &str| {
+                row.get_column_iter()
+                    .find(|(n, _)| n.as_str() == k)
+                    .and_then(|(_, f)| match f {
+                        Field::Str(s) => Some(s.clone()),
+                        Field::Int(v) => Some(v.to_string()),
+                        Field::Long(v) => Some(v.to_string()),
+                        Field::Double(v) => Some(v.to_string()),
+                        Field::Float(v) => Some(v.to_string()),
+                        Field::Bool(v) => Some(v.to_string()),
+                        _ => None,
+                    })
+            };
+            match record(
+                &get,
+                &self.options.columns,
+                format!("{}:{}", self.name, self.row),
+            ) {
+                Ok(r) => return Some(Ok(r)),
+                Err(message) => {
+                    let err = Error::MalformedLine {
+                        file: self.file.clone(),
+                        line: self.row,
+                        message,
+                    };
+                    match self.options.on_error {
+                        OnError::Stop => {
+                            self.done = true;
+                            return Some(Err(err));
+                        }
+                        OnError::Skip => {
+                            tracing::warn!("skipping {err}");
+                            self.skipped.push(err);
+                        }
                     }
                 }
             }
         }
+        None
     }
-    Ok((out, skipped))
+}
+
+/// Opens a Parquet file as a stream of records.
+pub fn read_parquet(path: &Path, options: &LoadOptions) -> Result<ParquetRecords> {
+    use parquet::file::reader::SerializedFileReader;
+
+    let f = File::open(path).map_err(|source| Error::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(f).map_err(|e| Error::Parquet {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(ParquetRecords {
+        rows: parquet::record::reader::RowIter::from_file_into(Box::new(reader)),
+        file: path.to_path_buf(),
+        name: path
+            .file_name()
+            .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned()),
+        row: 0,
+        options: options.clone(),
+        skipped: Vec::new(),
+        done: false,
+    })
 }
 
 /// Loads a `.jsonl` / `.json` or `.parquet` file (by extension). Returns the records and the
@@ -290,7 +327,12 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<(Vec<Record>, Vec<Erro
         .unwrap_or("")
         .to_ascii_lowercase();
     if ext == "parquet" {
-        return read_parquet(path, options);
+        let mut it = read_parquet(path, options)?;
+        let mut out = Vec::new();
+        for r in it.by_ref() {
+            out.push(r?);
+        }
+        return Ok((out, it.skipped));
     }
     let mut it = read_jsonl(path, options)?;
     let mut out = Vec::new();
