@@ -2,6 +2,8 @@
 //! deterministic, generation is seeded.
 
 use proptest::prelude::*;
+use redraft_verifier::dataset::OnError;
+use redraft_verifier::jsonl::{VerifyOptions, verify_jsonl};
 use redraft_verifier::math::{MathOptions, check_math};
 use redraft_verifier::tasks::answer::AnswerFormat;
 use redraft_verifier::{Difficulty, Problem, TaskFamily};
@@ -114,5 +116,25 @@ proptest! {
             prop_assert!((0.0..=1.0).contains(&v.reward));
             prop_assert_eq!(v, p.verify(&r));
         }
+    }
+
+    #[test]
+    fn verify_jsonl_never_panics(input in any::<String>(), resp in any::<String>(), a in any::<u64>(), b in any::<u64>()) {
+        let opts = VerifyOptions { on_error: OnError::Skip, ..Default::default() };
+        prop_assert!(verify_jsonl(input.as_bytes(), Vec::new(), &opts).is_ok());
+        // Hand-written problems may be inconsistent: still one verdict per line.
+        let lines = [
+            serde_json::json!({"task": "arithmetic", "problem": {"a": a, "b": b, "op": "sub"}, "response": resp}),
+            serde_json::json!({"task": "arithmetic", "problem": {"a": a, "b": b, "op": "mul"}, "response": resp}),
+            serde_json::json!({"task": "countdown", "problem": {"numbers": [a, b], "target": a, "reference": ""}, "response": resp}),
+            serde_json::json!({"task": "knights_knaves", "problem": {"names": ["A"], "statements": [], "knights": []}, "response": resp}),
+            serde_json::json!({"task": "shortest_path", "problem": {"grid": ["S#", "", "..G..."], "shortest": 0}, "response": resp}),
+            serde_json::json!({"task": "binary_matrix", "problem": {"matrix": [[1, 1], [1]]}, "response": resp}),
+            serde_json::json!({"problem": "q", "answer": resp, "response": resp}),
+        ];
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let mut out = Vec::new();
+        let summary = verify_jsonl(text.as_bytes(), &mut out, &opts).unwrap();
+        prop_assert_eq!(summary.verified + summary.malformed, lines.len());
     }
 }

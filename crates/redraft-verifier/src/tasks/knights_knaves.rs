@@ -315,6 +315,13 @@ impl KnightsKnavesProblem {
 
     /// Verifies a response.
     pub fn verify(&self, response: &str) -> Verdict {
+        if self.names.is_empty() || self.names.len() != self.knights.len() {
+            // A hand-written problem can be inconsistent; that is still a verdict, not a panic.
+            return Verdict::malformed(Diagnosis::new(
+                DiagnosisKind::BadFormat,
+                "invalid problem: names and knights differ in length",
+            ));
+        }
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
             Err(v) => return v,
@@ -393,6 +400,20 @@ mod tests {
         assert!(!v.correct);
         assert_eq!(v.diagnosis.first_error.unwrap().step, 0);
         assert!(v.reward > 0.0 && v.reward < 1.0);
+    }
+
+    #[test]
+    fn inconsistent_problems_do_not_panic() {
+        let p = KnightsKnavesProblem {
+            names: vec!["A".into(), "B".into()],
+            statements: vec![],
+            knights: vec![true],
+            format: AnswerFormat::Tag,
+        };
+        assert!(
+            !p.verify("<answer>A is a knight, B is a knave</answer>")
+                .correct
+        );
     }
 
     #[test]
