@@ -8,6 +8,21 @@
 //!
 //! Invariants: a wrong or malformed answer is a [`Verdict`], never an `Err`; no input panics;
 //! every check runs under a [`budget::Budget`] that really cancels it.
+//!
+//! ```
+//! use redraft_verifier::{DiagnosisKind, Difficulty, MathOptions, TaskFamily, check_math};
+//!
+//! let v = check_math("\\frac{1}{2}", "so the answer is \\boxed{0.5}", &MathOptions::default());
+//! assert!(v.correct);
+//!
+//! let difficulty: Difficulty = "digits=3,op=add".parse()?;
+//! let problem = TaskFamily::Arithmetic.generate_one(7, 0, &difficulty)?;
+//! assert!(problem.verify(&problem.solution()).correct);
+//! let v = problem.verify("1+1+0=3;<answer>0</answer>");
+//! assert_eq!(v.diagnosis.kind, DiagnosisKind::WrongStep);
+//! assert_eq!(v.diagnosis.first_error.map(|e| e.step), Some(0));
+//! # Ok::<(), redraft_verifier::Error>(())
+//! ```
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
