@@ -326,6 +326,18 @@ fn function(name: &str, mut vals: Vec<Num>, budget: &mut Budget) -> Result<Num, 
             }
             x.ceil()
         }
+        ("gcd" | "lcm", 2) => {
+            if let (Num::Q(a), Num::Q(b)) = (&vals[0], &vals[1])
+                && a.is_integer()
+                && b.is_integer()
+            {
+                use num_integer::Integer;
+                let (a, b) = (a.to_integer(), b.to_integer());
+                let r = if name == "gcd" { a.gcd(&b) } else { a.lcm(&b) };
+                return Ok(Num::Q(BigRational::from_integer(r)));
+            }
+            return Err(EvalError::Undefined);
+        }
         ("max" | "min", n) if n >= 1 => {
             let mut best = vals[0].clone();
             for v in &vals[1..] {
@@ -392,6 +404,10 @@ mod tests {
         assert_eq!(
             ev("5!").unwrap(),
             Num::Q(BigRational::from_integer(120.into()))
+        );
+        assert_eq!(
+            ev("\\gcd(12, 18)").unwrap(),
+            Num::Q(BigRational::from_integer(6.into()))
         );
     }
 

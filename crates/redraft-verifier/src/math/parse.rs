@@ -359,7 +359,15 @@ impl Parser<'_> {
 
     fn additive(&mut self, stops: &[char]) -> Result<Expr, ParseError> {
         self.budget.enter()?;
-        let mut terms = vec![self.term(stops)?];
+        // A leading `\pm` (`x = \pm 2`) is `0 \pm 2`.
+        let mut terms = if self.is_cmd("pm") || self.is_cmd("mp") {
+            vec![Expr::Num {
+                value: BigRational::zero(),
+                decimals: None,
+            }]
+        } else {
+            vec![self.term(stops)?]
+        };
         loop {
             self.budget.step()?;
             if self.eat_punct('+') {
