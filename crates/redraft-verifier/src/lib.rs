@@ -25,14 +25,23 @@
 //! ```
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod bench;
-pub mod budget;
-pub mod dataset;
+// Modules in reading order: the result type, the cancellation mechanism, the checkers, then
+// data and command-line plumbing.
 pub mod error;
-pub mod jsonl;
-pub mod math;
-pub mod tasks;
+
 pub mod verdict;
+
+pub mod budget;
+
+pub mod math;
+
+pub mod tasks;
+
+pub mod dataset;
+
+pub mod jsonl;
+
+pub mod bench;
 
 pub use error::{Error, Result};
 pub use math::{MathOptions, check_math, math_equivalent};

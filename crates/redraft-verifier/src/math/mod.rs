@@ -5,11 +5,16 @@
 //! equivalence with the gold answer (which goes through the same steps). Each step runs under a
 //! shared [`Budget`], so a hostile answer ends as a "timed out" or "too large" verdict.
 
-pub mod equiv;
-pub mod eval;
+// In pipeline order.
 pub mod extract;
+
 pub mod normalize;
+
 pub mod parse;
+
+pub mod eval;
+
+pub mod equiv;
 
 use std::time::Duration;
 
