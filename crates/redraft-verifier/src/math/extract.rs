@@ -1,12 +1,12 @@
 //! Answer extraction: finds the final answer in a free-form response.
 //!
-//! Priority, highest first: an `<answer>...</answer>` tag, "the final answer is ...", the last
-//! `\boxed{...}` / `\fbox{...}` (nested braces allowed), a multiple-choice letter after "answer is" /
-//! "option", then the last math segment (`$...$`,
-//! `$$...$$`, `\(...\)`, `\[...\]`) or plain number, whichever comes later. Several boxes or
-//! segments separated only by connectors ("and", "or", commas) are joined into one list answer:
-//! `\boxed{1} and \boxed{2}` extracts as `1, 2`. A short response that looks like a bare
-//! expression (`10/9`, `28 percent`) is taken whole.
+//! Priority, highest first: an `<answer>...</answer>` tag; "the final answer is ..." or the last
+//! `\boxed{...}` / `\fbox{...}` (nested braces allowed), whichever comes later; a multiple-choice
+//! letter after "answer is" / "option"; a short response that is itself an expression (`10/9`,
+//! `28 percent`), taken whole; then the last math segment (`$...$`, `$$...$$`, `\(...\)`,
+//! `\[...\]`) or plain number, whichever comes later. Several boxes or segments separated only
+//! by connectors ("and", "or", commas) are joined into one list answer:
+//! `\boxed{1} and \boxed{2}` extracts as `1, 2`.
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -69,12 +69,16 @@ pub fn extract_answer(text: &str) -> Option<Extracted> {
             source: Source::AnswerTag,
         });
     }
-    if let Some(e) = find_final_answer(text) {
-        return Some(e);
-    }
+    // "The final answer is" and the last box: whichever comes later (a draft answer in a
+    // `<think>` block must not win over the final box, nor a box in the working over the final
+    // sentence).
+    let final_answer = find_final_answer(text);
     let boxed = find_boxed(text);
-    if !boxed.is_empty() {
-        return Some(join_last(text, &boxed, Source::Boxed));
+    let boxed = (!boxed.is_empty()).then(|| join_last(text, &boxed, Source::Boxed));
+    match (final_answer, boxed) {
+        (Some(f), Some(b)) => return Some(if b.span.start >= f.span.start { b } else { f }),
+        (Some(e), None) | (None, Some(e)) => return Some(e),
+        (None, None) => {}
     }
     if let Some(e) = find_choice(text) {
         return Some(e);
@@ -452,6 +456,18 @@ mod tests {
     fn boxed_with_nested_braces() {
         assert_eq!(ex("so $x = \\boxed{\\frac{1}{2}}$."), "\\frac{1}{2}");
         assert_eq!(ex("\\fbox{3} then \\boxed{4}"), "4");
+    }
+
+    #[test]
+    fn later_of_final_answer_and_box() {
+        assert_eq!(
+            ex("<think>the final answer is 5? no</think> so \\boxed{6}"),
+            "6"
+        );
+        assert_eq!(
+            ex("\\boxed{200} then ... The final answer is $10,455$. I hope"),
+            "10,455"
+        );
     }
 
     #[test]
