@@ -1,0 +1,378 @@
+//! A blocking client for OpenAI-compatible `/v1/chat/completions` endpoints (vLLM, SGLang,
+//! llama.cpp server, hosted APIs), as a [`ChatModel`].
+//!
+//! Every attempt has a timeout; retryable failures ([`Error::is_retryable`]) are retried with
+//! exponential backoff (optionally jittered by a seeded RNG, and honouring `Retry-After` up to
+//! the backoff cap); a batch runs on at most `max_concurrency` threads. So a call always returns
+//! within about `(max_retries + 1) * timeout + backoff` per request, never hangs.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::chat::{ChatModel, ChatRequest, ChatResponse, Usage};
+use crate::error::{Error, Result};
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_backoff_initial_ms() -> u64 {
+    500
+}
+fn default_backoff_max_ms() -> u64 {
+    8_000
+}
+fn default_max_concurrency() -> usize {
+    8
+}
+
+/// Where and how to reach an OpenAI-compatible endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Base URL including the API version, e.g. `http://127.0.0.1:8000/v1` or
+    /// `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// The model name sent in each request.
+    pub model: String,
+    /// The environment variable holding the API key (sent as `Authorization: Bearer`). `None`:
+    /// no key (local servers). A named variable that is not set is an error when the client is
+    /// built. The key is never logged.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Timeout of one attempt (connect, send and read), in milliseconds. Default 60000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries after the first attempt. Default 3.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First backoff delay in milliseconds; doubled per retry. Default 500.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Largest backoff delay in milliseconds. Default 8000.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Seed of the backoff jitter (each delay scaled by a factor in `[0.5, 1)`); `None`: no
+    /// jitter.
+    #[serde(default)]
+    pub jitter_seed: Option<u64>,
+    /// The most requests in flight at once. Default 8.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+impl OpenAiConfig {
+    /// A configuration with the defaults for `base_url` and `model`.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key_env: None,
+            timeout_ms: default_timeout_ms(),
+            max_retries: default_max_retries(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            jitter_seed: None,
+            max_concurrency: default_max_concurrency(),
+        }
+    }
+
+    /// The delay before retry number `retry` (0-based) of request `index`.
+    pub fn backoff(&self, index: usize, retry: u32) -> Duration {
+        let base = self
+            .backoff_initial_ms
+            .saturating_mul(1u64 << retry.min(20))
+            .min(self.backoff_max_ms);
+        let ms = match self.jitter_seed {
+            None => base as f64,
+            Some(seed) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(retry),
+                );
+                base as f64 * rng.random_range(0.5..1.0)
+            }
+        };
+        Duration::from_secs_f64(ms / 1e3)
+    }
+}
+
+/// The HTTP client. Cheap to share (`Arc`); thread-safe.
+pub struct OpenAiClient {
+    config: OpenAiConfig,
+    url: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+    retries: AtomicU64,
+}
+
+impl std::fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiClient")
+            .field("url", &self.url)
+            .field("model", &self.config.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl OpenAiClient {
+    /// A client for `config`; reads the API key from its environment variable.
+    pub fn new(config: OpenAiConfig) -> Result<Self> {
+        if config.max_concurrency == 0 {
+            return Err(Error::Config("max_concurrency must be at least 1".into()));
+        }
+        if config.timeout_ms == 0 {
+            return Err(Error::Config("timeout_ms must be at least 1".into()));
+        }
+        let api_key = match &config.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.is_empty() => Some(k),
+                _ => return Err(Error::MissingApiKey(var.clone())),
+            },
+        };
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .build();
+        Ok(Self {
+            config,
+            url,
+            api_key,
+            agent,
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    /// The request body for `request`.
+    pub fn body(&self, request: &ChatRequest) -> Value {
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect();
+        let mut body = json!({"model": self.config.model, "messages": messages});
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(n) = request.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        body
+    }
+
+    /// Completes one request with retries; `index` seeds its jitter.
+    pub fn complete_one(&self, request: &ChatRequest, index: usize) -> Result<ChatResponse> {
+        let start = Instant::now();
+        let body = self.body(request);
+        let mut retry = 0;
+        loop {
+            match self.attempt(&body) {
+                Ok(mut resp) => {
+                    resp.latency = start.elapsed();
+                    return Ok(resp);
+                }
+                Err((e, retry_after)) => {
+                    if !e.is_retryable() || retry >= self.config.max_retries {
+                        tracing::debug!(error = %e, retry, "chat completion failed");
+                        return Err(e);
+                    }
+                    let mut delay = self.config.backoff(index, retry);
+                    if let Some(ra) = retry_after {
+                        delay = ra.min(Duration::from_millis(self.config.backoff_max_ms));
+                    }
+                    tracing::debug!(error = %e, retry, ?delay, "retrying chat completion");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                    retry += 1;
+                }
+            }
+        }
+    }
+
+    /// One HTTP attempt; on failure also the server's `Retry-After`, if any.
+    fn attempt(
+        &self,
+        body: &Value,
+    ) -> std::result::Result<ChatResponse, (Error, Option<Duration>)> {
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let start = Instant::now();
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.set("Authorization", &format!("Bearer {key}"));
+        }
+        match req.send_json(body) {
+            Ok(resp) => {
+                let text = resp
+                    .into_string()
+                    .map_err(|e| (io_error(&e, start, timeout), None))?;
+                parse_completion(&text).map_err(|e| (e, None))
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let retry_after = resp
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64);
+                let body = resp.into_string().unwrap_or_default();
+                Err((
+                    Error::HttpStatus {
+                        status,
+                        message: error_message(&body),
+                    },
+                    retry_after,
+                ))
+            }
+            Err(ureq::Error::Transport(t)) => Err((transport_error(&t, start, timeout), None)),
+        }
+    }
+}
+
+/// Maps an I/O error while reading a body.
+fn io_error(e: &std::io::Error, start: Instant, timeout: Duration) -> Error {
+    use std::io::ErrorKind as K;
+    if matches!(e.kind(), K::TimedOut | K::WouldBlock) || start.elapsed() >= timeout {
+        Error::Timeout(timeout)
+    } else {
+        Error::Connection(e.to_string())
+    }
+}
+
+/// Maps a ureq transport error.
+fn transport_error(t: &ureq::Transport, start: Instant, timeout: Duration) -> Error {
+    use ureq::ErrorKind as K;
+    let msg = t.to_string();
+    let timed_out = msg.contains("timed out")
+        || msg.contains("Timed out")
+        || std::error::Error::source(t)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                )
+            })
+        || start.elapsed() >= timeout;
+    match t.kind() {
+        _ if timed_out => Error::Timeout(timeout),
+        K::InvalidUrl | K::UnknownScheme | K::InsecureRequestHttpsOnly | K::InvalidProxyUrl => {
+            Error::Config(msg)
+        }
+        K::BadStatus | K::BadHeader => Error::MalformedResponse(msg),
+        _ => Error::Connection(msg),
+    }
+}
+
+/// The message of an OpenAI error body (`{"error": {"message": ...}}`), else the body itself
+/// (truncated).
+fn error_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        let m = v
+            .pointer("/error/message")
+            .or_else(|| v.get("error").filter(|e| e.is_string()))
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"));
+        if let Some(Value::String(s)) = m {
+            return s.clone();
+        }
+    }
+    body.chars().take(500).collect()
+}
+
+/// Parses a chat completion body.
+pub fn parse_completion(body: &str) -> Result<ChatResponse> {
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| Error::MalformedResponse(format!("not JSON: {e}")))?;
+    let choice = v
+        .pointer("/choices/0")
+        .ok_or_else(|| Error::MalformedResponse("no choices[0]".into()))?;
+    let text = match choice.pointer("/message/content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) => String::new(),
+        _ => {
+            return Err(Error::MalformedResponse(
+                "choices[0].message.content is missing".into(),
+            ));
+        }
+    };
+    let usage = v.get("usage").map(|u| Usage {
+        prompt_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        completion_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    });
+    Ok(ChatResponse {
+        text,
+        finish_reason: choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        model: v.get("model").and_then(Value::as_str).map(str::to_string),
+        usage,
+        latency: Duration::ZERO,
+    })
+}
+
+impl ChatModel for OpenAiClient {
+    fn name(&self) -> &str {
+        &self.config.model
+    }
+
+    fn complete(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse>> {
+        let workers = self.config.max_concurrency.min(requests.len());
+        if workers <= 1 {
+            return requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.complete_one(r, i))
+                .collect();
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<ChatResponse>>>> =
+            requests.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(r) = requests.get(i) else { break };
+                        let res = self.complete_one(r, i);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| Err(Error::Model("request was not run".into())))
+            })
+            .collect()
+    }
+
+    fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
