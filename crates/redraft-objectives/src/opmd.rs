@@ -1,0 +1,143 @@
+//! OPMD as implemented in Trinity-RFT (ALGORITHMS.md §1.4): no importance ratio, no clipping.
+//!
+//! ```text
+//! ℓ_{i,t} = −A_{i,t} · log π_θ(o_{i,t}) / (1 + τ)        τ = 1  →  factor ½
+//! L       = Σ_{i,t} w_{i,t} ℓ_{i,t}  (+ β Σ w KL)  (− η Σ w H)
+//! ```
+//!
+//! With `token-mean` weights this is Trinity's `masked_mean(−A · logprob, mask) / (1 + τ)`
+//! (`opmd_policy_loss.py`). The advantages are OPMD's mean-baseline ones
+//! (`AdvantageEstimator::opmd()` in redraft-credit-assignment: `A_i = r_i − mean_j r_j`, no
+//! std). Sampling log-probs are not used by the loss; if present, the ratio statistics are
+//! still reported.
+
+use burn::tensor::Tensor;
+use redraft_credit_assignment::LossAggregation;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{PolicyBatch, RowKind};
+use crate::error::{Result, check_non_negative};
+use crate::kl::KlEstimator;
+use crate::objective::{LossOutput, MetricSink, Objective, check_inputs};
+use crate::ppo::{PgSettings, Surrogate, policy_terms};
+
+/// OPMD settings. Defaults: Trinity-RFT's `opmd` policy loss (τ = 1, `token-mean`) with no KL
+/// (the R^3L repository's OPMD baseline: `kl_coef` 0) and no entropy bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpmdConfig {
+    /// τ: the loss is divided by `1 + τ`. Default 1.
+    #[serde(default = "d_tau")]
+    pub tau: f64,
+    /// Aggregation. Default `token-mean`.
+    #[serde(default)]
+    pub aggregation: LossAggregation,
+    /// β of the KL penalty. Default 0.
+    #[serde(default)]
+    pub kl_coef: f64,
+    /// KL estimator. Default k2 (Trinity-RFT's default `kl_loss_fn`).
+    #[serde(default = "d_k2")]
+    pub kl_estimator: KlEstimator,
+    /// η of the entropy bonus. Default 0.
+    #[serde(default)]
+    pub entropy_coef: f64,
+}
+
+fn d_tau() -> f64 {
+    1.0
+}
+pub(crate) fn d_k2() -> KlEstimator {
+    KlEstimator::K2
+}
+
+impl Default for OpmdConfig {
+    fn default() -> Self {
+        Self {
+            tau: 1.0,
+            aggregation: LossAggregation::TokenMean,
+            kl_coef: 0.0,
+            kl_estimator: KlEstimator::K2,
+            entropy_coef: 0.0,
+        }
+    }
+}
+
+impl OpmdConfig {
+    /// Checks `τ ≥ 0`, `β ≥ 0`, `η ≥ 0`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
+    pub fn validate(&self) -> Result<()> {
+        check_non_negative("tau", self.tau)?;
+        check_non_negative("kl_coef", self.kl_coef)?;
+        check_non_negative("entropy_coef", self.entropy_coef)
+    }
+
+    pub(crate) fn settings(&self) -> PgSettings {
+        PgSettings {
+            surrogate: Surrogate::Opmd { tau: self.tau },
+            aggregation: self.aggregation,
+            kl_coef: self.kl_coef,
+            kl_estimator: self.kl_estimator,
+            entropy_coef: self.entropy_coef,
+        }
+    }
+}
+
+/// The OPMD objective. Trains [`RowKind::Policy`] rows only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpmdObjective {
+    config: OpmdConfig,
+}
+
+impl OpmdObjective {
+    /// # Errors
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
+    pub fn new(config: OpmdConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &OpmdConfig {
+        &self.config
+    }
+}
+
+impl Objective for OpmdObjective {
+    fn name(&self) -> &'static str {
+        "opmd"
+    }
+
+    fn needs_reference(&self) -> bool {
+        self.config.kl_coef > 0.0
+    }
+
+    fn needs_entropy(&self) -> bool {
+        self.config.entropy_coef > 0.0
+    }
+
+    fn loss(
+        &self,
+        batch: &PolicyBatch,
+        logprobs: Tensor<2>,
+        entropy: Option<Tensor<2>>,
+    ) -> Result<LossOutput> {
+        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        batch.require_kinds("opmd", &[RowKind::Policy])?;
+        let mut sink = MetricSink::default();
+        let rows = batch.rows_mask(|_| true);
+        let loss = policy_terms(
+            &self.config.settings(),
+            batch,
+            &logprobs,
+            entropy.as_ref(),
+            batch.advantages().clone(),
+            &rows,
+            None,
+            &mut sink,
+        )?;
+        let metrics = sink.finish(&loss)?;
+        Ok(LossOutput { loss, metrics })
+    }
+}

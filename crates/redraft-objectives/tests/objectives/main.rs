@@ -1,0 +1,9 @@
+//! Tests of redraft-objectives (one test binary; see each module).
+
+mod common;
+mod config;
+mod gradcheck;
+mod properties;
+mod reference;
+mod trinity;
+mod worked_examples;
