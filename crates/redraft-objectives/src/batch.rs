@@ -150,6 +150,35 @@ impl PolicyBatch {
         Ok(self)
     }
 
+    /// [`with_old_logprobs`](Self::with_old_logprobs) from a `[batch, time]` tensor already on
+    /// the batch's device (no host round trip). The tensor is detached and its masked-out
+    /// positions are set to 0; its trainable values are not checked for finiteness.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`].
+    pub fn with_old_logprobs_tensor(mut self, old_logprobs: Tensor<2>) -> Result<Self> {
+        self.old_logprobs = Some(self.constant("old log-probs ([batch, time])", old_logprobs)?);
+        Ok(self)
+    }
+
+    /// [`with_ref_logprobs`](Self::with_ref_logprobs) from a `[batch, time]` tensor already on
+    /// the batch's device (for example the reference model's `next_token_logprobs`). Detached,
+    /// masked-out positions set to 0, not checked for finiteness.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`].
+    pub fn with_ref_logprobs_tensor(mut self, ref_logprobs: Tensor<2>) -> Result<Self> {
+        self.ref_logprobs =
+            Some(self.constant("reference log-probs ([batch, time])", ref_logprobs)?);
+        Ok(self)
+    }
+
+    fn constant(&self, what: &'static str, t: Tensor<2>) -> Result<Tensor<2>> {
+        self.check_dims(what, &t)?;
+        let off = self.mask_tensor(&self.mask).equal_elem(0.0);
+        Ok(t.detach().mask_fill(off, 0.0))
+    }
+
     /// The kind of every row (length `batch`).
     ///
     /// # Errors

@@ -11,7 +11,7 @@
 //! aggregation = { kind = "token_mean" }
 //! ```
 //!
-//! | method | defaults (see docs/algorithms/<method>.md) |
+//! | method | defaults (see `docs/algorithms/<method>.md`) |
 //! |---|---|
 //! | `grpo` | ε 0.2, dual clip c = 3, `token-mean`, k3 KL β = 0.001 |
 //! | `dr_grpo` | ε 0.2, dual clip c = 3, `seq-mean-token-sum-norm`, no KL |

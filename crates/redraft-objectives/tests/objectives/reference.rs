@@ -499,3 +499,30 @@ fn item_weights_scale_rows() {
         .unwrap();
     assert_close(scalar(out.loss), -0.5, 1e-7);
 }
+
+#[test]
+fn tensor_inputs_match_host_inputs() {
+    let d = dev();
+    let (host, logp) = clip_case();
+    let rho = [1.5f32, 0.5, 5.0, 0.5, 1.1];
+    let old: Vec<f32> = logp.iter().zip(rho).map(|(l, r)| l - r.ln()).collect();
+    let dev_batch = PolicyBatch::new([1, 5], vec![T; 5], vec![1.0, -1.0, -1.0, 1.0, 1.0], &d)
+        .unwrap()
+        .with_old_logprobs_tensor(t2(old, [1, 5], &d))
+        .unwrap()
+        .with_ref_logprobs_tensor(t2(vec![-1.0; 5], [1, 5], &d))
+        .unwrap();
+    let obj = rlvr(RlvrConfig::grpo());
+    let a = obj
+        .loss(&dev_batch, t2(logp.clone(), [1, 5], &d), None)
+        .unwrap();
+    let host = host.with_ref_logprobs(vec![-1.0; 5]).unwrap();
+    let b = obj.loss(&host, t2(logp, [1, 5], &d), None).unwrap();
+    assert_close(scalar(a.loss), scalar(b.loss), 1e-7);
+    assert!(matches!(
+        PolicyBatch::new([1, 5], vec![T; 5], vec![0.0; 5], &d)
+            .unwrap()
+            .with_ref_logprobs_tensor(t2(vec![0.0; 4], [1, 4], &d)),
+        Err(redraft_objectives::Error::ShapeMismatch { .. })
+    ));
+}
