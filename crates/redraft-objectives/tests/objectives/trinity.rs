@@ -3,8 +3,8 @@
 //! `tests/fixtures/gen_trinity_policy_loss.py`).
 
 use redraft_objectives::{
-    Objective, OpmdConfig, OpmdObjective, PolicyBatch, R3lConfig, R3lObjective, RlvrConfig,
-    RlvrObjective, RowKind, metric,
+    MulFeRlConfig, MulFeRlObjective, Objective, OpmdConfig, OpmdObjective, PairLoss, PairRows,
+    PolicyBatch, R3lConfig, R3lObjective, RlvrConfig, RlvrObjective, RowKind, metric,
 };
 use serde::Deserialize;
 
@@ -28,6 +28,7 @@ struct Expected {
     ppo_pg_clipfrac: f64,
     ppo_kl: f64,
     sft_loss: f64,
+    dpo_loss: f64,
     ppo_loss_dual_clip_c3_transcription: f64,
 }
 
@@ -128,4 +129,51 @@ fn sft_matches_trinity() {
         f.expected.sft_loss,
         1e-7,
     );
+}
+
+/// `test_dpo_policy_loss`: 0.5406752228736877 with β = 0.1. Trinity's DPO loss takes the even
+/// rows as chosen and the odd rows as rejected and sums the masked log-ratios over *all* of
+/// them (`masked_sum` without an axis), i.e. one pair whose chosen side is rows 0, 2, 4 and
+/// whose rejected side is rows 1, 3. Laid out as two rows, that is one MulFeRL DPO pair.
+#[test]
+fn dpo_matches_trinity() {
+    let f = fixture();
+    let [b, t] = f.shape;
+    let side = |parity: usize| {
+        let (mut lp, mut rf, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        for i in (parity..b).step_by(2) {
+            lp.extend_from_slice(&f.logprob[i * t..(i + 1) * t]);
+            rf.extend_from_slice(&f.ref_log_prob[i * t..(i + 1) * t]);
+            m.extend_from_slice(&f.response_mask[i * t..(i + 1) * t]);
+        }
+        (lp, rf, m)
+    };
+    let (mut lp, mut rf, mut mask) = side(0);
+    let width = lp.len(); // 3 rows of 20
+    let (lp1, rf1, m1) = side(1);
+    let pad = width - lp1.len();
+    lp.extend(lp1.into_iter().chain(std::iter::repeat_n(0.0, pad)));
+    rf.extend(rf1.into_iter().chain(std::iter::repeat_n(0.0, pad)));
+    mask.extend(m1.into_iter().chain(std::iter::repeat_n(false, pad)));
+    let batch = PolicyBatch::new([2, width], mask, vec![0.0; 2 * width], &dev())
+        .unwrap()
+        .with_row_kinds(vec![RowKind::Pair; 2])
+        .unwrap()
+        .with_ref_logprobs(rf)
+        .unwrap()
+        .with_pairs(vec![PairRows {
+            chosen: 0,
+            rejected: 1,
+        }]);
+    let config = MulFeRlConfig {
+        pair_loss: PairLoss::Dpo { beta: 0.1 },
+        lambda: 1.0,
+        ..MulFeRlConfig::default()
+    };
+    let out = MulFeRlObjective::new(config)
+        .unwrap()
+        .loss(&batch, t2(lp, [2, width], &dev()), None)
+        .unwrap();
+    assert_close(scalar(out.loss), f.expected.dpo_loss, 1e-6);
+    assert_eq!(out.metrics.get(metric::PAIR_ACCURACY), Some(1.0));
 }
