@@ -28,7 +28,7 @@ use crate::templates::Templates;
 /// send_reference = true
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProviderConfig {
     /// [`VerifierCritic`].
     VerifierCritic {
@@ -37,7 +37,7 @@ pub enum ProviderConfig {
         critic: CriticConfig,
     },
     /// [`CorrectnessOnly`].
-    CorrectnessOnly,
+    CorrectnessOnly {},
     /// [`SelfReflection`] with the policy given to [`ProviderConfig::build`].
     SelfReflection {
         /// Options.
@@ -79,7 +79,7 @@ impl ProviderConfig {
             ProviderConfig::VerifierCritic { critic } => {
                 Box::new(VerifierCritic::new(critic.clone()))
             }
-            ProviderConfig::CorrectnessOnly => Box::new(CorrectnessOnly::new()),
+            ProviderConfig::CorrectnessOnly {} => Box::new(CorrectnessOnly::new()),
             ProviderConfig::SelfReflection {
                 reflection,
                 templates,

@@ -129,62 +129,118 @@ impl GroupJudge {
     /// [`Error::EmptyOutput`], one is returned as is (no call, as in the code), several are
     /// merged by the judge.
     pub fn merge(&self, question: &str, feedbacks: &[String]) -> Result<String> {
-        let cleaned: Vec<String> = feedbacks
-            .iter()
-            .filter(|f| !f.trim().is_empty())
-            .cloned()
-            .collect();
-        match cleaned.len() {
-            0 => Err(Error::EmptyOutput("no critique to merge".into())),
-            1 => Ok(cleaned[0].clone()),
-            _ => {
-                let req = self.merge_request(question, &cleaned)?;
-                let resp = self
-                    .model
-                    .complete(std::slice::from_ref(&req))
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::Model("no response".into())))?;
-                let text = extract_feedback_block(&resp.text);
-                if text.is_empty() {
-                    return Err(Error::EmptyOutput("the merge wrote no feedback".into()));
-                }
-                Ok(text)
+        self.merge_batch(&[(question.to_string(), feedbacks.to_vec())])
+            .pop()
+            .unwrap_or_else(|| Err(Error::Model("no response".into())))
+    }
+
+    /// [`GroupJudge::merge`] for several problems, the judge calls in one batch.
+    pub fn merge_batch(&self, items: &[(String, Vec<String>)]) -> Vec<Result<String>> {
+        let mut out: Vec<Option<Result<String>>> = vec![None; items.len()];
+        let mut reqs = Vec::new();
+        let mut index = Vec::new();
+        for (i, (question, feedbacks)) in items.iter().enumerate() {
+            let cleaned: Vec<String> = feedbacks
+                .iter()
+                .filter(|f| !f.trim().is_empty())
+                .cloned()
+                .collect();
+            match cleaned.len() {
+                0 => out[i] = Some(Err(Error::EmptyOutput("no critique to merge".into()))),
+                1 => out[i] = Some(Ok(cleaned[0].clone())),
+                _ => match self.merge_request(question, &cleaned) {
+                    Ok(r) => {
+                        reqs.push(r);
+                        index.push(i);
+                    }
+                    Err(e) => out[i] = Some(Err(e)),
+                },
             }
         }
+        for (i, resp) in index.into_iter().zip(self.model.complete(&reqs)) {
+            out[i] = Some(resp.and_then(|resp| {
+                let text = extract_feedback_block(&resp.text);
+                if text.is_empty() {
+                    Err(Error::EmptyOutput("the merge wrote no feedback".into()))
+                } else {
+                    Ok(text)
+                }
+            }));
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Model("no response".into()))))
+            .collect()
     }
 
     /// One merged critique of `responses` (failed answers to `question`): shuffle, split into
     /// groups of `group_size`, critique the groups in one batch, merge. Groups whose call fails
     /// are left out of the merge; if every group fails, the first error is returned.
     pub fn group_feedback(&self, question: &str, responses: &[String]) -> Result<String> {
-        if responses.is_empty() {
-            return Err(Error::EmptyOutput("no responses to critique".into()));
+        self.group_feedback_batch(&[(question.to_string(), responses.to_vec())])
+            .pop()
+            .unwrap_or_else(|| Err(Error::Model("no response".into())))
+    }
+
+    /// [`GroupJudge::group_feedback`] for several problems `(question, responses)`: all group
+    /// calls in one batch, then all merge calls in one batch.
+    pub fn group_feedback_batch(&self, items: &[(String, Vec<String>)]) -> Vec<Result<String>> {
+        let mut out: Vec<Option<Result<String>>> = vec![None; items.len()];
+        let mut reqs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, (question, responses)) in items.iter().enumerate() {
+            if responses.is_empty() {
+                out[i] = Some(Err(Error::EmptyOutput("no responses to critique".into())));
+                continue;
+            }
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(self.config.seed ^ call.wrapping_mul(0x9E37_79B9));
+            let mut order: Vec<&str> = responses.iter().map(String::as_str).collect();
+            order.shuffle(&mut rng);
+            let built = order
+                .chunks(self.config.group_size)
+                .map(|chunk| self.group_request(question, chunk))
+                .collect::<Result<Vec<_>>>();
+            match built {
+                Ok(rs) => {
+                    owner.extend(std::iter::repeat_n(i, rs.len()));
+                    reqs.extend(rs);
+                }
+                Err(e) => out[i] = Some(Err(e)),
+            }
         }
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ call.wrapping_mul(0x9E37_79B9));
-        let mut order: Vec<&str> = responses.iter().map(String::as_str).collect();
-        order.shuffle(&mut rng);
-        let reqs = order
-            .chunks(self.config.group_size)
-            .map(|chunk| self.group_request(question, chunk))
-            .collect::<Result<Vec<_>>>()?;
-        let mut critiques = Vec::new();
-        let mut first_err = None;
-        for r in self.model.complete(&reqs) {
+        let mut critiques: Vec<Vec<String>> = vec![Vec::new(); items.len()];
+        let mut first_err: Vec<Option<Error>> = vec![None; items.len()];
+        for (i, r) in owner.into_iter().zip(self.model.complete(&reqs)) {
             match r {
-                Ok(resp) => critiques.push(extract_feedback_block(&resp.text)),
+                Ok(resp) => critiques[i].push(extract_feedback_block(&resp.text)),
                 Err(e) => {
                     tracing::debug!(error = %e, "a group critique failed");
-                    first_err.get_or_insert(e);
+                    first_err[i].get_or_insert(e);
                 }
             }
         }
-        if critiques.iter().all(|c| c.trim().is_empty())
-            && let Some(e) = first_err
-        {
-            return Err(e);
+        let mut merge_items = Vec::new();
+        let mut merge_index = Vec::new();
+        for i in 0..items.len() {
+            if out[i].is_some() {
+                continue;
+            }
+            if critiques[i].iter().all(|c| c.trim().is_empty())
+                && let Some(e) = first_err[i].take()
+            {
+                out[i] = Some(Err(e));
+                continue;
+            }
+            merge_items.push((items[i].0.clone(), std::mem::take(&mut critiques[i])));
+            merge_index.push(i);
         }
-        self.merge(question, &critiques)
+        for (i, r) in merge_index.into_iter().zip(self.merge_batch(&merge_items)) {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Model("no response".into()))))
+            .collect()
     }
 }
 
@@ -205,14 +261,22 @@ impl FeedbackProvider for GroupJudge {
                 None => groups.push(vec![i]),
             }
         }
+        let start = Instant::now();
+        let items: Vec<(String, Vec<String>)> = groups
+            .iter()
+            .map(|g| {
+                let question = requests[g[0]].question();
+                (
+                    question,
+                    g.iter().map(|&i| requests[i].response.clone()).collect(),
+                )
+            })
+            .collect();
+        let merged = self.group_feedback_batch(&items);
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let mut out: Vec<Option<Result<Feedback>>> = vec![None; requests.len()];
-        for g in groups {
-            let start = Instant::now();
-            let question = requests[g[0]].question();
-            let responses: Vec<String> = g.iter().map(|&i| requests[i].response.clone()).collect();
-            let merged = self.group_feedback(&question, &responses);
-            let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-            for &i in &g {
+        for (g, merged) in groups.iter().zip(merged) {
+            for &i in g {
                 out[i] = Some(merged.clone().map(|text| {
                     let mut fb = Feedback::new(
                         FeedbackKind::GroupCritique,

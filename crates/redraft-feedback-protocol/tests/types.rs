@@ -44,7 +44,7 @@ fn feedback_and_requests_round_trip_through_json() {
 #[test]
 fn provider_configs_parse_from_toml() {
     let c: ProviderConfig = toml::from_str("type = \"correctness_only\"").unwrap();
-    assert_eq!(c, ProviderConfig::CorrectnessOnly);
+    assert_eq!(c, ProviderConfig::CorrectnessOnly {});
     let c: ProviderConfig =
         toml::from_str("type = \"verifier_critic\"\n[critic]\nreveal_when_allowed = false")
             .unwrap();
@@ -69,6 +69,8 @@ fn provider_configs_parse_from_toml() {
             .is_err()
     );
     assert!(toml::from_str::<ProviderConfig>("type = \"llm_judges\"").is_err());
+    assert!(toml::from_str::<ProviderConfig>("type = \"verifier_critic\"\n[critics]").is_err());
+    assert!(toml::from_str::<ProviderConfig>("type = \"correctness_only\"\nextra = 1").is_err());
     let c: ProviderConfig = toml::from_str(
         "type = \"llm_judge\"\n[endpoint]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\n[templates]\nno_such = \"x\"",
     )
