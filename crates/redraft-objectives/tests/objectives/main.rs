@@ -5,5 +5,6 @@ mod config;
 mod gradcheck;
 mod properties;
 mod reference;
+mod trainer_step;
 mod trinity;
 mod worked_examples;
