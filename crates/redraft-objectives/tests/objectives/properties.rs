@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use redraft_credit_assignment::LossAggregation;
 use redraft_model::token_logprobs;
-use redraft_objectives::{Objective, PolicyBatch, RlvrConfig, RlvrObjective};
+use redraft_objectives::{KlEstimator, Objective, PolicyBatch, RlvrConfig, RlvrObjective};
 
 use crate::common::{Leaf, Rng, ad, dev, scalar, t2};
 
@@ -99,6 +99,36 @@ proptest! {
         for (k, &m) in mask.iter().enumerate() {
             if !m {
                 prop_assert!(g[k * v..(k + 1) * v].iter().all(|&x| x == 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn kl_tokens_match_the_host_formula(
+        pairs in proptest::collection::vec((-30.0f32..0.0, -30.0f32..0.0), 1..12),
+        est in prop_oneof![
+            Just(KlEstimator::K1),
+            Just(KlEstimator::K2),
+            Just(KlEstimator::K3),
+            Just(KlEstimator::Abs),
+        ],
+    ) {
+        let n = pairs.len();
+        let lp: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+        let rf: Vec<f32> = pairs.iter().map(|p| p.1).collect();
+        let got = est
+            .tokens(t2(lp.clone(), [1, n], &dev()), t2(rf.clone(), [1, n], &dev()))
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .unwrap();
+        for k in 0..n {
+            let want = est.value(f64::from(lp[k]), f64::from(rf[k]));
+            prop_assert!(
+                (f64::from(got[k]) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{est:?} {} {}: {} vs {want}", lp[k], rf[k], got[k]
+            );
+            if est != KlEstimator::K1 {
+                prop_assert!(got[k] >= 0.0);
             }
         }
     }
