@@ -376,3 +376,60 @@ impl ChatModel for OpenAiClient {
         self.retries.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut c = OpenAiConfig::new("http://x/v1", "m");
+        c.backoff_initial_ms = 100;
+        c.backoff_max_ms = 350;
+        let ms = |r| c.backoff(0, r).as_millis();
+        assert_eq!((ms(0), ms(1), ms(2), ms(30)), (100, 200, 350, 350));
+    }
+
+    #[test]
+    fn jitter_is_seeded_and_bounded() {
+        let mut c = OpenAiConfig::new("http://x/v1", "m");
+        c.backoff_initial_ms = 1000;
+        c.jitter_seed = Some(7);
+        for i in 0..20 {
+            let d = c.backoff(i, 0);
+            assert!(d >= Duration::from_millis(500) && d < Duration::from_millis(1000));
+            assert_eq!(d, c.backoff(i, 0), "deterministic");
+        }
+        assert_ne!(c.backoff(0, 0), c.backoff(1, 0));
+    }
+
+    #[test]
+    fn completion_bodies_and_error_bodies() {
+        let ok = parse_completion(
+            r#"{"choices":[{"message":{"content":null},"finish_reason":"length"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.text.as_str(), ok.finish_reason.as_deref()),
+            ("", Some("length"))
+        );
+        assert!(parse_completion(r#"{"choices":[{"message":{}}]}"#).is_err());
+        assert_eq!(error_message(r#"{"error":{"message":"m"}}"#), "m");
+        assert_eq!(error_message(r#"{"error":"e"}"#), "e");
+        assert_eq!(error_message(r#"{"detail":"d"}"#), "d");
+        assert_eq!(error_message("plain"), "plain");
+    }
+
+    #[test]
+    fn request_bodies_omit_unset_fields() {
+        let client = OpenAiClient::new(OpenAiConfig::new("http://x/v1/", "m")).unwrap();
+        assert_eq!(client.url, "http://x/v1/chat/completions");
+        let body = client.body(&ChatRequest::new(vec![redraft_tokenizer::Message::user(
+            "u",
+        )]));
+        assert_eq!(
+            body,
+            json!({"model": "m", "messages": [{"role": "user", "content": "u"}]})
+        );
+    }
+}

@@ -400,6 +400,25 @@ impl Templates {
         self.render(R3L_MATH_RETRY, minijinja::context! { answer => answer })
     }
 
+    /// R^3L's math user turn after a wrong attempt judged by `verdict`: the invalid-format
+    /// message when the format is broken, else the retry message with the answer found (the
+    /// verifier's `first_error.found`). `None` for a correct attempt (the episode ends).
+    pub fn r3l_math_feedback(&self, verdict: &redraft_verifier::Verdict) -> Result<Option<String>> {
+        if verdict.correct {
+            return Ok(None);
+        }
+        if !verdict.format_ok {
+            return self.r3l_invalid_format().map(Some);
+        }
+        let answer = verdict
+            .diagnosis
+            .first_error
+            .as_ref()
+            .map(|e| e.found.as_str())
+            .unwrap_or("");
+        self.r3l_math_retry(answer).map(Some)
+    }
+
     /// R^3L's math user turn after a badly formatted response.
     pub fn r3l_invalid_format(&self) -> Result<String> {
         self.render(R3L_INVALID_FORMAT, minijinja::context! {})

@@ -179,3 +179,33 @@ fn missing_variables_are_errors_not_blanks() {
         .unwrap_err();
     assert_eq!(err.kind(), redraft_feedback_protocol::ErrorKind::Template);
 }
+
+#[test]
+fn r3l_math_feedback_follows_the_verdict() {
+    use redraft_verifier::Problem;
+    use redraft_verifier::tasks::MathProblem;
+    let p = Problem::Math(MathProblem {
+        problem: "What is 6*7?".into(),
+        answer: "42".into(),
+        solution: None,
+    });
+    let t = t();
+    assert_eq!(
+        t.r3l_math_feedback(&p.verify("<answer>42</answer>"))
+            .unwrap(),
+        None
+    );
+    let wrong = t
+        .r3l_math_feedback(&p.verify("<answer>41</answer>"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        wrong.starts_with("Feedback: Incorrect. Your answer 41 does not match."),
+        "{wrong}"
+    );
+    let bad = t
+        .r3l_math_feedback(&p.verify("no answer at all"))
+        .unwrap()
+        .unwrap();
+    assert!(bad.starts_with("Invalid response format."), "{bad}");
+}
