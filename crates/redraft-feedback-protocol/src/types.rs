@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reflection::ReflectionOutcome;
 
-/// Version of the serialised [`Feedback`] / [`FeedbackRequest`] format. Bumped on incompatible
-/// changes; readers reject newer versions they do not know.
+/// Version of the serialised [`Feedback`] / [`FeedbackRequest`] format, written into every value
+/// (values without it read as this version). Bumped on incompatible changes, so that a reader can
+/// tell a newer format from a corrupt one.
 pub const FEEDBACK_FORMAT_VERSION: u32 = 1;
 
 fn current_version() -> u32 {
