@@ -315,7 +315,7 @@ impl PolicyBatch {
     }
 
     /// Aggregation weights of `agg` over `mask` (a restriction of the batch mask), times the
-    /// item weights; returns the uploaded weights and the number of tokens in `mask`.
+    /// item weights, uploaded.
     pub(crate) fn weights(&self, agg: &LossAggregation, mask: &[bool]) -> Result<Tensor<2>> {
         let mut w = agg.token_weights(mask, self.batch, self.time)?;
         if let Some(iw) = &self.item_weights {

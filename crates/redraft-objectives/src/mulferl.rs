@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Error, Result, check_non_negative, check_positive};
-use crate::objective::{LossOutput, MetricSink, Objective, check_inputs, metric};
+use crate::objective::{LossOutput, MetricSink, Objective, metric, prepare_inputs};
 use crate::ppo::{RlvrConfig, RlvrOptions, policy_terms};
 
 /// The cross-turn pair loss. Serialised with a `kind` tag:
@@ -175,7 +175,7 @@ impl Objective for MulFeRlObjective {
         logprobs: Tensor<2>,
         entropy: Option<Tensor<2>>,
     ) -> Result<LossOutput> {
-        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
         batch.require_kinds("mulferl", &[RowKind::Policy, RowKind::Pair])?;
         let mut sink = MetricSink::default();
         let rows = batch.rows_mask(|k| k == RowKind::Policy);

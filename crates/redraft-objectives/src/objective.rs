@@ -248,17 +248,23 @@ pub(crate) fn push_ratio_stats(
     );
 }
 
-/// Checks `logprobs` (and `entropy`) against the batch.
-pub(crate) fn check_inputs(
+/// Checks `logprobs` (and `entropy`) against the batch and sets their masked-out positions to
+/// 0, so that a non-finite value on padding (a `−inf` log-prob of a padding target) cannot
+/// poison the sums (`0 · inf = NaN`). Gradients at those positions are 0 either way.
+pub(crate) fn prepare_inputs(
     batch: &PolicyBatch,
-    logprobs: &Tensor<2>,
-    entropy: Option<&Tensor<2>>,
-) -> Result<()> {
-    batch.check_dims("logprobs ([batch, time])", logprobs)?;
-    if let Some(e) = entropy {
+    logprobs: Tensor<2>,
+    entropy: Option<Tensor<2>>,
+) -> Result<(Tensor<2>, Option<Tensor<2>>)> {
+    batch.check_dims("logprobs ([batch, time])", &logprobs)?;
+    if let Some(e) = &entropy {
         batch.check_dims("entropy ([batch, time])", e)?;
     }
-    Ok(())
+    let off = batch.mask_tensor(batch.mask()).equal_elem(0.0);
+    Ok((
+        logprobs.mask_fill(off.clone(), 0.0),
+        entropy.map(|e| e.mask_fill(off, 0.0)),
+    ))
 }
 
 /// Cross-entropy (negative log-likelihood) of the tokens of `rows` (a restriction of the batch

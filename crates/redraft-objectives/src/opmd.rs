@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative};
 use crate::kl::KlEstimator;
-use crate::objective::{LossOutput, MetricSink, Objective, check_inputs};
+use crate::objective::{LossOutput, MetricSink, Objective, prepare_inputs};
 use crate::ppo::{PgSettings, Surrogate, policy_terms};
 
 /// OPMD settings. Defaults: Trinity-RFT's `opmd` policy loss (τ = 1, `token-mean`) with no KL
@@ -123,7 +123,7 @@ impl Objective for OpmdObjective {
         logprobs: Tensor<2>,
         entropy: Option<Tensor<2>>,
     ) -> Result<LossOutput> {
-        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
         batch.require_kinds("opmd", &[RowKind::Policy])?;
         let mut sink = MetricSink::default();
         let rows = batch.rows_mask(|_| true);

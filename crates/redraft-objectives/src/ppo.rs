@@ -24,8 +24,8 @@ use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Error, Result, check_non_negative, check_param};
 use crate::kl::{KlEstimator, LOG_RATIO_CLAMP};
 use crate::objective::{
-    LossOutput, MetricSink, Objective, check_inputs, count, masked_mean, metric, push_ratio_stats,
-    weighted_sum,
+    LossOutput, MetricSink, Objective, count, masked_mean, metric, prepare_inputs,
+    push_ratio_stats, weighted_sum,
 };
 
 /// Settings of the clipped surrogate and its regularisers. Every field has a default (the
@@ -259,7 +259,7 @@ impl Objective for RlvrObjective {
         logprobs: Tensor<2>,
         entropy: Option<Tensor<2>>,
     ) -> Result<LossOutput> {
-        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
         batch.require_kinds(self.name, &[RowKind::Policy])?;
         let mut sink = MetricSink::default();
         let rows = batch.rows_mask(|_| true);

@@ -27,7 +27,8 @@ use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative};
 use crate::kl::KlEstimator;
 use crate::objective::{
-    LossOutput, MetricSink, Objective, check_inputs, count, cross_entropy_term, masked_mean, metric,
+    LossOutput, MetricSink, Objective, count, cross_entropy_term, masked_mean, metric,
+    prepare_inputs,
 };
 use crate::opmd::d_k2;
 use crate::ppo::{PgSettings, RlvrConfig, RlvrOptions, Surrogate, policy_terms};
@@ -200,7 +201,7 @@ impl Objective for R3lObjective {
         logprobs: Tensor<2>,
         entropy: Option<Tensor<2>>,
     ) -> Result<LossOutput> {
-        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
         batch.require_kinds("r3l", &[RowKind::Policy, RowKind::Auxiliary])?;
         let mut sink = MetricSink::default();
         let aux = batch.rows_mask(|k| k == RowKind::Auxiliary);

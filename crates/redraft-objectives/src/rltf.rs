@@ -31,7 +31,8 @@ use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative, check_param};
 use crate::kl::KlEstimator;
 use crate::objective::{
-    LossOutput, MetricSink, Objective, check_inputs, count, cross_entropy_term, masked_mean, metric,
+    LossOutput, MetricSink, Objective, count, cross_entropy_term, masked_mean, metric,
+    prepare_inputs,
 };
 use crate::ppo::{Clip, PgSettings, Surrogate, policy_terms};
 
@@ -316,7 +317,7 @@ impl Objective for RltfObjective {
         logprobs: Tensor<2>,
         entropy: Option<Tensor<2>>,
     ) -> Result<LossOutput> {
-        check_inputs(batch, &logprobs, entropy.as_ref())?;
+        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
         let mut allowed = vec![RowKind::Policy];
         if self.sd.is_some() {
             allowed.push(RowKind::SelfDistillation);

@@ -526,3 +526,23 @@ fn tensor_inputs_match_host_inputs() {
         Err(redraft_objectives::Error::ShapeMismatch { .. })
     ));
 }
+
+#[test]
+fn non_finite_log_probs_on_padding_are_ignored() {
+    let d = dev();
+    let batch = PolicyBatch::new([1, 3], vec![T, T, F], vec![1.0, 1.0, 0.0], &d)
+        .unwrap()
+        .with_ref_logprobs(vec![-1.0, -1.0, f32::NAN])
+        .unwrap();
+    let lp = t2(vec![-1.0, -1.0, f32::NEG_INFINITY], [1, 3], &d);
+    let h = t2(vec![1.0, 1.0, f32::NAN], [1, 3], &d);
+    let obj = rlvr(RlvrConfig {
+        entropy_coef: 0.1,
+        ..RlvrConfig::grpo()
+    });
+    let out = obj.loss(&batch, lp, Some(h)).unwrap();
+    assert_close(scalar(out.loss), -1.0 - 0.1, 1e-6);
+    let opmd = OpmdObjective::new(OpmdConfig::default()).unwrap();
+    let lp = t2(vec![-1.0, -1.0, f32::NEG_INFINITY], [1, 3], &d);
+    assert_close(scalar(opmd.loss(&batch, lp, None).unwrap().loss), 0.5, 1e-6);
+}
