@@ -8,4 +8,7 @@ mod error;
 mod sampling;
 
 pub use error::{Error, Result};
-pub use sampling::{Completion, FinishReason, SamplingParams, generate, sample_token};
+pub use sampling::{
+    Completion, FinishReason, RowRequest, SamplingParams, generate, generate_rows, row_rng,
+    sample_token,
+};

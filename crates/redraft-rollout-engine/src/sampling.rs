@@ -144,13 +144,26 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rn
     (last as u32, logprob(last))
 }
 
-fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
+/// The generator of row `row` of a request seeded with `seed`: stream `row` of ChaCha8.
+pub fn row_rng(seed: u64, row: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(row as u64);
     rng
 }
 
-/// Samples one continuation for each prompt.
+/// One row of a batch: a prompt, how to sample its continuation, and its generator.
+#[derive(Debug, Clone)]
+pub struct RowRequest {
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Sampling parameters of this row (`seed` is ignored: `rng` is used).
+    pub params: SamplingParams,
+    /// This row's random generator.
+    pub rng: ChaCha8Rng,
+}
+
+/// Samples one continuation for each prompt, all with the same parameters; row `i` uses
+/// [`row_rng`]`(params.seed, i)`.
 pub fn generate(
     model: &CausalLm,
     prompts: &[Vec<u32>],
@@ -158,54 +171,77 @@ pub fn generate(
     pad_id: u32,
     device: &Device,
 ) -> Result<Vec<Completion>> {
-    params.validate()?;
-    let batch = left_padded(model.config(), prompts, pad_id, device)?;
-    let rows = prompts.len();
+    let rows: Vec<RowRequest> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| RowRequest {
+            prompt: prompt.clone(),
+            params: params.clone(),
+            rng: row_rng(params.seed, i),
+        })
+        .collect();
+    generate_rows(model, rows, pad_id, device, &|_, _| false)
+}
+
+/// Samples a batch whose rows may differ in every parameter. `stop(row, tokens)` is asked
+/// after each new token and ends the row when it returns true (stop strings are checked this
+/// way by callers that can decode).
+pub fn generate_rows(
+    model: &CausalLm,
+    mut rows: Vec<RowRequest>,
+    pad_id: u32,
+    device: &Device,
+    stop: &dyn Fn(usize, &[u32]) -> bool,
+) -> Result<Vec<Completion>> {
+    for row in &rows {
+        row.params.validate()?;
+    }
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|r| r.prompt.clone()).collect();
+    let batch = left_padded(model.config(), &prompts, pad_id, device)?;
+    let n = rows.len();
     let vocab = model.config().vocab_size;
     let room =
         model.config().max_position_embeddings - batch.lengths.iter().max().copied().unwrap_or(0);
-    let max_new = params.max_new_tokens.min(room);
-    let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|r| row_rng(params.seed, r)).collect();
-    let mut out: Vec<Completion> = (0..rows)
+    let limits: Vec<usize> = rows
+        .iter()
+        .map(|r| r.params.max_new_tokens.min(room))
+        .collect();
+    let mut out: Vec<Completion> = (0..n)
         .map(|_| Completion {
             tokens: Vec::new(),
             logprobs: Vec::new(),
             finish_reason: FinishReason::Length,
         })
         .collect();
-    let mut done = vec![false; rows];
+    let mut done: Vec<bool> = limits.iter().map(|&l| l == 0).collect();
     let mut cache = model.new_cache(batch.left_pad.clone());
     let mut input = batch.tokens;
-    for _ in 0..max_new {
+    while !done.iter().all(|d| *d) {
         let logits = model.forward_cached(input, &mut cache, LogitsFor::Last)?; // [rows, 1, vocab]
         let host = logits
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .unwrap_or_default();
-        let mut next = Vec::with_capacity(rows);
-        for row in 0..rows {
-            if done[row] {
+        let mut next = Vec::with_capacity(n);
+        for (i, row) in rows.iter_mut().enumerate() {
+            if done[i] {
                 next.push(i64::from(pad_id));
                 continue;
             }
-            let (token, logprob) = sample_token(
-                &host[row * vocab..(row + 1) * vocab],
-                params,
-                &mut rngs[row],
-            );
-            out[row].tokens.push(token);
-            out[row].logprobs.push(logprob);
-            if params.stop_tokens.contains(&token) {
-                done[row] = true;
-                out[row].finish_reason = FinishReason::Stop;
+            let (token, logprob) =
+                sample_token(&host[i * vocab..(i + 1) * vocab], &row.params, &mut row.rng);
+            out[i].tokens.push(token);
+            out[i].logprobs.push(logprob);
+            if row.params.stop_tokens.contains(&token) || stop(i, &out[i].tokens) {
+                done[i] = true;
+                out[i].finish_reason = FinishReason::Stop;
+            } else if out[i].tokens.len() >= limits[i] {
+                done[i] = true;
             }
             next.push(i64::from(token));
         }
-        if done.iter().all(|d| *d) {
-            break;
-        }
-        input = Tensor::<2, Int>::from_data(TensorData::new(next, [rows, 1]), device);
+        input = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), device);
     }
     Ok(out)
 }
