@@ -1,6 +1,7 @@
 //! The `redraft` command-line program.
 
 mod commands;
+mod server;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,13 @@ enum Command {
     Score(commands::score::Args),
     /// Sample continuations of prompts with the KV cache.
     Generate(commands::generate::Args),
+    /// Verify answers: math equivalence or built-in task responses, one verdict per line.
+    Verify(commands::verify::Args),
+    /// Serve a model over the OpenAI API (/v1/chat/completions, /v1/completions).
+    Serve(commands::serve::Args),
+    /// Built-in task families.
+    #[command(subcommand)]
+    Tasks(commands::tasks::Command),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +45,9 @@ fn main() -> ExitCode {
         Command::InitModel(args) => commands::init_model::run(args),
         Command::Score(args) => commands::score::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Tasks(command) => commands::tasks::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -271,3 +271,100 @@ fn bad_input_gives_clear_errors_and_no_output_file() {
         "`model.layers.0.mlp.gate_proj.weight` has shape [384, 128], expected [320, 128]",
     );
 }
+
+#[test]
+fn tasks_generate_then_verify_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    for family in [
+        "arithmetic",
+        "countdown",
+        "knights_knaves",
+        "shortest_path",
+        "binary_matrix",
+    ] {
+        let problems = ok(redraft(&[
+            "tasks", "generate", "--family", family, "--count", "4", "--seed", "11",
+        ]));
+        assert_eq!(
+            problems,
+            ok(redraft(&[
+                "tasks", "generate", "--family", family, "--count", "4", "--seed", "11"
+            ]))
+        );
+        let mut lines = String::new();
+        for problem in json_lines(&problems) {
+            let solution = problem["solution"].as_str().unwrap();
+            lines += &serde_json::json!({"task": problem["task"], "problem": problem["problem"], "response": solution}).to_string();
+            lines.push('\n');
+            lines += &serde_json::json!({"task": problem["task"], "problem": problem["problem"], "response": "no idea"}).to_string();
+            lines.push('\n');
+        }
+        let input = tmp.path().join(format!("{family}.jsonl"));
+        std::fs::write(&input, lines).unwrap();
+        let verdicts = json_lines(&ok(redraft(&[
+            "verify",
+            "--input",
+            input.to_str().unwrap(),
+        ])));
+        assert_eq!(verdicts.len(), 8, "{family}");
+        for pair in verdicts.chunks(2) {
+            assert_eq!(
+                pair[0]["correct"], true,
+                "{family}: the reference solution verifies: {}",
+                pair[0]
+            );
+            assert_eq!(
+                pair[1]["correct"], false,
+                "{family}: a non-answer does not: {}",
+                pair[1]
+            );
+            assert!(pair[1]["diagnosis"]["kind"].is_string());
+        }
+    }
+}
+
+#[test]
+fn verify_checks_math_answers_and_reports_malformed_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("math.jsonl");
+    std::fs::write(&input, "{\"gold\": \"\\\\frac{1}{2}\", \"pred\": \"The answer is $0.5$.\"}\n{\"gold\": \"3\", \"pred\": \"\\\\boxed{4}\"}\n").unwrap();
+    let verdicts = json_lines(&ok(redraft(&[
+        "verify",
+        "--input",
+        input.to_str().unwrap(),
+    ])));
+    assert_eq!(verdicts[0]["correct"], true, "{}", verdicts[0]);
+    assert_eq!(verdicts[1]["correct"], false);
+    assert_eq!(verdicts[1]["reward"], 0.0);
+
+    std::fs::write(
+        &input,
+        "{\"gold\": \"1\", \"pred\": \"1\"}\n{\"nothing\": 1}\n",
+    )
+    .unwrap();
+    fails_with(
+        redraft(&["verify", "--input", input.to_str().unwrap()]),
+        "math.jsonl:2",
+    );
+    let skipped = ok(redraft(&[
+        "verify",
+        "--input",
+        input.to_str().unwrap(),
+        "--on-error",
+        "skip",
+    ]));
+    // Skipping keeps one output line per input line: the malformed one becomes an error record.
+    let skipped = json_lines(&skipped);
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(skipped[0]["correct"], true);
+    assert!(
+        skipped[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("math.jsonl:2")
+    );
+    fails_with(
+        redraft(&["tasks", "generate", "--family", "chess", "--count", "1"]),
+        "chess",
+    );
+}

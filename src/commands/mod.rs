@@ -3,6 +3,9 @@
 pub(crate) mod generate;
 pub(crate) mod init_model;
 pub(crate) mod score;
+pub(crate) mod serve;
+pub(crate) mod tasks;
+pub(crate) mod verify;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -70,6 +73,11 @@ impl Output {
             path,
             buffer: Vec::new(),
         }
+    }
+
+    /// A writer into the buffer, for library functions that write JSONL.
+    pub(crate) fn writer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
     }
 
     pub(crate) fn line(&mut self, text: &str) {

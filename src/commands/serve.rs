@@ -1,0 +1,62 @@
+//! `redraft serve`: an OpenAI-compatible server for a model directory.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use redraft::model::DeviceSpec;
+
+use super::LoadedModel;
+use crate::server::{Settings, serve};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A model directory (config.json, safetensors weights, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one; the address is printed on the first line of output).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The model name clients send (default: the directory's name).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Most sequences sampled together in one batch.
+    #[arg(long, default_value_t = 64)]
+    max_batch_rows: usize,
+    /// Most requests handled at once; more are answered 503.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Seed of requests that bring none (incremented per request).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compute device: cpu, wgpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let model_name = args.served_model_name.unwrap_or_else(|| {
+        args.model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "redraft".into())
+    });
+    serve(
+        loaded,
+        Settings {
+            host: args.host,
+            port: args.port,
+            model_name,
+            max_body_bytes: args.max_body_bytes,
+            max_batch_rows: args.max_batch_rows.max(1),
+            max_in_flight: args.max_in_flight.max(1),
+            seed: args.seed,
+        },
+    )
+}

@@ -1,0 +1,231 @@
+//! `redraft serve` as a real server on 127.0.0.1: the OpenAI protocol, batching of concurrent
+//! requests, reproducible seeds, and OpenAI-style errors that leave the server running.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args([
+            "init-model",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect("the address line")
+        .to_string();
+    Server {
+        child,
+        address,
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request; returns the status code and the JSON body.
+fn request(server: &Server, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    request(server, "POST", path, &body.to_string())
+}
+
+#[test]
+fn answers_the_openai_protocol() {
+    let server = start(&[]);
+    assert_eq!(request(&server, "GET", "/health", "").0, 200);
+    let (status, models) = request(&server, "GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    assert_eq!(models["data"][0]["id"], "tiny");
+
+    let body = json!({"model": "tiny", "prompt": "12+34=", "max_tokens": 6, "n": 3, "seed": 5, "logprobs": 1});
+    let (status, first) = post(&server, "/v1/completions", body.clone());
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["object"], "text_completion");
+    let choices = first["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for choice in choices {
+        let logprobs = choice["logprobs"]["token_logprobs"].as_array().unwrap();
+        assert!(!logprobs.is_empty() && logprobs.len() <= 6);
+        assert!(logprobs.iter().all(|l| l.as_f64().unwrap() <= 0.0));
+        assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap()));
+    }
+    assert_eq!(first["usage"]["prompt_tokens"], 7);
+    // Same seed, same choices; the choices of one request differ from each other.
+    let (_, again) = post(&server, "/v1/completions", body);
+    assert_eq!(first["choices"], again["choices"]);
+
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "logprobs": true, "temperature": 0});
+    let (status, reply) = post(&server, "/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["object"], "chat.completion");
+    assert_eq!(reply["choices"][0]["message"]["role"], "assistant");
+    assert!(
+        reply["choices"][0]["logprobs"]["content"]
+            .as_array()
+            .unwrap()
+            .len()
+            <= 4
+    );
+}
+
+#[test]
+fn stop_strings_cut_the_text() {
+    let server = start(&[]);
+    let greedy = json!({"prompt": "abc", "max_tokens": 12, "temperature": 0});
+    let (_, full) = post(&server, "/v1/completions", greedy.clone());
+    let text = full["choices"][0]["text"].as_str().unwrap().to_string();
+    let Some(stop) = text.chars().nth(2).map(String::from) else {
+        return;
+    };
+    let mut with_stop = greedy;
+    with_stop["stop"] = json!([stop]);
+    let (status, cut) = post(&server, "/v1/completions", with_stop);
+    assert_eq!(status, 200);
+    assert_eq!(
+        cut["choices"][0]["text"].as_str().unwrap(),
+        &text[..text.find(&stop).unwrap()]
+    );
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_all_answered() {
+    let server = start(&[]);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    post(
+                        server,
+                        "/v1/completions",
+                        json!({"prompt": format!("{i}+1="), "max_tokens": 8, "seed": i}),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{body}");
+        // Batching does not change a seeded answer: it equals the same request made alone.
+        let (_, alone) = post(
+            &server,
+            "/v1/completions",
+            json!({"prompt": format!("{i}+1="), "max_tokens": 8, "seed": i}),
+        );
+        assert_eq!(body["choices"], alone["choices"], "request {i}");
+    }
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_the_server_survives() {
+    let server = start(&["--max-body-bytes", "2000"]);
+    let (status, body) = request(&server, "POST", "/v1/completions", "{\"prompt\": ");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let (status, body) = request(&server, "POST", "/v1/completions", &"x".repeat(5000));
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "x".repeat(600)}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "prompt");
+    let (status, _) = post(&server, "/v1/completions", json!({"prompt": [1, 2, 99999]}));
+    assert_eq!(status, 400);
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "a", "temperature": 7}),
+    );
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("temperature"))
+    );
+    let (status, _) = post(&server, "/v1/completions", json!({"prompt": "a", "n": 0}));
+    assert_eq!(status, 400);
+    let (status, _) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "a", "model": "other"}),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(request(&server, "GET", "/v1/completions", "").0, 405);
+    assert_eq!(request(&server, "GET", "/nowhere", "").0, 404);
+
+    // A client that sends half a request and hangs up.
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .write_all(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"pro")
+        .unwrap();
+    drop(stream);
+
+    let (status, _) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "still alive", "max_tokens": 2}),
+    );
+    assert_eq!(status, 200);
+}
