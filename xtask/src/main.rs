@@ -1,9 +1,12 @@
 //! `cargo xtask`: project automation that is not part of the `redraft` program.
 //!
+//! - `cargo xtask demo`: init a model, sample, re-score (the README's main job until training lands).
 //! - `cargo xtask bench [model]`: the reference workloads of shared/bench/torch_reference.py on
 //!   redraft, with the ratio to PyTorch measured in the same run when Python has torch.
+//! - `cargo xtask bench verifier`: verdicts per second on the conformance set, against Math-Verify.
 
 mod bench;
+mod demo;
 
 use std::process::ExitCode;
 
@@ -18,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Initialise a model, sample from it and re-score the samples, under runs/.
+    Demo(demo::Args),
     /// Benchmarks against PyTorch on the same machine, in the same run.
     Bench(bench::Args),
 }
@@ -25,6 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

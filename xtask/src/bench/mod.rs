@@ -2,6 +2,7 @@
 
 mod model;
 mod torch;
+mod verifier;
 
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ use anyhow::{Context, Result};
 pub(crate) enum Suite {
     /// Train step and KV-cache sampling on the reference Llama models.
     Model,
+    /// Verdicts per second on the Math-Verify conformance set.
+    Verifier,
 }
 
 #[derive(Debug, clap::Args)]
@@ -25,7 +28,7 @@ pub(crate) struct Args {
     /// Skip the PyTorch reference even when Python has torch and transformers.
     #[arg(long)]
     no_torch: bool,
-    /// Python interpreter for the PyTorch reference.
+    /// Python interpreter for the references (PyTorch, Math-Verify).
     #[arg(long, default_value = "python3")]
     python: String,
     /// The PyTorch reference script.
@@ -53,7 +56,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     } else {
         root.join(&args.torch_script)
     };
-    let Suite::Model = args.suite;
+    if args.suite == Suite::Verifier {
+        return verifier::run(&root, &args.python, 3.0);
+    }
     // PyTorch first, so the two never compete for the cores.
     let reference = if args.no_torch {
         None
