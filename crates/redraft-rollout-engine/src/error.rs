@@ -14,6 +14,13 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// Rendering or encoding a conversation failed.
+    #[error(transparent)]
+    Tokenizer(#[from] redraft_tokenizer::Error),
+    /// A feedback template could not be rendered (a provider's own failures are recorded on the
+    /// episode, not raised).
+    #[error(transparent)]
+    Feedback(#[from] redraft_feedback_protocol::Error),
 }
 
 /// The result type of redraft-rollout-engine.

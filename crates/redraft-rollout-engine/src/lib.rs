@@ -4,11 +4,23 @@
 //! and the feedback strategies build on it.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod episode;
 mod error;
+mod policy_chat;
 mod sampling;
+mod strategy;
 
+pub use episode::{
+    Episode, FeedbackRecord, Group, GroupUse, PreferencePair, Provenance, RolloutBatch,
+    RolloutStats, Sequence, StrategyKind, TokenKind, Turn,
+};
 pub use error::{Error, Result};
+pub use policy_chat::PolicyChat;
 pub use sampling::{
     Completion, FinishReason, RowRequest, SamplingParams, generate, generate_rows, row_rng,
     sample_token,
+};
+pub use strategy::{
+    MulFeRl, MulFeRlConfig, R3l, R3lConfig, Rltf, RltfConfig, RolloutContext, RolloutStrategy,
+    RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round,
 };

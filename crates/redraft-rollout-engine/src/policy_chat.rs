@@ -1,0 +1,197 @@
+//! The local policy as a [`ChatModel`], so that feedback providers (R^3L's self-reflection) can
+//! ask the policy itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use redraft_feedback_protocol::{ChatModel, ChatRequest, ChatResponse, Usage};
+use redraft_model::CausalLm;
+use redraft_model::burn::tensor::Device;
+use redraft_tokenizer::{Conversation, Tokenizer};
+
+use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
+use crate::strategy::derive_seed;
+
+/// The policy answering chat requests with the tokenizer's chat template.
+///
+/// Each request is rendered with the chat template and a generation prompt, and sampled with
+/// `params`, except that a request's `temperature` replaces `params.temperature` and its
+/// `max_tokens` is capped at `params.max_new_tokens`. Sampling stops at the end-of-sequence and
+/// end-of-turn tokens and at the request's stop strings (which are cut from the text, as an
+/// OpenAI-compatible server does). Call `n` (counted from 0) of [`ChatModel::complete`] draws
+/// request `i` from the generator derived from `(params.seed, n)`, row `i`: a sequence of calls
+/// is reproducible.
+pub struct PolicyChat {
+    name: String,
+    model: CausalLm,
+    tokenizer: Arc<dyn Tokenizer>,
+    device: Device,
+    params: SamplingParams,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for PolicyChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyChat")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyChat {
+    /// The policy `model` with its tokenizer, on `device`, sampling with `params`.
+    pub fn new(
+        model: CausalLm,
+        tokenizer: Arc<dyn Tokenizer>,
+        device: Device,
+        params: SamplingParams,
+    ) -> Self {
+        Self {
+            name: "policy".into(),
+            model,
+            tokenizer,
+            device,
+            params,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the name reported as the feedback's model (default `policy`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many times [`ChatModel::complete`] has been called.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn stop_tokens(&self) -> Vec<u32> {
+        let tok = self.tokenizer.as_ref();
+        let mut stops = self.params.stop_tokens.clone();
+        stops.extend(tok.special_tokens().eos);
+        if let Ok(end) = Conversation::for_tokenizer(tok).and_then(|c| c.turn_end_ids(tok)) {
+            stops.extend(end.first().copied());
+        }
+        stops.sort_unstable();
+        stops.dedup();
+        stops
+    }
+}
+
+fn model_error(e: impl std::fmt::Display) -> redraft_feedback_protocol::Error {
+    redraft_feedback_protocol::Error::Model(e.to_string())
+}
+
+/// The text before the first occurrence of any of `stops`, and whether one occurred.
+fn cut_at_stop(text: &str, stops: &[String]) -> (String, bool) {
+    let at = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min();
+    match at {
+        Some(i) => (text[..i].to_owned(), true),
+        None => (text.to_owned(), false),
+    }
+}
+
+impl ChatModel for PolicyChat {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn complete(
+        &self,
+        requests: &[ChatRequest],
+    ) -> Vec<redraft_feedback_protocol::Result<ChatResponse>> {
+        let start = Instant::now();
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let seed = derive_seed(self.params.seed, &[call]);
+        let tok = self.tokenizer.as_ref();
+        let stop_tokens = self.stop_tokens();
+        let mut out: Vec<Option<redraft_feedback_protocol::Result<ChatResponse>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut rows = Vec::new();
+        let mut owners = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            match Conversation::from_messages(tok, &r.messages, true) {
+                Ok(conv) => {
+                    let mut params = self.params.clone();
+                    params.stop_tokens = stop_tokens.clone();
+                    if let Some(t) = r.temperature {
+                        params.temperature = t;
+                    }
+                    if let Some(m) = r.max_tokens {
+                        params.max_new_tokens = params.max_new_tokens.min(m as usize);
+                    }
+                    rows.push(RowRequest {
+                        prompt: conv.ids().to_vec(),
+                        params,
+                        rng: row_rng(seed, i),
+                    });
+                    owners.push(i);
+                }
+                Err(e) => out[i] = Some(Err(model_error(e))),
+            }
+        }
+        if !rows.is_empty() {
+            let prompt_lens: Vec<usize> = rows.iter().map(|r| r.prompt.len()).collect();
+            let stop = |row: usize, tokens: &[u32]| -> bool {
+                let stops = &requests[owners[row]].stop;
+                !stops.is_empty()
+                    && tok
+                        .decode(tokens, true)
+                        .map(|t| {
+                            stops
+                                .iter()
+                                .any(|s| !s.is_empty() && t.contains(s.as_str()))
+                        })
+                        .unwrap_or(false)
+            };
+            let pad = tok
+                .special_tokens()
+                .pad
+                .or(tok.special_tokens().eos)
+                .unwrap_or(0);
+            match generate_rows(&self.model, rows, pad, &self.device, &stop) {
+                Ok(completions) => {
+                    for ((c, &i), plen) in completions.into_iter().zip(&owners).zip(prompt_lens) {
+                        out[i] = Some(tok.decode(&c.tokens, true).map_err(model_error).map(
+                            |text| {
+                                let (text, cut) = cut_at_stop(&text, &requests[i].stop);
+                                let reason = if cut || c.finish_reason == FinishReason::Stop {
+                                    "stop"
+                                } else {
+                                    "length"
+                                };
+                                ChatResponse {
+                                    text,
+                                    finish_reason: Some(reason.into()),
+                                    model: Some(self.name.clone()),
+                                    usage: Some(Usage {
+                                        prompt_tokens: plen as u64,
+                                        completion_tokens: c.tokens.len() as u64,
+                                    }),
+                                    latency: start.elapsed(),
+                                }
+                            },
+                        ));
+                    }
+                }
+                Err(e) => {
+                    for &i in &owners {
+                        out[i] = Some(Err(model_error(&e)));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(model_error("no response"))))
+            .collect()
+    }
+}

@@ -1,0 +1,329 @@
+//! Rollout strategies: how a batch of problems becomes a [`RolloutBatch`] of episodes.
+//!
+//! Each strategy is a [`RolloutStrategy`] selected by a [`StrategyConfig`] (serde-tagged by
+//! `kind`: `single_turn`, `rltf`, `r3l`, `mulferl`). All of them prompt the policy through the
+//! tokenizer's chat template with [`Problem::chat`] messages, stop on the end-of-sequence token
+//! and the template's end-of-turn token (`<|im_end|>` for ChatML), verify with
+//! [`Problem::verify`], and draw every sample from a generator derived from
+//! `(seed, problem index, stage, sample index)`, so the same seed gives the same episodes.
+
+mod mulferl;
+mod r3l;
+mod rltf;
+mod single_turn;
+
+use rand_chacha::ChaCha8Rng;
+use redraft_feedback_protocol::{FeedbackProvider, Templates};
+use redraft_model::CausalLm;
+use redraft_model::burn::tensor::Device;
+use redraft_tokenizer::{Conversation, Message, Tokenizer};
+use redraft_verifier::{Problem, Verdict};
+use serde::{Deserialize, Serialize};
+
+pub use mulferl::{MulFeRl, MulFeRlConfig, RoundDecision, decide_round};
+pub use r3l::{R3l, R3lConfig};
+pub use rltf::{Rltf, RltfConfig};
+pub use single_turn::{SingleTurn, SingleTurnConfig};
+
+use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
+use crate::error::{Error, Result};
+use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
+
+/// What a strategy samples with: the policy, its tokenizer and device, how to sample, the
+/// feedback provider and the prompt templates.
+pub struct RolloutContext<'a> {
+    /// The policy.
+    pub model: &'a CausalLm,
+    /// Its tokenizer (must have a chat template).
+    pub tokenizer: &'a dyn Tokenizer,
+    /// The device the model lives on.
+    pub device: &'a Device,
+    /// Sampling parameters of every policy turn; `seed` is ignored (the rollout seed is used)
+    /// and the end-of-sequence and end-of-turn tokens are added to `stop_tokens`.
+    pub sampling: SamplingParams,
+    /// The feedback provider: a critic or judge for RLTF and MulFeRL, a self-reflection for
+    /// R^3L. Single-turn groups need none.
+    pub feedback: Option<&'a dyn FeedbackProvider>,
+    /// The prompt templates (revision, regeneration, forced prefix, guidance).
+    pub templates: Templates,
+}
+
+impl<'a> RolloutContext<'a> {
+    /// A context without feedback provider, with the default templates.
+    pub fn new(
+        model: &'a CausalLm,
+        tokenizer: &'a dyn Tokenizer,
+        device: &'a Device,
+        sampling: SamplingParams,
+    ) -> Self {
+        Self {
+            model,
+            tokenizer,
+            device,
+            sampling,
+            feedback: None,
+            templates: Templates::new(),
+        }
+    }
+
+    /// Sets the feedback provider.
+    pub fn with_feedback(mut self, provider: &'a dyn FeedbackProvider) -> Self {
+        self.feedback = Some(provider);
+        self
+    }
+
+    /// Sets the templates.
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
+    }
+
+    pub(crate) fn provider(&self, strategy: &'static str) -> Result<&'a dyn FeedbackProvider> {
+        self.feedback.ok_or_else(|| Error::InvalidParam {
+            name: "feedback",
+            reason: format!("the {strategy} strategy needs a feedback provider"),
+        })
+    }
+
+    pub(crate) fn pad_id(&self) -> u32 {
+        let special = self.tokenizer.special_tokens();
+        special.pad.or(special.eos).unwrap_or(0)
+    }
+
+    /// The sampling parameters of a policy turn: `sampling` plus eos and end-of-turn stops.
+    pub(crate) fn turn_params(&self) -> Result<SamplingParams> {
+        let mut params = self.sampling.clone();
+        if let Some(eos) = self.tokenizer.special_tokens().eos {
+            params.stop_tokens.push(eos);
+        }
+        let end = Conversation::for_tokenizer(self.tokenizer)?.turn_end_ids(self.tokenizer)?;
+        if let Some(first) = end.first() {
+            params.stop_tokens.push(*first);
+        }
+        params.stop_tokens.sort_unstable();
+        params.stop_tokens.dedup();
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// Decodes ids as response text (special tokens skipped).
+    pub(crate) fn text(&self, ids: &[u32]) -> Result<String> {
+        Ok(self.tokenizer.decode(ids, true)?)
+    }
+}
+
+/// A way of turning problems into episodes.
+pub trait RolloutStrategy {
+    /// Which strategy this is.
+    fn kind(&self) -> StrategyKind;
+
+    /// Rolls out `problems` with generators derived from `seed`.
+    fn rollout(
+        &self,
+        ctx: &RolloutContext<'_>,
+        problems: &[Problem],
+        seed: u64,
+    ) -> Result<RolloutBatch>;
+}
+
+/// The configuration of a strategy, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StrategyConfig {
+    /// Single-turn groups (RLVR).
+    SingleTurn(SingleTurnConfig),
+    /// RLTF two-turn critique and revision.
+    Rltf(RltfConfig),
+    /// R^3L reflect-then-retry.
+    R3l(R3lConfig),
+    /// MulFeRL regeneration of all-failed groups.
+    Mulferl(MulFeRlConfig),
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        Self::SingleTurn(SingleTurnConfig::default())
+    }
+}
+
+impl StrategyConfig {
+    /// The strategy.
+    pub fn build(&self) -> Result<Box<dyn RolloutStrategy>> {
+        Ok(match self {
+            Self::SingleTurn(c) => Box::new(SingleTurn::new(c.clone())?),
+            Self::Rltf(c) => Box::new(Rltf::new(c.clone())?),
+            Self::R3l(c) => Box::new(R3l::new(c.clone())?),
+            Self::Mulferl(c) => Box::new(MulFeRl::new(c.clone())?),
+        })
+    }
+}
+
+pub(crate) fn positive(name: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::InvalidParam {
+            name,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Stages of a rollout, mixed into the seed of each generator.
+pub(crate) mod stage {
+    /// Base samples / first turns.
+    pub(crate) const BASE: u64 = 0;
+    /// RLTF's revision turn.
+    pub(crate) const REVISION: u64 = 1;
+    /// MulFeRL regeneration round `r` uses `REGEN + r`.
+    pub(crate) const REGEN: u64 = 100;
+    /// R^3L's retry (attempt `a` uses `RETRY + a`; base attempts use `BASE + 10 + a`).
+    pub(crate) const RETRY: u64 = 200;
+    /// R^3L's base attempts.
+    pub(crate) const ATTEMPT: u64 = 10;
+}
+
+/// SplitMix64 step.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A seed derived from `seed` and `parts`.
+pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+    parts
+        .iter()
+        .fold(splitmix(seed), |acc, p| splitmix(acc ^ splitmix(*p)))
+}
+
+/// The generator of sample `sample` of problem `problem` at `stage`.
+pub(crate) fn sample_rng(seed: u64, problem: usize, stage: u64, sample: usize) -> ChaCha8Rng {
+    row_rng(derive_seed(seed, &[problem as u64, stage]), sample)
+}
+
+/// The chat messages of a problem.
+pub(crate) fn problem_messages(problem: &Problem) -> Vec<Message> {
+    problem
+        .chat()
+        .into_iter()
+        .map(|m| Message::new(m.role, m.content))
+        .collect()
+}
+
+/// A sequence holding `messages` as prompt and an open assistant turn.
+pub(crate) fn prompt_sequence(
+    ctx: &RolloutContext<'_>,
+    messages: &[Message],
+) -> Result<SequenceBuilder> {
+    let mut b = SequenceBuilder::new(ctx.tokenizer)?;
+    for m in messages {
+        b.prompt(ctx.tokenizer, m.clone())?;
+    }
+    b.open(ctx.tokenizer)?;
+    Ok(b)
+}
+
+/// One sampled turn, already appended to its sequence.
+#[derive(Debug, Clone)]
+pub(crate) struct SampledTurn {
+    /// The sampled ids' range in the sequence.
+    pub(crate) range: std::ops::Range<usize>,
+    /// The sampled ids.
+    pub(crate) tokens: Vec<u32>,
+    /// Why sampling stopped.
+    pub(crate) finish_reason: FinishReason,
+}
+
+/// Samples one turn for each builder (each with an open assistant turn, possibly holding a
+/// forced prefix), appends the sampled ids and closes the turns.
+pub(crate) fn sample_turns(
+    ctx: &RolloutContext<'_>,
+    builders: &mut [&mut SequenceBuilder],
+    rngs: Vec<ChaCha8Rng>,
+) -> Result<Vec<SampledTurn>> {
+    if builders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params = ctx.turn_params()?;
+    let rows: Vec<RowRequest> = builders
+        .iter()
+        .zip(rngs)
+        .map(|(b, rng)| RowRequest {
+            prompt: b.ids().to_vec(),
+            params: params.clone(),
+            rng,
+        })
+        .collect();
+    let completions = generate_rows(ctx.model, rows, ctx.pad_id(), ctx.device, &|_, _| false)?;
+    let mut out = Vec::with_capacity(completions.len());
+    for (b, c) in builders.iter_mut().zip(completions) {
+        let range = b.sampled(&c.tokens, &c.logprobs)?;
+        b.close(ctx.tokenizer)?;
+        out.push(SampledTurn {
+            range,
+            tokens: c.tokens,
+            finish_reason: c.finish_reason,
+        });
+    }
+    Ok(out)
+}
+
+/// The reward of a verdict with a format penalty: `reward - penalty * (1 - format_ok)` (RLTF's
+/// `0.1 * (format_ok - 1) + correct` with penalty 0.1).
+pub(crate) fn shaped_reward(verdict: &Verdict, format_penalty: f32) -> f32 {
+    if verdict.format_ok {
+        verdict.reward
+    } else {
+        verdict.reward - format_penalty
+    }
+}
+
+/// First-turn episodes: `group_size` samples per problem, verified; one inner vector per
+/// problem. `group` and `sample` are set when the episodes are pushed into a batch.
+pub(crate) fn first_turns(
+    ctx: &RolloutContext<'_>,
+    problems: &[Problem],
+    seed: u64,
+    group_size: usize,
+    strategy: StrategyKind,
+    format_penalty: f32,
+) -> Result<Vec<Vec<Episode>>> {
+    let mut builders = Vec::with_capacity(problems.len() * group_size);
+    let mut rngs = Vec::with_capacity(builders.capacity());
+    for (p, problem) in problems.iter().enumerate() {
+        let messages = problem_messages(problem);
+        let b = prompt_sequence(ctx, &messages)?;
+        for s in 0..group_size {
+            builders.push(b.clone());
+            rngs.push(sample_rng(seed, p, stage::BASE, s));
+        }
+    }
+    let mut refs: Vec<&mut SequenceBuilder> = builders.iter_mut().collect();
+    let sampled = sample_turns(ctx, &mut refs, rngs)?;
+    let mut out: Vec<Vec<Episode>> = (0..problems.len()).map(|_| Vec::new()).collect();
+    for (i, (b, t)) in builders.iter().zip(sampled).enumerate() {
+        let p = i / group_size;
+        let text = ctx.text(&t.tokens)?;
+        let verdict = problems[p].verify(&text);
+        let reward = shaped_reward(&verdict, format_penalty);
+        out[p].push(Episode {
+            problem: p,
+            group: 0,
+            sample: i % group_size,
+            sequences: vec![b.finish()],
+            turns: vec![Turn {
+                sequence: 0,
+                sampled: t.range,
+                text,
+                finish_reason: t.finish_reason,
+                verdict,
+                reward,
+            }],
+            feedback: Vec::new(),
+            reward,
+            provenance: Provenance::base(strategy),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,181 @@
+//! RLTF two-turn rollouts: a first attempt; on failure a critique from the feedback provider and
+//! a revision turn prompted by RLTF's revision template (ALGORITHMS.md §3.2).
+
+use redraft_feedback_protocol::FeedbackRequest;
+use redraft_tokenizer::Message;
+use redraft_verifier::Problem;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    RolloutContext, RolloutStrategy, first_turns, positive, sample_rng, sample_turns,
+    shaped_reward, stage,
+};
+use crate::episode::{FeedbackRecord, GroupUse, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
+use crate::error::Result;
+
+/// Configuration of [`Rltf`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RltfConfig {
+    /// Episodes per problem. Default 8.
+    pub group_size: usize,
+    /// End an episode after a correct first attempt (no critique, no second turn). Default
+    /// true.
+    pub early_termination: bool,
+    /// Whether the critic may see the reference answer (RLTF's math judge does). Default true.
+    pub allow_reference: bool,
+    /// Reward penalty for a response without a parsable answer: a turn's reward is
+    /// `reward - format_penalty * (1 - format_ok)`. Default 0.1 (RLTF's `reward_y1`).
+    pub format_penalty: f32,
+}
+
+impl Default for RltfConfig {
+    fn default() -> Self {
+        Self {
+            group_size: 8,
+            early_termination: true,
+            allow_reference: true,
+            format_penalty: 0.1,
+        }
+    }
+}
+
+/// RLTF's critique-and-revision episodes.
+///
+/// Turn 0 is the problem's chat prompt. Each failed first attempt (every attempt without
+/// early termination) is sent to the feedback provider; with a critique `c0`, turn 1 is sampled
+/// from a *fresh* single user message rendered by the `rltf_revision` template (question,
+/// previous solution, critique), kept as the episode's second [`Sequence`](crate::Sequence)
+/// whose prompt tokens are [`TokenKind::Feedback`](crate::TokenKind::Feedback). A failed
+/// provider call is recorded on the episode, which then ends after turn 0. The episode reward is
+/// the last turn's reward; per-turn rewards are on the turns.
+#[derive(Debug, Clone)]
+pub struct Rltf {
+    config: RltfConfig,
+}
+
+impl Rltf {
+    /// The strategy ([`crate::Error::InvalidParam`] for a zero group size).
+    pub fn new(config: RltfConfig) -> Result<Self> {
+        positive("group_size", config.group_size)?;
+        Ok(Self { config })
+    }
+}
+
+impl RolloutStrategy for Rltf {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Rltf
+    }
+
+    fn rollout(
+        &self,
+        ctx: &RolloutContext<'_>,
+        problems: &[Problem],
+        seed: u64,
+    ) -> Result<RolloutBatch> {
+        let provider = ctx.provider("rltf")?;
+        let c = &self.config;
+        let mut groups = first_turns(
+            ctx,
+            problems,
+            seed,
+            c.group_size,
+            StrategyKind::Rltf,
+            c.format_penalty,
+        )?;
+        // (problem, sample) of every episode that gets a critique.
+        let mut targets = Vec::new();
+        let mut requests = Vec::new();
+        for (p, episodes) in groups.iter().enumerate() {
+            for (s, e) in episodes.iter().enumerate() {
+                let first = &e.turns[0];
+                if c.early_termination && first.verdict.correct {
+                    continue;
+                }
+                targets.push((p, s));
+                requests.push(
+                    FeedbackRequest::new(
+                        problems[p].clone(),
+                        first.text.clone(),
+                        first.verdict.clone(),
+                    )
+                    .with_reference(c.allow_reference),
+                );
+            }
+        }
+        let stats_requests = requests.len();
+        let mut stats_failures = 0;
+        let feedback = if requests.is_empty() {
+            Vec::new()
+        } else {
+            provider.feedback(&requests)
+        };
+        let mut builders = Vec::new();
+        let mut revised = Vec::new();
+        let mut rngs = Vec::new();
+        for ((p, s), (request, fb)) in targets.into_iter().zip(requests.iter().zip(feedback)) {
+            let episode = &mut groups[p][s];
+            match fb {
+                Ok(fb) => {
+                    let prompt = match &problems[p] {
+                        Problem::Math(_) => ctx.templates.rltf_revision(
+                            &request.question(),
+                            &request.response,
+                            &fb.text,
+                        )?,
+                        _ => ctx.templates.rltf_revision_with(
+                            &request.question(),
+                            &request.response,
+                            &fb.text,
+                            "",
+                        )?,
+                    };
+                    let mut b = SequenceBuilder::new(ctx.tokenizer)?;
+                    b.feedback(ctx.tokenizer, Message::user(prompt))?;
+                    b.open(ctx.tokenizer)?;
+                    builders.push(b);
+                    revised.push((p, s));
+                    rngs.push(sample_rng(seed, p, stage::REVISION, s));
+                    episode.feedback.push(FeedbackRecord {
+                        turn: Some(0),
+                        feedback: Some(fb),
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    stats_failures += 1;
+                    episode.feedback.push(FeedbackRecord {
+                        turn: Some(0),
+                        feedback: None,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        let mut refs: Vec<&mut SequenceBuilder> = builders.iter_mut().collect();
+        let sampled = sample_turns(ctx, &mut refs, rngs)?;
+        for ((b, t), (p, s)) in builders.iter().zip(sampled).zip(revised) {
+            let text = ctx.text(&t.tokens)?;
+            let verdict = problems[p].verify(&text);
+            let reward = shaped_reward(&verdict, c.format_penalty);
+            let episode = &mut groups[p][s];
+            episode.sequences.push(b.finish());
+            episode.turns.push(Turn {
+                sequence: 1,
+                sampled: t.range,
+                text,
+                finish_reason: t.finish_reason,
+                verdict,
+                reward,
+            });
+            episode.reward = reward;
+        }
+        let mut batch = RolloutBatch::default();
+        for (p, episodes) in groups.into_iter().enumerate() {
+            batch.push_group(p, 0, GroupUse::Rl, episodes);
+        }
+        batch.stats.feedback_requests = stats_requests;
+        batch.stats.feedback_failures = stats_failures;
+        Ok(batch)
+    }
+}
