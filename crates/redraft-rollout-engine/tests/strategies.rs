@@ -14,8 +14,10 @@ use redraft_feedback_protocol::{
     FeedbackProvider, FnChatModel, INCORRECT_TEXT, SelfReflection, SelfReflectionConfig, Templates,
     VerifierCritic,
 };
-use redraft_model::burn::tensor::Device;
-use redraft_model::{CausalLm, DeviceSpec, Init, ModelConfig, RandomInit, WeightSource};
+use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use redraft_model::{
+    CausalLm, DeviceSpec, Init, ModelConfig, RandomInit, WeightSource, next_token_logprobs,
+};
 use redraft_rollout_engine::{
     GroupUse, MulFeRlConfig, PolicyChat, R3lConfig, RltfConfig, RolloutBatch, RolloutContext,
     SamplingParams, Sequence, SingleTurnConfig, StrategyConfig, StrategyKind, TokenKind,
@@ -238,6 +240,7 @@ fn single_turn_groups_are_well_formed_and_reproducible() {
         );
         // A random model fails: reward is the verdict's.
         assert_eq!(e.reward, e.turns[0].verdict.reward);
+        check_logprobs(&model, s);
     }
     assert_eq!(
         timeless(batch.clone()),
@@ -541,6 +544,8 @@ fn r3l_retries_from_the_pivot_reusing_the_prefix_and_distills() {
         assert!(ds.ids.len() < rs.ids.len());
         assert_eq!(distilled.turn_rewards(), retry.turn_rewards());
         assert_eq!(retry.turns.len(), 2, "attempts 1 and 2");
+        check_logprobs(&model, bs);
+        check_logprobs(&model, rs);
     }
     assert_eq!(
         batch.stats.reused_prefix_tokens,
@@ -600,6 +605,32 @@ fn r3l_with_the_policy_reflecting_counts_invalid_reports() {
     assert_eq!(batch.stats.invalid_reflections, 2);
     assert_eq!(batch.groups.len(), 1, "no retries");
     assert_eq!(batch.episodes.len(), 2);
+}
+
+/// The recorded sampling log-probs of `seq` equal the model's log-probs in a full forward pass
+/// over the whole sequence (temperature 1, no truncation): KV-cached decoding, including a
+/// cache reused from another episode, matches a recomputation.
+fn check_logprobs(model: &CausalLm, seq: &Sequence) {
+    let ids: Vec<i64> = seq.ids.iter().map(|t| i64::from(*t)).collect();
+    let n = ids.len();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device());
+    let logits = model.forward(tokens.clone(), &[]).unwrap();
+    let lp: Vec<f32> = next_token_logprobs(logits, tokens)
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap();
+    for (i, m) in seq.trainable_mask.iter().enumerate() {
+        if *m {
+            let diff = (lp[i - 1] - seq.logprobs[i]).abs();
+            assert!(
+                diff < 1e-3,
+                "token {i}: {} vs {}",
+                lp[i - 1],
+                seq.logprobs[i]
+            );
+        }
+    }
 }
 
 /// The batch without wall-clock feedback latencies (the only non-reproducible field).
