@@ -618,7 +618,7 @@ fn check_logprobs(model: &CausalLm, seq: &Sequence) {
     let lp: Vec<f32> = next_token_logprobs(logits, tokens)
         .into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .unwrap();
     for (i, m) in seq.trainable_mask.iter().enumerate() {
         if *m {
