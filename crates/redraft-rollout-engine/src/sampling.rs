@@ -1,7 +1,8 @@
 //! Batched autoregressive sampling with the KV cache.
 //!
-//! Prompts of different lengths are left-padded and prefilled once; each step feeds every
-//! unfinished row its last token. Each row draws from its own generator seeded by
+//! Prompts of different lengths are left-padded and prefilled once (identical prompts, such as
+//! the samples of a group, share one prefill whose KV cache is then forked); each step feeds
+//! every row its last token. Each row draws from its own generator seeded by
 //! `(seed, row)`, so a row's sample does not depend on what else is in the batch. With every
 //! sampled token the log-probability under the sampling distribution is recorded: the softmax
 //! of `logits / temperature` before top-k/top-p/min-p truncation (the policy whose ratio an RL
@@ -196,8 +197,19 @@ pub fn generate_rows(
     for row in &rows {
         row.params.validate()?;
     }
-    let prompts: Vec<Vec<u32>> = rows.iter().map(|r| r.prompt.clone()).collect();
-    let batch = left_padded(model.config(), &prompts, pad_id, device)?;
+    // Identical prompts (the samples of a group) are prefilled once; their cache is forked.
+    let mut unique: Vec<Vec<u32>> = Vec::new();
+    let mut source: Vec<usize> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match unique.iter().position(|p| *p == row.prompt) {
+            Some(u) => source.push(u),
+            None => {
+                source.push(unique.len());
+                unique.push(row.prompt.clone());
+            }
+        }
+    }
+    let batch = left_padded(model.config(), &unique, pad_id, device)?;
     let n = rows.len();
     let vocab = model.config().vocab_size;
     let room =
@@ -215,9 +227,14 @@ pub fn generate_rows(
         .collect();
     let mut done: Vec<bool> = limits.iter().map(|&l| l == 0).collect();
     let mut cache = model.new_cache(batch.left_pad.clone());
-    let mut input = batch.tokens;
+    let mut logits = model.forward_cached(batch.tokens, &mut cache, LogitsFor::Last)?; // [unique, 1, vocab]
+    if unique.len() < n {
+        let index: Vec<i64> = source.iter().map(|&u| u as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), device);
+        cache = cache.select_rows(&source);
+        logits = logits.select(0, index); // [rows, 1, vocab]
+    }
     while !done.iter().all(|d| *d) {
-        let logits = model.forward_cached(input, &mut cache, LogitsFor::Last)?; // [rows, 1, vocab]
         let host = logits
             .into_data()
             .convert::<f32>()
@@ -241,7 +258,11 @@ pub fn generate_rows(
             }
             next.push(i64::from(token));
         }
-        input = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), device);
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), device);
+        logits = model.forward_cached(input, &mut cache, LogitsFor::Last)?;
     }
     Ok(out)
 }
