@@ -5,8 +5,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use redraft::feedback::{
+    ChatModel, ChatRequest, CritiqueParser, FeedbackKind, FeedbackProvider, FeedbackRequest,
+    JudgeConfig, LlmJudge, OpenAiClient, OpenAiConfig, Templates,
+};
+use redraft::tokenizer::Message;
+use redraft::verifier::Problem;
+use redraft::verifier::tasks::MathProblem;
 use serde_json::{Value, json};
 
 /// A running server, killed when dropped.
@@ -24,9 +32,18 @@ impl Drop for Server {
 }
 
 fn start(extra: &[&str]) -> Server {
+    start_with_context(extra, 512)
+}
+
+/// A server for the tiny model, with its context set to `context` positions.
+fn start_with_context(extra: &[&str], context: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    json["max_position_embeddings"] = json!(context);
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json.to_string()).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_redraft"))
         .args([
             "init-model",
@@ -228,4 +245,67 @@ fn bad_requests_get_openai_errors_and_the_server_survives() {
         json!({"prompt": "still alive", "max_tokens": 2}),
     );
     assert_eq!(status, 200);
+}
+
+#[test]
+fn the_llm_judge_provider_works_against_redraft_serve() {
+    let server = start_with_context(&[], 4096);
+    let mut config = OpenAiConfig::new(format!("http://{}/v1", server.address), "tiny");
+    config.timeout_ms = 120_000;
+    let client = Arc::new(OpenAiClient::new(config).unwrap());
+
+    // The client's chat completion is the server's: greedy, so a direct request agrees.
+    let request = ChatRequest::new(vec![Message::user("hello")])
+        .temperature(0.0)
+        .max_tokens(8);
+    let answer = client.complete(&[request]).remove(0).unwrap();
+    let (status, direct) = post(
+        &server,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "hello"}], "temperature": 0, "max_tokens": 8}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer.text,
+        direct["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
+    // The judge provider turns a failed attempt into a critique written by the served model.
+    let judge_config = JudgeConfig {
+        temperature: Some(1.0),
+        max_tokens: Some(24),
+        parser: CritiqueParser::Raw,
+        ..JudgeConfig::default()
+    };
+    let judge = LlmJudge::new(client, Arc::new(Templates::default()), judge_config);
+    let problem = Problem::Math(MathProblem {
+        problem: "What is 6 * 7?".into(),
+        answer: "42".into(),
+        solution: None,
+    });
+    let verdict = problem.verify("6 * 7 = \\boxed{41}");
+    assert!(!verdict.correct);
+    let requests: Vec<FeedbackRequest> = (0..4)
+        .map(|_| FeedbackRequest::new(problem.clone(), "6 * 7 = \\boxed{41}", verdict.clone()))
+        .collect();
+    let feedback = judge.feedback(&requests);
+    // A random model may answer with only an end-of-turn token: that is a typed, counted
+    // failure, never a hang or a panic. Everything else is a critique.
+    let mut critiques = 0;
+    for result in &feedback {
+        match result {
+            Ok(critique) => {
+                assert_eq!(critique.kind, FeedbackKind::Critique);
+                assert!(!critique.text.is_empty());
+                critiques += 1;
+            }
+            Err(error) => assert!(
+                matches!(error, redraft::feedback::Error::EmptyOutput(_)),
+                "{error}"
+            ),
+        }
+    }
+    assert!(critiques > 0, "{feedback:?}");
+    let stats = judge.stats();
+    assert_eq!((stats.requests, stats.successes), (4, critiques));
 }
