@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+
+use crate::workspace_root;
 use redraft_model::{
     CausalLm, DeviceSpec, ModelConfig, SaveDType, next_token_logprobs, right_padded,
 };
@@ -48,7 +50,7 @@ pub(crate) fn run_dir(root: &Path, name: &str) -> Result<PathBuf> {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let config_path = if args.config.is_absolute() {
         args.config.clone()
     } else {

@@ -41,3 +41,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The workspace root (the parent of xtask/).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}

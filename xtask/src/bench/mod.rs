@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::workspace_root;
+
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Suite {
@@ -50,7 +52,7 @@ pub(crate) struct Measurement {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let script = if args.torch_script.is_absolute() {
         args.torch_script.clone()
     } else {
