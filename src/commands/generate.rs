@@ -106,6 +106,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         min_p: args.min_p,
         max_new_tokens: args.max_new_tokens,
         stop_tokens,
+        vocab_limit: Some(tokenizer.vocab_size()),
         seed: args.seed,
     };
     let completions = generate(

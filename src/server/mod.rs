@@ -233,6 +233,7 @@ fn sample(
         top_p: common.top_p.unwrap_or(1.0),
         max_new_tokens: max_tokens,
         stop_tokens: state.stop_tokens.clone(),
+        vocab_limit: Some(state.tokenizer.vocab_size()),
         ..SamplingParams::default()
     };
     params

@@ -32,6 +32,10 @@ pub struct SamplingParams {
     pub max_new_tokens: usize,
     /// Tokens that end a row (included in its output).
     pub stop_tokens: Vec<u32>,
+    /// Only ids below this are ever sampled (`None`: the whole vocabulary). Set it to the
+    /// tokenizer's size when a checkpoint pads its vocabulary beyond the tokenizer's ids; like
+    /// the other truncations it leaves the recorded log-probabilities unchanged.
+    pub vocab_limit: Option<usize>,
     /// Seed of the per-row generators.
     pub seed: u64,
 }
@@ -45,6 +49,7 @@ impl Default for SamplingParams {
             min_p: 0.0,
             max_new_tokens: 128,
             stop_tokens: Vec::new(),
+            vocab_limit: None,
             seed: 0,
         }
     }
@@ -67,6 +72,9 @@ impl SamplingParams {
         }
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad("min_p", "must be in [0, 1]");
+        }
+        if self.vocab_limit == Some(0) {
+            return bad("vocab_limit", "must be at least 1");
         }
         Ok(())
     }
@@ -107,14 +115,16 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rn
         .collect();
     let total: f64 = weights.iter().sum();
     let logprob = |i: usize| (weights[i] / total).ln() as f32;
+    let limit = params
+        .vocab_limit
+        .map_or(logits.len(), |l| l.min(logits.len()));
     if params.temperature == 0.0 {
-        let best =
-            (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
+        let best = (0..limit).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
         return (best as u32, logprob(best));
     }
     // Candidates in decreasing probability, truncated by top-k, min-p and top-p.
     let truncating = params.top_k > 0 || params.top_p < 1.0 || params.min_p > 0.0;
-    let mut keep: Vec<usize> = (0..logits.len()).collect();
+    let mut keep: Vec<usize> = (0..limit).collect();
     if truncating {
         keep.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
         if params.top_k > 0 {
@@ -331,6 +341,22 @@ mod tests {
             .count();
         let freq = ones as f64 / n as f64;
         assert!((freq - 0.75).abs() < 0.03, "{freq}");
+    }
+
+    #[test]
+    fn ids_beyond_the_vocab_limit_are_never_sampled() {
+        let logits = [0.0f32, 0.0, 9.0, 9.0];
+        let mut rng = row_rng(4, 0);
+        for temperature in [0.0, 1.0] {
+            let p = SamplingParams {
+                temperature,
+                vocab_limit: Some(2),
+                ..SamplingParams::default()
+            };
+            for _ in 0..100 {
+                assert!(sample_token(&logits, &p, &mut rng).0 < 2);
+            }
+        }
     }
 
     #[test]
