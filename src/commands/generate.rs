@@ -8,7 +8,7 @@ use redraft::rollout::{SamplingParams, generate};
 use redraft::tokenizer::Message;
 use serde::Deserialize;
 
-use super::{LoadedModel, Output, read_jsonl};
+use super::{LoadedModel, Output, encode_text, read_jsonl};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -70,7 +70,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
         _ => bail!("give exactly one of --prompt and --input"),
     };
     let tokenizer = loaded.tokenizer.as_ref();
-    let special = tokenizer.special_tokens();
     let mut prompts = Vec::with_capacity(lines.len());
     for (index, line) in lines.into_iter().enumerate() {
         let ids = match line {
@@ -81,11 +80,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     .context("--chat: the tokenizer has no chat template")?;
                 tokenizer.encode(&template.render(&[Message::user(prompt)], true)?)?
             }
-            Line::Prompt { prompt } => special
-                .bos
-                .into_iter()
-                .chain(tokenizer.encode(&prompt)?)
-                .collect(),
+            Line::Prompt { prompt } => encode_text(tokenizer, &prompt)?,
         };
         if ids.is_empty() {
             bail!("prompt {} is empty", index + 1);
@@ -94,11 +89,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             .with_context(|| format!("prompt {}", index + 1))?;
         prompts.push(ids);
     }
-    let mut stop_tokens = loaded.model.config().eos_token_ids.clone();
-    stop_tokens.extend(special.eos);
-    if let Some(end_of_turn) = tokenizer.token_to_id("<|im_end|>") {
-        stop_tokens.push(end_of_turn);
-    }
+    let stop_tokens = loaded.stop_tokens();
     let params = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,

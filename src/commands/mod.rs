@@ -43,6 +43,25 @@ impl LoadedModel {
         let special = self.tokenizer.special_tokens();
         special.pad.or(special.eos).unwrap_or(0)
     }
+
+    /// Tokens that end a completion: the model's eos ids, the tokenizer's eos and, for chat
+    /// templates, `<|im_end|>`.
+    pub(crate) fn stop_tokens(&self) -> Vec<u32> {
+        let mut stop = self.model.config().eos_token_ids.clone();
+        stop.extend(self.tokenizer.special_tokens().eos);
+        stop.extend(self.tokenizer.token_to_id("<|im_end|>"));
+        stop
+    }
+}
+
+/// A text prompt as the program feeds it to a model: the tokenizer's BOS token, when it has
+/// one, followed by the encoded text.
+pub(crate) fn encode_text(
+    tokenizer: &dyn Tokenizer,
+    text: &str,
+) -> redraft::tokenizer::Result<Vec<u32>> {
+    let bos = tokenizer.special_tokens().bos;
+    Ok(bos.into_iter().chain(tokenizer.encode(text)?).collect())
 }
 
 /// Reads non-empty lines of a JSONL file as `T`, naming file and line on errors.

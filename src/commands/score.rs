@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use redraft::model::{DeviceSpec, next_token_logprobs, right_padded};
 use serde::Deserialize;
 
-use super::{LoadedModel, Output, read_jsonl};
+use super::{LoadedModel, Output, encode_text, read_jsonl};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -37,16 +37,11 @@ enum Line {
 pub(crate) fn run(args: Args) -> Result<()> {
     let loaded = LoadedModel::open(&args.model, args.device)?;
     let lines: Vec<Line> = read_jsonl(&args.input)?;
-    let bos = loaded.tokenizer.special_tokens().bos;
     let mut rows = Vec::with_capacity(lines.len());
     for (index, line) in lines.into_iter().enumerate() {
         let tokens = match line {
             Line::Tokens { tokens } => tokens,
-            // Text is encoded as-is, after the BOS token when the tokenizer has one.
-            Line::Text { text } => bos
-                .into_iter()
-                .chain(loaded.tokenizer.encode(&text)?)
-                .collect(),
+            Line::Text { text } => encode_text(loaded.tokenizer.as_ref(), &text)?,
         };
         redraft::model::check_rows(loaded.model.config(), std::slice::from_ref(&tokens))
             .with_context(|| format!("{}: line {}", args.input.display(), index + 1))?;

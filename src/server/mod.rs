@@ -21,7 +21,7 @@ use redraft::tokenizer::{Message, Tokenizer};
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::commands::LoadedModel;
+use crate::commands::{LoadedModel, encode_text};
 use openai::{ApiError, ChatRequest, Choice, Common, CompletionRequest, Prompt};
 
 /// Server settings.
@@ -56,17 +56,13 @@ pub(crate) fn serve(loaded: LoadedModel, settings: Settings) -> Result<()> {
         .server_addr()
         .to_ip()
         .context("the server has no IP address")?;
+    let (stop_tokens, pad) = (loaded.stop_tokens(), loaded.pad_id());
     let LoadedModel {
         model,
         tokenizer,
         device,
     } = loaded;
     let config = model.config().clone();
-    let special = tokenizer.special_tokens().clone();
-    let mut stop_tokens = config.eos_token_ids.clone();
-    stop_tokens.extend(special.eos);
-    stop_tokens.extend(tokenizer.token_to_id("<|im_end|>"));
-    let pad = special.pad.or(special.eos).unwrap_or(0);
     let (sender, receiver) = mpsc::channel();
     let tokenizer: Arc<dyn Tokenizer> = Arc::from(tokenizer);
     let engine_tokenizer = Arc::clone(&tokenizer);
@@ -314,14 +310,8 @@ fn usage(prompt_tokens: usize, choices: &[Choice]) -> Value {
 fn completions(state: &State, request: CompletionRequest) -> Result<Value, ApiError> {
     let prompt = match request.prompt {
         Prompt::Tokens(ids) => ids,
-        Prompt::Text(text) => {
-            let bos = state.tokenizer.special_tokens().bos;
-            let ids = state
-                .tokenizer
-                .encode(&text)
-                .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?;
-            bos.into_iter().chain(ids).collect()
-        }
+        Prompt::Text(text) => encode_text(state.tokenizer.as_ref(), &text)
+            .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?,
     };
     let (choices, prompt_tokens) = sample(state, prompt, request.common, 16)?;
     let with_logprobs = request.logprobs.is_some();
