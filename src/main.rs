@@ -27,6 +27,10 @@ enum Command {
     Verify(commands::verify::Args),
     /// Serve a model over the OpenAI API (/v1/chat/completions, /v1/completions).
     Serve(commands::serve::Args),
+    /// Train a policy: SFT warm-start and RL with any method, from a TOML configuration.
+    Train(commands::train::Args),
+    /// Held-out pass@1, pass@k and multi-turn success of a model on a task.
+    Eval(commands::eval::Args),
     /// Built-in task families.
     #[command(subcommand)]
     Tasks(commands::tasks::Command),
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Tasks(command) => commands::tasks::run(command),
     };
     match result {

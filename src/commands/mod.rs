@@ -1,10 +1,12 @@
 //! One module per subcommand, plus what they share: opening model directories and JSONL I/O.
 
+pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod init_model;
 pub(crate) mod score;
 pub(crate) mod serve;
 pub(crate) mod tasks;
+pub(crate) mod train;
 pub(crate) mod verify;
 
 use std::fs::File;

@@ -3,8 +3,8 @@
 //! them with a full forward pass, writing everything under runs/demo-<time>/. The weights are
 //! random, so the text is noise: this shows the machinery, not a trained model.
 
-use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -28,27 +28,6 @@ pub(crate) struct Args {
     device: DeviceSpec,
 }
 
-/// A run folder that never overwrites an earlier one.
-pub(crate) fn run_dir(root: &Path, name: &str) -> Result<PathBuf> {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    for attempt in 0.. {
-        let dir = root.join("runs").join(if attempt == 0 {
-            format!("{name}-{secs}")
-        } else {
-            format!("{name}-{secs}-{attempt}")
-        });
-        if std::fs::create_dir_all(dir.parent().unwrap_or(root)).is_ok()
-            && std::fs::create_dir(&dir).is_ok()
-        {
-            return Ok(dir);
-        }
-    }
-    unreachable!("the loop only ends by returning")
-}
-
 pub(crate) fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let config_path = if args.config.is_absolute() {
@@ -57,7 +36,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         root.join(&args.config)
     };
     let config = ModelConfig::from_file(&config_path)?;
-    let dir = run_dir(&root, "demo")?;
+    let dir = redraft_trainer::new_run_dir(&root, "demo")?;
     let model_dir = dir.join("model");
     let device = args.device.device()?;
 

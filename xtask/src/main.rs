@@ -1,12 +1,15 @@
 //! `cargo xtask`: project automation that is not part of the `redraft` program.
 //!
-//! - `cargo xtask demo`: init a model, sample, re-score (the README's main job until training lands).
+//! - `cargo xtask experiment [PRESET | FILE]`: the README's main job: warm-start a model, train
+//!   every method at an equal sampled-token budget, compare them on held-out problems.
+//! - `cargo xtask demo`: init a model, sample, re-score.
 //! - `cargo xtask bench [model]`: the reference workloads of shared/bench/torch_reference.py on
 //!   redraft, with the ratio to PyTorch measured in the same run when Python has torch.
 //! - `cargo xtask bench verifier`: verdicts per second on the conformance set, against Math-Verify.
 
 mod bench;
 mod demo;
+mod experiment;
 
 use std::process::ExitCode;
 
@@ -21,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compare training methods from one warm-started model (configs/experiments/<preset>.toml).
+    Experiment(experiment::Args),
     /// Initialise a model, sample from it and re-score the samples, under runs/.
     Demo(demo::Args),
     /// Benchmarks against PyTorch on the same machine, in the same run.
@@ -30,6 +35,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Experiment(args) => experiment::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     };

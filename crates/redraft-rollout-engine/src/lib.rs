@@ -7,6 +7,7 @@
 mod episode;
 mod error;
 mod policy_chat;
+pub mod prompts;
 mod sampling;
 mod strategy;
 

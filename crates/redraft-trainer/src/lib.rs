@@ -1,1 +1,50 @@
-//! redraft-trainer: see the crate description. Filled in by issue #6.
+//! redraft-trainer: the whole system end to end. It composes the other crates into a training
+//! run: an optional supervised warm-start, then RL steps of
+//! sample prompts → rollout strategy (verify, feedback) → credit assignment → objective →
+//! backward → gradient clipping → AdamW, with held-out evaluations, atomic checkpoints that
+//! resume exactly, per-step metrics as JSONL and an end-of-run report.
+//!
+//! ```no_run
+//! use redraft_trainer::{Silent, TrainConfig, Trainer};
+//!
+//! let config = TrainConfig::load("run.toml".as_ref(), &["optimizer.lr=3e-4".into()])?;
+//! let mut trainer = Trainer::new(config, "runs/my-run".as_ref())?;
+//! let summary = trainer.run(&mut Silent)?;
+//! println!("final pass@1 {:.3}", summary.evals.last().unwrap().report.pass_at_1.mean);
+//! # Ok::<(), redraft_trainer::Error>(())
+//! ```
+//!
+//! Modules, in reading order:
+//!
+//! * [`config`] — the run configuration and its validation;
+//! * [`problems`] — training, SFT and held-out problem streams;
+//! * [`rows`] — each method's credit assignment, from episodes to training rows;
+//! * [`sft`] — supervised warm-start examples (solutions and feedback-conditioned revisions);
+//! * [`learner`] — the policy, AdamW, one clipped and guarded update;
+//! * [`eval`] — pass@1, pass@k, multi-turn and self-feedback success;
+//! * [`checkpoint`] — atomic checkpoints and exact resume;
+//! * [`trainer`] — the loop, metrics and transcripts;
+//! * [`summary`] and [`report`] — report.md and its SVG plots;
+//! * [`error`] — the error type.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod learner;
+pub mod problems;
+pub mod report;
+pub mod rows;
+pub mod sft;
+pub mod summary;
+pub mod trainer;
+
+pub use checkpoint::TrainState;
+pub use config::{Method, TrainConfig};
+pub use error::{Error, Result};
+pub use eval::{EvalReport, Evaluator, Rate, pass_at_k};
+pub use learner::Learner;
+pub use problems::ProblemSource;
+pub use trainer::{EvalRecord, Observer, RunSummary, Silent, Trainer, new_run_dir};

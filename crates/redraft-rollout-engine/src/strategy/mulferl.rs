@@ -3,9 +3,7 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use redraft_feedback_protocol::types::question_of;
 use redraft_feedback_protocol::{Feedback, FeedbackRequest};
-use redraft_tokenizer::Message;
 use redraft_verifier::Problem;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +16,7 @@ use crate::episode::{
     StrategyKind, Turn,
 };
 use crate::error::Result;
+use crate::prompts::regeneration_prompt;
 
 /// Configuration of [`MulFeRl`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,16 +197,15 @@ impl RolloutStrategy for MulFeRl {
                     }
                     continue;
                 };
-                let question = question_of(&problems[p]);
-                let prompt = ctx.templates.mulferl_regen(&question, &merged)?;
-                let prefix = if c.forced_prefix {
-                    ctx.tokenizer
-                        .encode(&ctx.templates.forced_prefix(&merged)?)?
-                } else {
+                let (message, prefix) =
+                    regeneration_prompt(&ctx.templates, &problems[p], &merged, c.forced_prefix)?;
+                let prefix = if prefix.is_empty() {
                     Vec::new()
+                } else {
+                    ctx.tokenizer.encode(&prefix)?
                 };
                 let mut b = SequenceBuilder::new(ctx.tokenizer)?;
-                b.feedback(ctx.tokenizer, Message::user(prompt))?;
+                b.feedback(ctx.tokenizer, message)?;
                 b.open(ctx.tokenizer)?;
                 if !prefix.is_empty() {
                     b.forced(&prefix)?;

@@ -14,6 +14,7 @@ use crate::episode::{
     Turn,
 };
 use crate::error::{Error, Result};
+use crate::prompts::{guidance_system, guided_messages};
 use crate::sampling::{Completion, FinishReason, SamplingParams, sample_token};
 
 /// Configuration of [`R3l`].
@@ -298,7 +299,7 @@ impl RolloutStrategy for R3l {
             } else {
                 0
             };
-            let guidance = ctx.templates.r3l_guidance_system("", &fb.text)?;
+            let guidance = guidance_system(&ctx.templates, &fb.text)?;
             let (guided, distilled) = self.retry(ctx, &problems[*p], base, pivot, &guidance)?;
             let mut guided = guided;
             let mut distilled = distilled;
@@ -411,9 +412,13 @@ impl R3l {
         let mut distilled = SequenceBuilder::new(tok)?;
         let (cache, cached, starts);
         if pivot == 0 {
-            guided.feedback(tok, Message::system(guidance.to_owned()))?;
-            for m in &messages {
+            let all = guided_messages(guidance, problem);
+            let (system, prompt) = all.split_at(1);
+            guided.feedback(tok, system[0].clone())?;
+            for m in prompt {
                 guided.prompt(tok, m.clone())?;
+            }
+            for m in &messages {
                 distilled.prompt(tok, m.clone())?;
             }
             starts = vec![guided.ids().len()];

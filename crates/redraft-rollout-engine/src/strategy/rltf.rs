@@ -2,7 +2,6 @@
 //! a revision turn prompted by RLTF's revision template (ALGORITHMS.md §3.2).
 
 use redraft_feedback_protocol::FeedbackRequest;
-use redraft_tokenizer::Message;
 use redraft_verifier::Problem;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::episode::{FeedbackRecord, GroupUse, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::Result;
+use crate::prompts::revision_message;
 
 /// Configuration of [`Rltf`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,21 +117,14 @@ impl RolloutStrategy for Rltf {
             let episode = &mut groups[p][s];
             match fb {
                 Ok(fb) => {
-                    let prompt = match &problems[p] {
-                        Problem::Math(_) => ctx.templates.rltf_revision(
-                            &request.question(),
-                            &request.response,
-                            &fb.text,
-                        )?,
-                        _ => ctx.templates.rltf_revision_with(
-                            &request.question(),
-                            &request.response,
-                            &fb.text,
-                            "",
-                        )?,
-                    };
+                    let message = revision_message(
+                        &ctx.templates,
+                        &problems[p],
+                        &request.response,
+                        &fb.text,
+                    )?;
                     let mut b = SequenceBuilder::new(ctx.tokenizer)?;
-                    b.feedback(ctx.tokenizer, Message::user(prompt))?;
+                    b.feedback(ctx.tokenizer, message)?;
                     b.open(ctx.tokenizer)?;
                     builders.push(b);
                     revised.push((p, s));

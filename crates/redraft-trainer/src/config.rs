@@ -1,0 +1,933 @@
+//! The run configuration ([`TrainConfig`]): one TOML file, validated before any work starts.
+//!
+//! ```toml
+//! name = "grpo-arithmetic"
+//! seed = 0
+//! device = "cpu"              # cpu | wgpu | cuda[:N]
+//! method = "grpo"             # grpo | dr_grpo | dapo | opmd | r3l | rltf_sd | rltf_fm | mulferl
+//! steps = 60
+//!
+//! [model]
+//! path = "runs/sft/model"     # an HF or redraft model folder (config.json, safetensors, tokenizer)
+//! # init = "configs/models/tiny-byte-llama.json"   # or: initialise from a config with the byte tokenizer
+//!
+//! [task]
+//! family = "arithmetic"       # a built-in task family, or `dataset = "problems.jsonl"`
+//! difficulty = { digits = 3 }
+//!
+//! [rollout]
+//! prompts_per_step = 16
+//! group_size = 8
+//! max_new_tokens = 64
+//!
+//! [optimizer]
+//! lr = 1e-4
+//! schedule = "cosine"
+//! ```
+//!
+//! Every table is optional except `model` and `task`. `[strategy]`, `[objective]`, `[credit]`
+//! and `[feedback]` replace the method's defaults (see [`Method`]). Unknown keys, wrong types
+//! and impossible combinations are reported with the key's path ([`Error::Config`]).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use redraft_credit_assignment::{
+    AdvantageEstimator, OverlongShaping, PositiveAmplification, SelfDistillation,
+};
+use redraft_feedback_protocol::ProviderConfig;
+use redraft_model::DeviceSpec;
+use redraft_objectives::ObjectiveConfig;
+use redraft_rollout_engine::{
+    MulFeRlConfig, R3lConfig, RltfConfig, SingleTurnConfig, StrategyConfig,
+};
+use redraft_verifier::{Difficulty, TaskFamily};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A training method: a rollout strategy, a credit assignment and an objective that belong
+/// together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// GRPO: single-turn groups, group-normalised advantages, clipped surrogate.
+    Grpo,
+    /// Dr.GRPO: GRPO without std normalisation and length bias.
+    DrGrpo,
+    /// DAPO: clip-higher, token-mean, dynamic sampling and overlong shaping.
+    Dapo,
+    /// OPMD: mean-baseline advantages, OPMD objective.
+    Opmd,
+    /// R^3L: reflect-then-retry, pivotal credit, positive amplification.
+    R3l,
+    /// RLTF-SD: critique-and-revision episodes, self-distillation of the revision.
+    RltfSd,
+    /// RLTF-FM: critique-and-revision episodes, feedback modelling as an auxiliary loss.
+    RltfFm,
+    /// MulFeRL: regeneration of all-failed groups with feedback, GRPO + preference pairs.
+    Mulferl,
+}
+
+impl Method {
+    /// Every method, in the order of the papers' comparisons.
+    pub const ALL: [Method; 8] = [
+        Method::Grpo,
+        Method::DrGrpo,
+        Method::Dapo,
+        Method::Opmd,
+        Method::R3l,
+        Method::RltfSd,
+        Method::RltfFm,
+        Method::Mulferl,
+    ];
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Grpo => "grpo",
+            Method::DrGrpo => "dr_grpo",
+            Method::Dapo => "dapo",
+            Method::Opmd => "opmd",
+            Method::R3l => "r3l",
+            Method::RltfSd => "rltf_sd",
+            Method::RltfFm => "rltf_fm",
+            Method::Mulferl => "mulferl",
+        }
+    }
+
+    /// The rollout strategy kind this method needs (`single_turn`, `rltf`, `r3l`, `mulferl`).
+    pub fn strategy_kind(self) -> &'static str {
+        match self {
+            Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => "single_turn",
+            Method::R3l => "r3l",
+            Method::RltfSd | Method::RltfFm => "rltf",
+            Method::Mulferl => "mulferl",
+        }
+    }
+
+    /// Whether the method asks a feedback provider during rollouts.
+    pub fn uses_feedback(self) -> bool {
+        !matches!(self.strategy_kind(), "single_turn")
+    }
+
+    /// The default strategy with `group_size` samples per problem (R^3L: half of them as
+    /// base trajectories, the other half as retries).
+    pub fn default_strategy(self, group_size: usize) -> StrategyConfig {
+        match self {
+            Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => {
+                StrategyConfig::SingleTurn(SingleTurnConfig { group_size })
+            }
+            Method::R3l => StrategyConfig::R3l(R3lConfig {
+                base_per_problem: (group_size / 2).max(1),
+                ..R3lConfig::default()
+            }),
+            Method::RltfSd | Method::RltfFm => StrategyConfig::Rltf(RltfConfig {
+                group_size,
+                ..RltfConfig::default()
+            }),
+            Method::Mulferl => StrategyConfig::Mulferl(MulFeRlConfig {
+                group_size,
+                ..MulFeRlConfig::default()
+            }),
+        }
+    }
+
+    /// The default objective (the method's preset in redraft-objectives).
+    pub fn default_objective(self) -> ObjectiveConfig {
+        let json = serde_json::json!({ "method": self.name() });
+        // Every method name is an objective tag with all-default settings.
+        serde_json::from_value(json).unwrap_or_default()
+    }
+
+    /// The default feedback provider: R^3L's self-reflection by the policy, the verifier's
+    /// critique for RLTF and MulFeRL, none for the RLVR methods.
+    pub fn default_feedback(self) -> Option<ProviderConfig> {
+        match self {
+            Method::R3l => Some(ProviderConfig::SelfReflection {
+                reflection: Default::default(),
+                templates: Default::default(),
+            }),
+            Method::RltfSd | Method::RltfFm | Method::Mulferl => {
+                Some(ProviderConfig::VerifierCritic {
+                    critic: Default::default(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == norm)
+            .ok_or_else(|| {
+                Error::config(
+                    "method",
+                    format!(
+                        "unknown method {s:?} (one of {})",
+                        Method::ALL.map(Method::name).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// The whole run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name (folder prefix and report title). Default: the method's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The seed every random choice derives from (initialisation, problems, sampling,
+    /// mini-batch order). Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Compute device: `cpu`, `wgpu` or `cuda[:N]` (GPU devices need the matching feature).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// The method.
+    #[serde(default = "default_method")]
+    pub method: Method,
+    /// RL steps (one rollout batch each). Default 50.
+    #[serde(default = "default_steps")]
+    pub steps: u64,
+    /// Stop RL once this many policy tokens were sampled (0: no budget). Comparisons at an
+    /// equal sampled-token budget set it and a generous `steps`.
+    #[serde(default)]
+    pub max_sampled_tokens: u64,
+    /// The policy to start from.
+    pub model: ModelSource,
+    /// The problems.
+    pub task: TaskConfig,
+    /// Sampling during rollouts.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
+    /// Replaces the method's default rollout strategy (tagged by `kind`).
+    #[serde(default)]
+    pub strategy: Option<StrategyConfig>,
+    /// Replaces the method's default objective (tagged by `method`).
+    #[serde(default)]
+    pub objective: Option<ObjectiveConfig>,
+    /// Credit-assignment settings.
+    #[serde(default)]
+    pub credit: CreditConfig,
+    /// Replaces the method's default feedback provider (tagged by `type`).
+    #[serde(default)]
+    pub feedback: Option<ProviderConfig>,
+    /// Prompt-template overrides by name (`rltf_revision`, `mulferl_regen`,
+    /// `mulferl_forced_prefix`, `r3l_guidance_system`, ...; minijinja sources).
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
+    /// The optimiser and its learning-rate schedule.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Optimiser steps per rollout batch.
+    #[serde(default)]
+    pub updates: UpdateConfig,
+    /// The supervised warm-start stage (before RL).
+    #[serde(default)]
+    pub sft: SftConfig,
+    /// Held-out evaluation.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Checkpoints.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_method() -> Method {
+    Method::Grpo
+}
+fn default_steps() -> u64 {
+    50
+}
+
+/// Where the initial policy comes from: exactly one of `path` and `init`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// An HF or redraft model folder: config.json, safetensors weights, a tokenizer.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A model config.json to initialise randomly (seeded by the run seed), with the byte
+    /// tokenizer.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+}
+
+/// The problems: a built-in task family or a dataset file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// A built-in generated family (`arithmetic`, `countdown`, `knights_knaves`,
+    /// `shortest_path`, `binary_matrix`).
+    #[serde(default)]
+    pub family: Option<TaskFamily>,
+    /// The family's difficulty knobs.
+    #[serde(default)]
+    pub difficulty: Difficulty,
+    /// A JSONL or Parquet dataset of problems (instead of `family`).
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
+    /// Share of a dataset held out for evaluation (by a hash of the problem text). Default 0.1.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Seed of the generated problems (independent of the run seed so that runs with several
+    /// seeds see the same held-out problems). Default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_test_fraction() -> f64 {
+    0.1
+}
+
+/// Sampling during rollouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Problems per RL step. Default 16.
+    pub prompts_per_step: usize,
+    /// Samples per problem (G); the default strategy's group size. Default 8.
+    pub group_size: usize,
+    /// Sampling temperature. Default 1.0.
+    pub temperature: f32,
+    /// Nucleus sampling threshold. Default 1.0 (off).
+    pub top_p: f32,
+    /// Top-k sampling (0: off). Default 0.
+    pub top_k: usize,
+    /// Maximum new tokens per turn. Default 128.
+    pub max_new_tokens: usize,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            prompts_per_step: 16,
+            group_size: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 128,
+        }
+    }
+}
+
+/// Credit-assignment settings; each applies to the methods named.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreditConfig {
+    /// Advantage estimator of the single-turn methods and of MulFeRL's GRPO groups. Default:
+    /// the method's (GRPO for grpo, dapo and mulferl; Dr.GRPO for dr_grpo; the mean baseline
+    /// for opmd).
+    pub estimator: Option<AdvantageEstimator>,
+    /// DAPO's overlong reward shaping (dapo only; off by default).
+    pub overlong: Option<OverlongShaping>,
+    /// DAPO's dynamic sampling: drop groups whose rewards are all equal. Default: on for dapo.
+    pub dynamic_sampling: Option<bool>,
+    /// R^3L's positive amplification (r3l). Default: the released code's form.
+    pub positive_amplification: Option<PositiveAmplification>,
+    /// RLTF-SD's self-distillation settings (baseline, γ). Default: the released code's.
+    pub self_distillation: Option<SelfDistillation>,
+}
+
+/// The learning-rate schedule after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Constant learning rate.
+    #[default]
+    Constant,
+    /// Cosine decay to `min_lr_ratio · lr` at the last step.
+    Cosine,
+}
+
+/// AdamW and its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Peak learning rate. Default 1e-4.
+    pub lr: f64,
+    /// Adam β₁, β₂. Default (0.9, 0.999).
+    pub betas: [f32; 2],
+    /// Adam ε. Default 1e-8 (PyTorch's).
+    pub eps: f32,
+    /// Decoupled weight decay. Default 0.
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0: off). Default 1.0.
+    pub grad_clip: f32,
+    /// Linear warm-up steps. Default 0.
+    pub warmup_steps: u64,
+    /// Schedule after warm-up. Default constant.
+    pub schedule: Schedule,
+    /// Final learning rate of the cosine schedule, as a share of `lr`. Default 0.1.
+    pub min_lr_ratio: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            warmup_steps: 0,
+            schedule: Schedule::Constant,
+            min_lr_ratio: 0.1,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The learning rate of update `step` (0-based) of `total`.
+    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
+                let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                let min = self.lr * self.min_lr_ratio;
+                min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+/// Optimiser steps per rollout batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Passes over the batch. Default 1.
+    pub epochs: usize,
+    /// Mini-batches per pass (split by problem; all rows of a problem stay together).
+    /// Default 1 (one on-policy update per batch).
+    pub minibatches: usize,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            minibatches: 1,
+        }
+    }
+}
+
+/// The supervised warm-start: next-token cross-entropy on reference solutions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Optimiser steps (0: no SFT stage). Default 0.
+    pub steps: u64,
+    /// Examples per step. Default 32.
+    pub batch_size: usize,
+    /// Peak learning rate (same AdamW settings and schedule shape as RL). Default 1e-3.
+    pub lr: f64,
+    /// Warm-up steps. Default 10.
+    pub warmup_steps: u64,
+    /// Share of examples that are feedback-conditioned revisions: a corrupted solution, the
+    /// verifier's critique of it and the reference solution, in the prompt format of each
+    /// feedback method (RLTF's revision prompt, MulFeRL's regeneration with its forced
+    /// prefix, R^3L's guidance). Default 0.
+    pub revision_fraction: f64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup_steps: 10,
+            revision_fraction: 0.0,
+        }
+    }
+}
+
+/// Held-out evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many RL steps (0: only at the start and the end). Default 0.
+    pub every: u64,
+    /// Evaluate before the first RL step. Default true.
+    pub at_start: bool,
+    /// Held-out problems. Default 128.
+    pub problems: usize,
+    /// Samples per problem (pass@k is reported for k = 1 and k = samples). Default 4.
+    pub samples: usize,
+    /// Sampling temperature (0: greedy). Default 1.0.
+    pub temperature: f32,
+    /// Also measure multi-turn success with the run's feedback provider (or the verifier's
+    /// critique): a failed first attempt gets one critique and one revision. Default true.
+    pub with_feedback: bool,
+    /// Also measure RLTF-FM's test-time self-feedback: the policy critiques its own failed
+    /// attempt (the feedback-modelling prompt) and revises. Default false.
+    pub self_feedback: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            at_start: true,
+            problems: 128,
+            samples: 4,
+            temperature: 1.0,
+            with_feedback: true,
+            self_feedback: false,
+        }
+    }
+}
+
+/// Checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Write a checkpoint every this many RL steps (0: only at the end). Default 10.
+    pub every: u64,
+    /// Checkpoints kept (older ones are deleted; the last one always stays). Default 2.
+    pub keep: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { every: 10, keep: 2 }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file, applies `overrides` (`key.path=value`, the value parsed as TOML and
+    /// taken as a string when it does not parse) and validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, overrides).map_err(|e| match e {
+            Error::Config { path: key, message } => {
+                Error::config(key, format!("{message} (in {})", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// [`load`](Self::load) from a string.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::config(".", e.to_string()))?;
+        for item in overrides {
+            apply_override(&mut doc, item)?;
+        }
+        let config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(doc))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Error::config(path, e.into_inner().to_string())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The run's name.
+    pub fn run_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.method.to_string())
+    }
+
+    /// The strategy: `[strategy]` or the method's default.
+    pub fn strategy(&self) -> StrategyConfig {
+        self.strategy
+            .clone()
+            .unwrap_or_else(|| self.method.default_strategy(self.rollout.group_size))
+    }
+
+    /// The objective: `[objective]` or the method's default.
+    pub fn objective(&self) -> ObjectiveConfig {
+        self.objective
+            .clone()
+            .unwrap_or_else(|| self.method.default_objective())
+    }
+
+    /// The feedback provider: `[feedback]` or the method's default.
+    pub fn feedback(&self) -> Option<ProviderConfig> {
+        self.feedback
+            .clone()
+            .or_else(|| self.method.default_feedback())
+    }
+
+    /// The device.
+    pub fn device_spec(&self) -> Result<DeviceSpec> {
+        self.device
+            .parse()
+            .map_err(|e: redraft_model::Error| Error::config("device", e.to_string()))
+    }
+
+    /// Checks every setting and combination; the first problem found is returned.
+    pub fn validate(&self) -> Result<()> {
+        self.device_spec()?;
+        match (&self.model.path, &self.model.init) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "model",
+                    "set either `path` or `init`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    "model",
+                    "set `path` (a model folder) or `init` (a config.json)",
+                ));
+            }
+            _ => {}
+        }
+        match (&self.task.family, &self.task.dataset) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config("task", "set either `family` or `dataset`"));
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    "task",
+                    "set `family` (a built-in task) or `dataset` (a JSONL/Parquet file)",
+                ));
+            }
+            (Some(TaskFamily::Math), _) => {
+                return Err(Error::config(
+                    "task.family",
+                    "math has no generator: use `dataset`",
+                ));
+            }
+            (Some(family), None) => {
+                family
+                    .generate_one(self.task.seed, 0, &self.task.difficulty)
+                    .map_err(|e| Error::config("task.difficulty", e.to_string()))?;
+            }
+            (None, Some(_)) => {}
+        }
+        if !(0.0..1.0).contains(&self.task.test_fraction) {
+            return Err(Error::config("task.test_fraction", "must be in [0, 1)"));
+        }
+        positive("rollout.prompts_per_step", self.rollout.prompts_per_step)?;
+        positive("rollout.group_size", self.rollout.group_size)?;
+        positive("rollout.max_new_tokens", self.rollout.max_new_tokens)?;
+        if !(self.rollout.temperature > 0.0 && self.rollout.temperature.is_finite()) {
+            return Err(Error::config("rollout.temperature", "must be positive"));
+        }
+        if !(self.rollout.top_p > 0.0 && self.rollout.top_p <= 1.0) {
+            return Err(Error::config("rollout.top_p", "must be in (0, 1]"));
+        }
+        let strategy = self.strategy();
+        let kind = strategy_kind(&strategy);
+        if kind != self.method.strategy_kind() {
+            return Err(Error::config(
+                "strategy.kind",
+                format!(
+                    "method {} needs a `{}` strategy, not `{kind}`",
+                    self.method,
+                    self.method.strategy_kind()
+                ),
+            ));
+        }
+        strategy
+            .build()
+            .map_err(|e| Error::config("strategy", e.to_string()))?;
+        let objective = self.objective();
+        if !objective_fits(self.method, &objective) {
+            return Err(Error::config(
+                "objective.method",
+                format!(
+                    "objective `{}` cannot train the rows method {} produces",
+                    objective.method(),
+                    self.method
+                ),
+            ));
+        }
+        objective
+            .build()
+            .map_err(|e| Error::config("objective", e.to_string()))?;
+        match (self.method.uses_feedback(), &self.feedback) {
+            (false, Some(_)) => {
+                return Err(Error::config(
+                    "feedback",
+                    format!("method {} takes no feedback", self.method),
+                ));
+            }
+            (true, _) => {}
+            (false, None) => {}
+        }
+        let credit = &self.credit;
+        if credit.overlong.is_some() && self.method != Method::Dapo {
+            return Err(Error::config(
+                "credit.overlong",
+                "applies to method dapo only",
+            ));
+        }
+        if let Some(o) = &credit.overlong {
+            o.validate()
+                .map_err(|e| Error::config("credit.overlong", e.to_string()))?;
+        }
+        if credit.positive_amplification.is_some() && self.method != Method::R3l {
+            return Err(Error::config(
+                "credit.positive_amplification",
+                "applies to method r3l only",
+            ));
+        }
+        if credit.self_distillation.is_some() && self.method != Method::RltfSd {
+            return Err(Error::config(
+                "credit.self_distillation",
+                "applies to method rltf_sd only",
+            ));
+        }
+        if credit.estimator.is_some()
+            && !matches!(self.method.strategy_kind(), "single_turn" | "mulferl")
+        {
+            return Err(Error::config(
+                "credit.estimator",
+                format!("method {} has its own credit assignment", self.method),
+            ));
+        }
+        let o = &self.optimizer;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return Err(Error::config("optimizer.lr", "must be positive"));
+        }
+        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return Err(Error::config("optimizer.betas", "each must be in [0, 1)"));
+        }
+        if o.eps.is_nan() || o.eps <= 0.0 {
+            return Err(Error::config("optimizer.eps", "must be positive"));
+        }
+        if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
+            return Err(Error::config("optimizer.weight_decay", "must be >= 0"));
+        }
+        if o.grad_clip.is_nan() || o.grad_clip < 0.0 {
+            return Err(Error::config("optimizer.grad_clip", "must be >= 0"));
+        }
+        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
+            return Err(Error::config("optimizer.min_lr_ratio", "must be in [0, 1]"));
+        }
+        positive("updates.epochs", self.updates.epochs)?;
+        positive("updates.minibatches", self.updates.minibatches)?;
+        if self.updates.minibatches > self.rollout.prompts_per_step {
+            return Err(Error::config(
+                "updates.minibatches",
+                "cannot exceed rollout.prompts_per_step (mini-batches split by problem)",
+            ));
+        }
+        if self.sft.steps > 0 {
+            positive("sft.batch_size", self.sft.batch_size)?;
+            if self.sft.lr.is_nan() || self.sft.lr <= 0.0 {
+                return Err(Error::config("sft.lr", "must be positive"));
+            }
+            if !(0.0..=1.0).contains(&self.sft.revision_fraction) {
+                return Err(Error::config("sft.revision_fraction", "must be in [0, 1]"));
+            }
+            if self.task.family.is_none() && self.sft.revision_fraction > 0.0 {
+                return Err(Error::config(
+                    "sft.revision_fraction",
+                    "revision examples need a built-in task family (its critic)",
+                ));
+            }
+        }
+        redraft_feedback_protocol::Templates::with_overrides(&self.templates)
+            .map_err(|e| Error::config("templates", e.to_string()))?;
+        positive("eval.problems", self.eval.problems)?;
+        positive("eval.samples", self.eval.samples)?;
+        if self.eval.temperature.is_nan() || self.eval.temperature < 0.0 {
+            return Err(Error::config("eval.temperature", "must be >= 0"));
+        }
+        positive("checkpoint.keep", self.checkpoint.keep)?;
+        Ok(())
+    }
+
+    /// The configuration as TOML (written into every run folder and checkpoint).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::config(".", e.to_string()))
+    }
+}
+
+fn positive(path: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::config(path, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The `kind` tag of a strategy.
+pub fn strategy_kind(strategy: &StrategyConfig) -> &'static str {
+    match strategy {
+        StrategyConfig::SingleTurn(_) => "single_turn",
+        StrategyConfig::Rltf(_) => "rltf",
+        StrategyConfig::R3l(_) => "r3l",
+        StrategyConfig::Mulferl(_) => "mulferl",
+    }
+}
+
+/// Whether `objective` trains the rows `method` builds.
+fn objective_fits(method: Method, objective: &ObjectiveConfig) -> bool {
+    use ObjectiveConfig as O;
+    match method {
+        Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => matches!(
+            objective,
+            O::Grpo(_) | O::DrGrpo(_) | O::Dapo(_) | O::PpoClip(_) | O::Opmd(_)
+        ),
+        Method::R3l => matches!(objective, O::R3l(_)),
+        Method::RltfSd => matches!(objective, O::RltfSd(_)),
+        Method::RltfFm => matches!(objective, O::RltfFm(_)),
+        Method::Mulferl => matches!(objective, O::Mulferl(_)),
+    }
+}
+
+/// Sets `key.path = value` in a TOML table.
+fn apply_override(doc: &mut toml::Table, item: &str) -> Result<()> {
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| Error::config(item, "an override is `key.path=value`"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::config(key, "empty key segment in override"));
+    }
+    let mut table = doc;
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            table.insert((*part).to_string(), value);
+            return Ok(());
+        }
+        let entry = table
+            .entry((*part).to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            Error::config(
+                parts[..=i].join("."),
+                "is not a table, so it has no keys to override",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        method = "grpo"
+        [model]
+        init = "configs/models/tiny-byte-llama.json"
+        [task]
+        family = "arithmetic"
+        difficulty = { digits = 2 }
+    "#;
+
+    #[test]
+    fn minimal_config_takes_the_method_defaults() {
+        let c = TrainConfig::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.method, Method::Grpo);
+        assert_eq!(c.objective().method(), "grpo");
+        assert_eq!(strategy_kind(&c.strategy()), "single_turn");
+        assert!(c.feedback().is_none());
+        assert_eq!(c.run_name(), "grpo");
+    }
+
+    #[test]
+    fn every_method_has_consistent_defaults() {
+        for m in Method::ALL {
+            let c = TrainConfig::parse(MINIMAL, &[format!("method={}", m.name())]).unwrap();
+            assert_eq!(c.objective().method(), m.name());
+            assert_eq!(strategy_kind(&c.strategy()), m.strategy_kind());
+            assert_eq!(c.feedback().is_some(), m.uses_feedback(), "{m}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_path() {
+        let e = TrainConfig::parse(MINIMAL, &["optimizer.lrr=0.1".into()]).unwrap_err();
+        assert!(e.to_string().contains("optimizer"), "{e}");
+        assert!(e.to_string().contains("lrr"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["rollout.group_size=\"eight\"".into()]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("config: rollout.group_size"),
+            "{e}"
+        );
+        let e = TrainConfig::parse(MINIMAL, &["optimizer.lr=-1".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: optimizer.lr"), "{e}");
+    }
+
+    #[test]
+    fn impossible_combinations_are_rejected() {
+        let e = TrainConfig::parse(MINIMAL, &["strategy.kind=\"rltf\"".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: strategy.kind"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["objective.method=\"mulferl\"".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: objective.method"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["feedback.type=\"correctness_only\"".into()])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("config: feedback"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["model.path=\"x\"".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: model"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["task.difficulty.digits=99".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: task.difficulty"), "{e}");
+    }
+
+    #[test]
+    fn overrides_parse_toml_values_and_fall_back_to_strings() {
+        let c = TrainConfig::parse(
+            MINIMAL,
+            &[
+                "optimizer.lr=3e-4".into(),
+                "name=my-run".into(),
+                "eval.with_feedback=false".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.optimizer.lr, 3e-4);
+        assert_eq!(c.run_name(), "my-run");
+        assert!(!c.eval.with_feedback);
+        let e = TrainConfig::parse(MINIMAL, &["method".into()]).unwrap_err();
+        assert!(e.to_string().contains("key.path=value"), "{e}");
+    }
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let c = TrainConfig::parse(MINIMAL, &["method=rltf_sd".into()]).unwrap();
+        let again = TrainConfig::parse(&c.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn learning_rate_schedule() {
+        let o = OptimizerConfig {
+            lr: 1.0,
+            warmup_steps: 4,
+            schedule: Schedule::Cosine,
+            min_lr_ratio: 0.0,
+            ..OptimizerConfig::default()
+        };
+        assert_eq!(o.lr_at(0, 104), 0.25);
+        assert_eq!(o.lr_at(3, 104), 1.0);
+        assert!((o.lr_at(4, 104) - 1.0).abs() < 1e-12);
+        assert!((o.lr_at(54, 104) - 0.5).abs() < 1e-12);
+        assert!(o.lr_at(104, 104).abs() < 1e-12);
+    }
+}

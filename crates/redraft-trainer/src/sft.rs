@@ -1,0 +1,166 @@
+//! Supervised warm-start examples: reference solutions, and feedback-conditioned revisions.
+//!
+//! A plain example is the problem's chat prompt followed by its reference solution. A revision
+//! example teaches the policy to use feedback in the format each feedback method injects it:
+//! the reference solution is corrupted (one digit changed, until the verifier rejects it), the
+//! verifier's critic writes a critique of the corrupted solution, and the target is the
+//! reference solution under
+//!
+//! * RLTF's revision prompt (question, corrupted solution, critique),
+//! * MulFeRL's regeneration prompt with its forced `<thinking><feedback>…</feedback>` prefix
+//!   (context, not trained), or
+//! * R^3L's guidance system message,
+//!
+//! in turn. In every example only the response and its end-of-turn token are trained.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use redraft_feedback_protocol::{
+    CriticConfig, FeedbackProvider, FeedbackRequest, Templates, VerifierCritic,
+};
+use redraft_rollout_engine::prompts::{
+    guidance_system, guided_messages, regeneration_prompt, revision_message,
+};
+use redraft_tokenizer::{Message, Tokenizer};
+use redraft_verifier::Problem;
+
+use crate::error::Result;
+use crate::rows::{Row, supervised_ids};
+
+/// Corruption attempts before an example falls back to a plain one.
+const CORRUPTION_TRIES: usize = 16;
+
+/// Builds the SFT rows of `problems` (one each). Example `i` is a revision example with
+/// probability `revision_fraction`, drawn from a generator seeded by `seed` and `i`.
+///
+/// # Errors
+/// [`crate::Error::Tokenizer`] or [`crate::Error::Rollout`] when a prompt cannot be rendered.
+pub fn sft_rows(
+    problems: &[Problem],
+    tokenizer: &dyn Tokenizer,
+    templates: &Templates,
+    revision_fraction: f64,
+    seed: u64,
+) -> Result<Vec<Row>> {
+    let critic = VerifierCritic::new(CriticConfig::default());
+    let mut rows = Vec::with_capacity(problems.len());
+    let mut revisions = 0usize;
+    for (i, problem) in problems.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(i as u64);
+        let solution = problem.solution();
+        let revision = rng.random_bool(revision_fraction.clamp(0.0, 1.0));
+        let corrupted = if revision {
+            corrupt(problem, &solution, &mut rng)
+        } else {
+            None
+        };
+        let ids = match corrupted {
+            None => supervised_ids(tokenizer, &messages_of(problem), "", &solution)?,
+            Some(wrong) => {
+                let verdict = problem.verify(&wrong);
+                let request = FeedbackRequest::new(problem.clone(), wrong.clone(), verdict);
+                let critique = match critic.feedback(&[request]).pop() {
+                    Some(Ok(f)) => f.text,
+                    _ => String::new(),
+                };
+                let format = revisions % 3;
+                revisions += 1;
+                match format {
+                    0 => {
+                        let m = revision_message(templates, problem, &wrong, &critique)?;
+                        supervised_ids(tokenizer, &[m], "", &solution)?
+                    }
+                    1 => {
+                        let (m, prefix) = regeneration_prompt(templates, problem, &critique, true)?;
+                        supervised_ids(tokenizer, &[m], &prefix, &solution)?
+                    }
+                    _ => {
+                        let guidance = guidance_system(templates, &critique)?;
+                        let messages = guided_messages(&guidance, problem);
+                        supervised_ids(tokenizer, &messages, "", &solution)?
+                    }
+                }
+            }
+        };
+        rows.push(ids.into_row(i));
+    }
+    Ok(rows)
+}
+
+fn messages_of(problem: &Problem) -> Vec<Message> {
+    problem
+        .chat()
+        .into_iter()
+        .map(|m| Message::new(m.role, m.content))
+        .collect()
+}
+
+/// The solution with one digit changed so that the verifier rejects it, if one is found.
+fn corrupt(problem: &Problem, solution: &str, rng: &mut ChaCha8Rng) -> Option<String> {
+    let digits: Vec<usize> = solution
+        .char_indices()
+        .filter(|(_, c)| c.is_ascii_digit())
+        .map(|(i, _)| i)
+        .collect();
+    if digits.is_empty() {
+        return None;
+    }
+    for _ in 0..CORRUPTION_TRIES {
+        let at = digits[rng.random_range(0..digits.len())];
+        let old = solution.as_bytes()[at];
+        let new = b'0' + ((old - b'0') + rng.random_range(1..10u8)) % 10;
+        let mut bytes = solution.as_bytes().to_vec();
+        bytes[at] = new;
+        let candidate = String::from_utf8(bytes).ok()?;
+        if !problem.verify(&candidate).correct {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redraft_objectives::RowKind;
+    use redraft_tokenizer::ByteTokenizer;
+    use redraft_verifier::{Difficulty, TaskFamily};
+
+    #[test]
+    fn plain_and_revision_examples_train_only_the_solution() {
+        let tok = ByteTokenizer::new();
+        let problems = TaskFamily::Arithmetic
+            .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
+            .unwrap();
+        let templates = Templates::new();
+        let plain = sft_rows(&problems, &tok, &templates, 0.0, 7).unwrap();
+        let mixed = sft_rows(&problems, &tok, &templates, 1.0, 7).unwrap();
+        for (p, (a, b)) in problems.iter().zip(plain.iter().zip(&mixed)) {
+            assert_eq!(a.kind, RowKind::Auxiliary);
+            // The trained ids decode to the solution and the end-of-turn token.
+            for row in [a, b] {
+                let trained: Vec<u32> = row
+                    .mask
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| **m)
+                    .map(|(t, _)| row.ids[t + 1])
+                    .collect();
+                let text = tok.decode(&trained, true).unwrap();
+                assert_eq!(text, p.solution());
+            }
+            // Revision examples carry a longer context (the critique or guidance).
+            assert!(b.ids.len() > a.ids.len());
+        }
+        // The three formats appear: RLTF's revision prompt, MulFeRL's forced prefix, R^3L's
+        // guidance as a system message.
+        let texts: Vec<String> = mixed
+            .iter()
+            .map(|r| tok.decode(&r.ids, false).unwrap())
+            .collect();
+        assert!(texts.iter().any(|t| t.contains("Expert Critique")));
+        assert!(texts.iter().any(|t| t.contains("<feedback>")));
+        assert!(texts.iter().any(|t| t.contains("<|im_start|>system")));
+    }
+}

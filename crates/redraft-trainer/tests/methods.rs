@@ -1,0 +1,174 @@
+//! Two training steps of every method on a tiny randomly initialised model, end to end: SFT
+//! warm-start, rollouts with feedback, credit assignment, objective, AdamW, evaluation,
+//! checkpoints and the report.
+
+use std::path::Path;
+
+use redraft_trainer::{Method, Silent, TrainConfig, Trainer};
+use serde_json::Value;
+
+const TINY: &str = r#"{"model_type": "llama", "vocab_size": 261, "hidden_size": 32,
+    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "max_position_embeddings": 1024, "tie_word_embeddings": true,
+    "bos_token_id": 256, "eos_token_id": 257}"#;
+
+fn config(dir: &Path, method: Method, extra: &[&str]) -> TrainConfig {
+    let model = dir.join("tiny.json");
+    std::fs::write(&model, TINY).unwrap();
+    let text = format!(
+        r#"
+        method = "{method}"
+        steps = 2
+        [model]
+        init = "{}"
+        [task]
+        family = "arithmetic"
+        difficulty = {{ digits = 1 }}
+        [rollout]
+        prompts_per_step = 2
+        group_size = 4
+        max_new_tokens = 10
+        [sft]
+        steps = 2
+        batch_size = 4
+        revision_fraction = 0.5
+        [eval]
+        problems = 3
+        samples = 2
+        [checkpoint]
+        every = 1
+        [templates]
+        rltf_revision = "{{{{ question }}}}\nPrevious: {{{{ previous_solution }}}}\nExpert Critique: {{{{ critique }}}}\n"
+        mulferl_regen = "{{{{ question }}}}\nFeedback: {{{{ feedback }}}}"
+        r3l_guidance_system = "Guidance: {{{{ guidance }}}}"
+        "#,
+        model.display()
+    );
+    let overrides: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    TrainConfig::parse(&text, &overrides).unwrap()
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn train(method: Method, extra: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut trainer = Trainer::new(config(dir.path(), method, extra), &run).unwrap();
+    let summary = trainer.run(&mut Silent).unwrap();
+    assert_eq!(summary.state.step, 2, "{method}");
+    assert_eq!(summary.state.sft_step, 2, "{method}");
+    // Start and end evaluations on the same held-out problems.
+    assert_eq!(summary.evals.len(), 2, "{method}");
+    assert_eq!(summary.evals[0].step, 0);
+    assert_eq!(summary.evals[1].step, 2);
+    assert_eq!(summary.evals[1].report.problems, 3);
+    let metrics = lines(&run.join("metrics.jsonl"));
+    let rl: Vec<_> = metrics.into_iter().filter(|m| m["stage"] == "rl").collect();
+    assert_eq!(rl.len(), 2, "{method}");
+    for m in &rl {
+        assert!(m["sampled_tokens"].as_u64().unwrap() > 0, "{method}");
+        assert_eq!(m["skipped_updates"], 0, "{method}");
+        // A step whose groups were all filtered or dropped has nothing to update.
+        if m["updates"].as_u64().unwrap() > 0 {
+            assert!(m["loss"].as_f64().unwrap().is_finite(), "{method}: {m:?}");
+            assert!(m["grad_norm"].as_f64().unwrap().is_finite(), "{method}");
+        }
+    }
+    // Checkpoints, the final model and the report.
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-00000002");
+    for file in [
+        "model/config.json",
+        "model/model.safetensors",
+        "model/byte_tokenizer.json",
+        "optimizer.bpk",
+        "state.json",
+        "config.toml",
+        "param_ids.json",
+    ] {
+        assert!(
+            run.join("checkpoints")
+                .join(latest.trim())
+                .join(file)
+                .is_file(),
+            "{file}"
+        );
+    }
+    assert!(run.join("final/config.json").is_file());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("Held-out evaluation"), "{report}");
+    assert!(run.join("pass_at_1_vs_step.svg").is_file());
+    rl
+}
+
+fn sum(rl: &[serde_json::Map<String, Value>], key: &str) -> f64 {
+    rl.iter().filter_map(|m| m.get(key)?.as_f64()).sum()
+}
+
+#[test]
+fn grpo_dr_grpo_dapo_and_opmd_train() {
+    for m in [Method::Grpo, Method::DrGrpo, Method::Dapo, Method::Opmd] {
+        let rl = train(m, &[]);
+        assert_eq!(sum(&rl, "feedback_requests"), 0.0, "{m}");
+        // A random model fails everything: DAPO drops those groups, the others keep them.
+        if m == Method::Dapo {
+            assert!(sum(&rl, "groups_filtered") + sum(&rl, "groups_used") == 4.0);
+        } else {
+            assert_eq!(sum(&rl, "groups_used"), 4.0, "{m}");
+        }
+    }
+}
+
+#[test]
+fn rltf_sd_and_fm_train_on_revisions() {
+    let rl = train(Method::RltfSd, &[]);
+    assert!(sum(&rl, "feedback_requests") > 0.0);
+    assert!(sum(&rl, "rows/self_distillation") > 0.0, "{rl:?}");
+    let rl = train(Method::RltfFm, &[]);
+    assert!(sum(&rl, "rows/auxiliary") > 0.0, "{rl:?}");
+    assert!(rl.iter().any(|m| m.contains_key("fm_loss")));
+}
+
+#[test]
+fn r3l_trains_with_self_reflection_and_with_a_critic() {
+    // The policy's own reflections: a random model writes no usable report; every request is
+    // counted as invalid or failed, and training goes on.
+    let rl = train(
+        Method::R3l,
+        &[
+            "strategy.max_attempts=1",
+            "strategy.base_per_problem=2",
+            "strategy.kind=\"r3l\"",
+        ],
+    );
+    assert!(sum(&rl, "feedback_requests") > 0.0, "{rl:?}");
+    assert_eq!(
+        sum(&rl, "invalid_reflections") + sum(&rl, "feedback_failures"),
+        sum(&rl, "feedback_requests"),
+        "{rl:?}"
+    );
+    // The verifier's critique triggers retries and their distilled copies.
+    let rl = train(
+        Method::R3l,
+        &[
+            "feedback.type=\"verifier_critic\"",
+            "strategy.kind=\"r3l\"",
+            "strategy.max_attempts=1",
+            "strategy.base_per_problem=2",
+        ],
+    );
+    assert!(sum(&rl, "feedback_episodes") > 0.0, "{rl:?}");
+}
+
+#[test]
+fn mulferl_regenerates_failed_groups() {
+    let rl = train(Method::Mulferl, &[]);
+    assert!(sum(&rl, "feedback_requests") > 0.0, "{rl:?}");
+    assert!(sum(&rl, "feedback_episodes") > 0.0, "{rl:?}");
+}

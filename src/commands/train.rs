@@ -1,0 +1,113 @@
+//! `redraft train`: a training run from a TOML configuration, or the continuation of one.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use redraft::trainer::{EvalRecord, Observer, TrainConfig, Trainer, new_run_dir};
+use serde_json::{Map, Value};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The run configuration (TOML; see the README and crates/redraft-trainer/src/config.rs).
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Override a key of the configuration, e.g. `--set optimizer.lr=3e-4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The run folder (default: runs/<name>-<time>/, never an existing one).
+    #[arg(long, conflicts_with = "resume")]
+    run_dir: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides"])]
+    resume: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let mut trainer = match (&args.resume, &args.config) {
+        (Some(dir), _) => {
+            Trainer::resume(dir).with_context(|| format!("resuming {}", dir.display()))?
+        }
+        (None, Some(path)) => {
+            let config = TrainConfig::load(path, &args.overrides)?;
+            let dir = match &args.run_dir {
+                Some(d) => d.clone(),
+                None => new_run_dir(&std::env::current_dir()?, &config.run_name())?,
+            };
+            Trainer::new(config, &dir)?
+        }
+        (None, None) => bail!("give --config RUN.toml or --resume RUN_DIR"),
+    };
+    eprintln!("run folder: {}", trainer.run_dir().display());
+    let summary = trainer.run(&mut Progress::default())?;
+    if let (Some(first), Some(last)) = (summary.evals.first(), summary.evals.last()) {
+        println!(
+            "held-out pass@1: {:.3} ± {:.3} (start) -> {:.3} ± {:.3} (step {})",
+            first.report.pass_at_1.mean,
+            first.report.pass_at_1.stderr,
+            last.report.pass_at_1.mean,
+            last.report.pass_at_1.stderr,
+            last.step
+        );
+    }
+    println!("report: {}", summary.run_dir.join("report.md").display());
+    Ok(())
+}
+
+/// One progress line per step on standard error, with the key figures.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    start: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn bar(&mut self, stage: &str, step: u64, total: u64) -> String {
+        let start = *self.start.get_or_insert_with(std::time::Instant::now);
+        let width = 20;
+        let done = (step * width / total.max(1)) as usize;
+        let elapsed = start.elapsed().as_secs_f64();
+        format!(
+            "{stage} [{}{}] {step}/{total} {elapsed:.0}s",
+            "#".repeat(done),
+            ".".repeat(width as usize - done)
+        )
+    }
+}
+
+impl Observer for Progress {
+    fn sft_step(&mut self, step: u64, total: u64, loss: f64) {
+        if step == total || step.is_multiple_of(10) {
+            eprintln!("{} loss {loss:.4}", self.bar("sft", step, total));
+        }
+    }
+
+    fn rl_step(&mut self, step: u64, total: u64, m: &Map<String, Value>) {
+        let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        eprintln!(
+            "{} reward {:.3} pass {:.3} loss {:+.4} grad {:.2} tokens {} ({:.0}/s) {:.1}s/step",
+            self.bar("rl", step, total),
+            get("reward_mean"),
+            get("pass_rate"),
+            get("loss"),
+            get("grad_norm"),
+            get("sampled_tokens"),
+            get("tokens_per_s"),
+            get("step_s"),
+        );
+        self.start.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn eval(&mut self, r: &EvalRecord) {
+        let mut line = format!(
+            "eval @ step {}: pass@1 {:.3} ± {:.3}, pass@{} {:.3}",
+            r.step,
+            r.report.pass_at_1.mean,
+            r.report.pass_at_1.stderr,
+            r.report.samples,
+            r.report.pass_at_k.mean
+        );
+        if let Some(f) = r.report.with_feedback {
+            line += &format!(", with feedback {:.3}", f.mean);
+        }
+        eprintln!("{line}");
+    }
+}

@@ -1,0 +1,675 @@
+//! `cargo xtask experiment [PRESET | CONFIG.toml]`: a reproducible comparison of methods.
+//!
+//! An experiment file (presets live in `configs/experiments/<name>.toml`) has
+//!
+//! * `seeds`, `tasks` (task families) and `methods`;
+//! * `max_sampled_tokens`: the equal RL budget of every method, in policy-sampled tokens;
+//! * `[sft]`: the warm-start run (a `redraft train` configuration with `model.init`), trained
+//!   once per task and seed;
+//! * `[base]`: the configuration every method run shares (its `model.path` is set to the
+//!   warm-started model), and `[methods.<name>]`: per-method changes.
+//!
+//! Everything lands in runs/<name>-<time>/ (never an earlier run's folder): experiment.json
+//! (the file, the git commit, the seeds), one folder per run, summary.json, report.md and the
+//! plots.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use redraft_trainer::eval::Rate;
+use redraft_trainer::report::{LinePlot, Report, Series, Table, format_mean_stderr, format_value};
+use redraft_trainer::summary::transcripts;
+use redraft_trainer::trainer::files;
+use redraft_trainer::{EvalRecord, Observer, TrainConfig, Trainer, new_run_dir};
+use serde_json::{Value, json};
+
+use crate::workspace_root;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A preset name (configs/experiments/<name>.toml) or an experiment file.
+    #[arg(default_value = "default")]
+    experiment: String,
+    /// Compute device for every run: cpu, wgpu or cuda[:N] (GPU devices need the feature).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// The result of one method run.
+struct MethodRun {
+    method: String,
+    dir: PathBuf,
+    evals: Vec<EvalRecord>,
+    wall_s: f64,
+    steps: u64,
+}
+
+/// One (task, seed) cell: the warm start and the method runs.
+struct Cell {
+    task: String,
+    seed: u64,
+    start: EvalRecord,
+    runs: Vec<MethodRun>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let root = workspace_root();
+    let path = if args.experiment.ends_with(".toml") {
+        PathBuf::from(&args.experiment)
+    } else {
+        root.join("configs/experiments")
+            .join(format!("{}.toml", args.experiment))
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the experiment {}", path.display()))?;
+    let spec: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("experiment")
+        .to_string();
+    let seeds: Vec<u64> = get_list(&spec, "seeds")?
+        .iter()
+        .map(|v| {
+            v.as_integer()
+                .map(|i| i as u64)
+                .context("seeds are integers")
+        })
+        .collect::<Result<_>>()?;
+    let tasks: Vec<String> = strings(&spec, "tasks")?;
+    let methods: Vec<String> = strings(&spec, "methods")?;
+    let budget = spec
+        .get("max_sampled_tokens")
+        .and_then(toml::Value::as_integer)
+        .context("max_sampled_tokens (an integer) is required")?;
+    let mut sft = table(&spec, "sft")?;
+    // Paths in an experiment file are relative to the workspace root.
+    let init = sft
+        .get("model")
+        .and_then(|m| m.get("init"))
+        .and_then(toml::Value::as_str)
+        .map(PathBuf::from);
+    if let Some(init) = init.filter(|p| p.is_relative()) {
+        set(
+            &mut sft,
+            &["model", "init"],
+            root.join(init).display().to_string().into(),
+        );
+    }
+    let base = table(&spec, "base")?;
+    let per_method = spec
+        .get("methods_config")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default();
+    // Validate every configuration before any work.
+    for task in &tasks {
+        for seed in &seeds {
+            sft_config(&sft, task, *seed, args.device.as_deref())?;
+            for m in &methods {
+                method_config(
+                    &base,
+                    &per_method,
+                    m,
+                    task,
+                    *seed,
+                    budget,
+                    Path::new("-"),
+                    args.device.as_deref(),
+                )?;
+            }
+        }
+    }
+    let dir = new_run_dir(&root, &name)?;
+    std::fs::write(
+        dir.join("experiment.json"),
+        serde_json::to_string_pretty(&json!({
+            "preset": name,
+            "file": path.display().to_string(),
+            "experiment": text,
+            "git_commit": git_commit(&root),
+            "seeds": seeds,
+            "device": args.device.clone().unwrap_or_else(|| "cpu".into()),
+        }))?,
+    )?;
+    println!("experiment {name}: {}", dir.display());
+    let started = Instant::now();
+    let mut cells = Vec::new();
+    for task in &tasks {
+        for &seed in &seeds {
+            let sft_dir = dir.join(format!("{task}-seed{seed}-sft"));
+            let config = sft_config(&sft, task, seed, args.device.as_deref())?;
+            println!(
+                "[{task} seed {seed}] SFT warm-start ({} steps)",
+                config.sft.steps
+            );
+            let mut trainer = Trainer::new(config, &sft_dir)?;
+            let summary = trainer.run(&mut Lines::new("sft"))?;
+            let start = summary
+                .evals
+                .last()
+                .cloned()
+                .context("the warm-start run was not evaluated")?;
+            let model = sft_dir.join(files::FINAL);
+            let mut runs = Vec::new();
+            for m in &methods {
+                let config = method_config(
+                    &base,
+                    &per_method,
+                    m,
+                    task,
+                    seed,
+                    budget,
+                    &model,
+                    args.device.as_deref(),
+                )?;
+                let run_dir = dir.join(format!("{task}-seed{seed}-{m}"));
+                println!("[{task} seed {seed}] {m}");
+                let t = Instant::now();
+                let mut trainer = Trainer::new(config, &run_dir)?;
+                let summary = trainer.run(&mut Lines::new(m))?;
+                runs.push(MethodRun {
+                    method: m.clone(),
+                    dir: run_dir,
+                    evals: summary.evals,
+                    wall_s: t.elapsed().as_secs_f64(),
+                    steps: summary.state.step,
+                });
+            }
+            cells.push(Cell {
+                task: task.clone(),
+                seed,
+                start,
+                runs,
+            });
+        }
+    }
+    let summary = summarize(&name, &cells);
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    write_report(&dir, &name, &cells, &summary)?;
+    print_table(&cells);
+    println!(
+        "wrote {}/summary.json and report.md ({:.0} s)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn sft_config(
+    sft: &toml::Table,
+    task: &str,
+    seed: u64,
+    device: Option<&str>,
+) -> Result<TrainConfig> {
+    let mut t = sft.clone();
+    set(&mut t, &["task", "family"], task.into());
+    t.insert("seed".into(), (seed as i64).into());
+    t.insert("steps".into(), 0.into());
+    t.insert("name".into(), format!("{task}-sft").into());
+    if let Some(d) = device {
+        t.insert("device".into(), d.into());
+    }
+    TrainConfig::parse(&toml::to_string(&t)?, &[])
+        .with_context(|| format!("the [sft] configuration for {task}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn method_config(
+    base: &toml::Table,
+    per_method: &toml::Table,
+    method: &str,
+    task: &str,
+    seed: u64,
+    budget: i64,
+    model: &Path,
+    device: Option<&str>,
+) -> Result<TrainConfig> {
+    let mut t = base.clone();
+    if let Some(extra) = per_method.get(method).and_then(toml::Value::as_table) {
+        merge(&mut t, extra);
+    }
+    t.insert("method".into(), method.into());
+    t.insert("name".into(), method.into());
+    t.insert("seed".into(), (seed as i64).into());
+    t.insert("max_sampled_tokens".into(), budget.into());
+    set(&mut t, &["task", "family"], task.into());
+    set(
+        &mut t,
+        &["model", "path"],
+        model.display().to_string().into(),
+    );
+    set(&mut t, &["eval", "at_start"], false.into());
+    if let Some(d) = device {
+        t.insert("device".into(), d.into());
+    }
+    TrainConfig::parse(&toml::to_string(&t)?, &[])
+        .with_context(|| format!("the configuration of method {method}"))
+}
+
+/// The paired difference of a method's per-problem pass@1 and the start's.
+fn improvement(start: &EvalRecord, end: &EvalRecord) -> Rate {
+    let d: Vec<f64> = end
+        .report
+        .per_problem
+        .iter()
+        .zip(&start.report.per_problem)
+        .map(|(a, b)| a - b)
+        .collect();
+    Rate::of(&d)
+}
+
+fn summarize(name: &str, cells: &[Cell]) -> Value {
+    let mut by_task: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
+    for c in cells {
+        by_task.entry(&c.task).or_default().push(c);
+    }
+    let mut tasks = serde_json::Map::new();
+    for (task, cells) in &by_task {
+        let starts: Vec<f64> = cells
+            .iter()
+            .map(|c| c.start.report.pass_at_1.mean)
+            .collect();
+        let one = cells.len() == 1;
+        let start_stderr = if one {
+            cells[0].start.report.pass_at_1.stderr
+        } else {
+            Rate::of(&starts).stderr
+        };
+        let mut methods = serde_json::Map::new();
+        for (k, run) in cells[0].runs.iter().enumerate() {
+            let finals: Vec<(&Cell, &MethodRun, &EvalRecord)> = cells
+                .iter()
+                .filter_map(|c| Some((*c, &c.runs[k], c.runs[k].evals.last()?)))
+                .collect();
+            let values: Vec<f64> = finals
+                .iter()
+                .map(|(_, _, e)| e.report.pass_at_1.mean)
+                .collect();
+            let rate = if one {
+                finals
+                    .first()
+                    .map_or(Rate::of(&[]), |(_, _, e)| e.report.pass_at_1)
+            } else {
+                Rate::of(&values)
+            };
+            let gain: Vec<Rate> = finals
+                .iter()
+                .map(|(c, _, e)| improvement(&c.start, e))
+                .collect();
+            let gain_rate = if one {
+                gain.first().copied().unwrap_or(Rate::of(&[]))
+            } else {
+                Rate::of(&gain.iter().map(|g| g.mean).collect::<Vec<_>>())
+            };
+            let tokens: u64 = finals.iter().map(|(_, _, e)| e.sampled_tokens).sum::<u64>()
+                / finals.len().max(1) as u64;
+            let wall: f64 =
+                finals.iter().map(|(_, r, _)| r.wall_s).sum::<f64>() / finals.len().max(1) as f64;
+            let last = finals.last().map(|(_, _, e)| &e.report);
+            methods.insert(
+                run.method.clone(),
+                json!({
+                    "pass@1": rate.mean,
+                    "pass@1_stderr": rate.stderr,
+                    "pass@k": last.map(|r| r.pass_at_k.mean),
+                    "k": last.map(|r| r.samples),
+                    "with_feedback": last.and_then(|r| r.with_feedback.map(|x| x.mean)),
+                    "improvement": gain_rate.mean,
+                    "improvement_stderr": gain_rate.stderr,
+                    "improved_by_2_stderr": gain_rate.mean > 2.0 * gain_rate.stderr,
+                    "sampled_tokens": tokens,
+                    "steps": finals.iter().map(|(_, r, _)| r.steps).max(),
+                    "wall_s": wall,
+                    "runs": finals.iter().map(|(c, r, _)| json!({"seed": c.seed, "dir": r.dir.display().to_string()})).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        tasks.insert(
+            task.to_string(),
+            json!({
+                "start": {"pass@1": starts.iter().sum::<f64>() / starts.len() as f64, "pass@1_stderr": start_stderr},
+                "seeds": cells.iter().map(|c| c.seed).collect::<Vec<_>>(),
+                "methods": methods,
+            }),
+        );
+    }
+    let first = by_task.keys().next().copied().unwrap_or("");
+    let head = tasks.get(first).cloned().unwrap_or(Value::Null);
+    json!({
+        "preset": name,
+        "task": first,
+        "start": head["start"],
+        "methods": head["methods"],
+        "tasks": tasks,
+    })
+}
+
+fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Result<()> {
+    let mut report = Report::new(&format!("redraft experiment: {name}"));
+    let mut text = String::from(
+        "Every method starts from the same warm-started checkpoint and trains until it has \
+         sampled the same number of policy tokens; all are evaluated on the same held-out \
+         problems with the same sampling seeds. `improvement` is the paired difference in \
+         per-problem pass@1 against the start, with its standard error over problems (over \
+         seeds when there are several).\n\n",
+    );
+    for (task, t) in summary["tasks"].as_object().into_iter().flatten() {
+        text += &format!(
+            "**{task}** — start pass@1 {}.\n\n",
+            format_mean_stderr(
+                t["start"]["pass@1"].as_f64().unwrap_or(f64::NAN),
+                t["start"]["pass@1_stderr"].as_f64().unwrap_or(f64::NAN),
+            )
+        );
+        let mut best: Option<(&str, f64)> = None;
+        for (m, v) in t["methods"].as_object().into_iter().flatten() {
+            let p = v["pass@1"].as_f64().unwrap_or(f64::NAN);
+            if best.is_none_or(|(_, b)| p > b) {
+                best = Some((m, p));
+            }
+            let sig = v["improved_by_2_stderr"].as_bool().unwrap_or(false);
+            text += &format!(
+                "- {m}: pass@1 {}, improvement {} ({}).\n",
+                format_mean_stderr(p, v["pass@1_stderr"].as_f64().unwrap_or(f64::NAN)),
+                format_mean_stderr(
+                    v["improvement"].as_f64().unwrap_or(f64::NAN),
+                    v["improvement_stderr"].as_f64().unwrap_or(f64::NAN)
+                ),
+                if sig {
+                    "more than 2 standard errors"
+                } else {
+                    "NOT more than 2 standard errors"
+                }
+            );
+        }
+        if let Some((m, _)) = best {
+            text += &format!("\nHighest held-out pass@1 on {task}: **{m}**.\n\n");
+        }
+    }
+    report.section("Findings", &text);
+    report.table("Results", &results_table(summary));
+    for (task, _) in summary["tasks"].as_object().into_iter().flatten() {
+        let cell = cells.iter().find(|c| &c.task == task);
+        let Some(cell) = cell else { continue };
+        let line = |x: fn(&EvalRecord) -> f64, run: &MethodRun| Series {
+            label: run.method.clone(),
+            points: std::iter::once(&cell.start)
+                .chain(&run.evals)
+                .map(|e| (x(e), e.report.pass_at_1.mean))
+                .collect(),
+        };
+        report.plot(
+            &format!("{task}_pass_at_1_vs_step.svg"),
+            LinePlot {
+                title: format!("{task}: held-out pass@1 (seed {})", cell.seed),
+                x_label: "RL step".into(),
+                y_label: "pass@1".into(),
+                series: cell
+                    .runs
+                    .iter()
+                    .map(|r| line(|e| e.step as f64, r))
+                    .collect(),
+            },
+        );
+        report.plot(
+            &format!("{task}_pass_at_1_vs_tokens.svg"),
+            LinePlot {
+                title: format!(
+                    "{task}: held-out pass@1 against sampled tokens (seed {})",
+                    cell.seed
+                ),
+                x_label: "sampled tokens".into(),
+                y_label: "pass@1".into(),
+                series: cell
+                    .runs
+                    .iter()
+                    .map(|r| line(|e| e.sampled_tokens as f64, r))
+                    .collect(),
+            },
+        );
+        let mut reward = Vec::new();
+        for r in &cell.runs {
+            let metrics = read_metrics(&r.dir.join(files::METRICS));
+            reward.push(Series {
+                label: r.method.clone(),
+                points: redraft_trainer::summary::metric_series(&metrics, "reward_mean"),
+            });
+        }
+        report.plot(
+            &format!("{task}_reward_vs_step.svg"),
+            LinePlot {
+                title: format!("{task}: training reward of first attempts"),
+                x_label: "RL step".into(),
+                y_label: "mean reward".into(),
+                series: reward,
+            },
+        );
+        let mut items = Vec::new();
+        for r in &cell.runs {
+            if let Ok(mut t) = transcripts(&r.dir.join(files::TRANSCRIPTS))
+                && let Some(mut last) = t.pop()
+            {
+                last.title = format!("{} ({})", r.method, last.title);
+                items.push(last);
+            }
+        }
+        report.transcripts(&format!("{task}: transcripts"), &items);
+    }
+    report.write(dir)?;
+    Ok(())
+}
+
+fn results_table(summary: &Value) -> Table {
+    let mut table = Table {
+        header: [
+            "task",
+            "method",
+            "pass@1",
+            "improvement",
+            "> 2 s.e.",
+            "pass@k",
+            "with feedback",
+            "sampled tokens",
+            "steps",
+            "wall s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: Vec::new(),
+    };
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    for (task, t) in summary["tasks"].as_object().into_iter().flatten() {
+        table.rows.push(vec![
+            task.clone(),
+            "start (SFT)".into(),
+            format_mean_stderr(
+                num(&t["start"]["pass@1"]),
+                num(&t["start"]["pass@1_stderr"]),
+            ),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+            "0".into(),
+            "0".into(),
+            "–".into(),
+        ]);
+        for (m, v) in t["methods"].as_object().into_iter().flatten() {
+            table.rows.push(vec![
+                task.clone(),
+                m.clone(),
+                format_mean_stderr(num(&v["pass@1"]), num(&v["pass@1_stderr"])),
+                format_mean_stderr(num(&v["improvement"]), num(&v["improvement_stderr"])),
+                if v["improved_by_2_stderr"].as_bool().unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                format_value(num(&v["pass@k"])),
+                format_value(num(&v["with_feedback"])),
+                v["sampled_tokens"].to_string(),
+                v["steps"].to_string(),
+                format!("{:.0}", num(&v["wall_s"])),
+            ]);
+        }
+    }
+    table
+}
+
+fn print_table(cells: &[Cell]) {
+    println!();
+    println!("| task | seed | method | pass@1 | improvement | sampled tokens | steps | wall s |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    for c in cells {
+        let s = &c.start.report.pass_at_1;
+        println!(
+            "| {} | {} | start (SFT) | {:.3} ± {:.3} | – | 0 | 0 | – |",
+            c.task, c.seed, s.mean, s.stderr
+        );
+        for r in &c.runs {
+            let Some(e) = r.evals.last() else { continue };
+            let g = improvement(&c.start, e);
+            println!(
+                "| {} | {} | {} | {:.3} ± {:.3} | {:+.3} ± {:.3} | {} | {} | {:.0} |",
+                c.task,
+                c.seed,
+                r.method,
+                e.report.pass_at_1.mean,
+                e.report.pass_at_1.stderr,
+                g.mean,
+                g.stderr,
+                e.sampled_tokens,
+                r.steps,
+                r.wall_s
+            );
+        }
+    }
+}
+
+fn read_metrics(path: &Path) -> Vec<serde_json::Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Progress lines of one run.
+struct Lines {
+    label: String,
+    start: Instant,
+}
+
+impl Lines {
+    fn new(label: &str) -> Self {
+        Self {
+            label: label.into(),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Observer for Lines {
+    fn sft_step(&mut self, step: u64, total: u64, loss: f64) {
+        if step.is_multiple_of(25) || step == total {
+            eprintln!(
+                "  {} step {step}/{total} loss {loss:.4} ({:.0}s)",
+                self.label,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn rl_step(&mut self, step: u64, _total: u64, m: &serde_json::Map<String, Value>) {
+        let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        if step.is_multiple_of(5) {
+            eprintln!(
+                "  {} step {step}: reward {:.3} pass {:.3} tokens {} ({:.0}s)",
+                self.label,
+                get("reward_mean"),
+                get("pass_rate"),
+                get("sampled_tokens_total"),
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn eval(&mut self, r: &EvalRecord) {
+        eprintln!(
+            "  {} eval @ step {}: pass@1 {:.3} ± {:.3}",
+            self.label, r.step, r.report.pass_at_1.mean, r.report.pass_at_1.stderr
+        );
+    }
+}
+
+fn git_commit(root: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn get_list<'a>(spec: &'a toml::Table, key: &str) -> Result<&'a Vec<toml::Value>> {
+    spec.get(key)
+        .and_then(toml::Value::as_array)
+        .with_context(|| format!("`{key}` (a list) is required"))
+}
+
+fn strings(spec: &toml::Table, key: &str) -> Result<Vec<String>> {
+    get_list(spec, key)?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .with_context(|| format!("`{key}` holds strings"))
+        })
+        .collect()
+}
+
+fn table(spec: &toml::Table, key: &str) -> Result<toml::Table> {
+    match spec.get(key) {
+        Some(toml::Value::Table(t)) => Ok(t.clone()),
+        Some(_) => bail!("`{key}` must be a table"),
+        None => bail!("`[{key}]` is required"),
+    }
+}
+
+/// Sets `path` in a table, creating intermediate tables.
+fn set(t: &mut toml::Table, path: &[&str], value: toml::Value) {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut cur = t;
+    for p in parents {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("a table");
+    }
+    cur.insert(last.to_string(), value);
+}
+
+/// Merges `extra` into `t` (tables recursively, other values replaced).
+fn merge(t: &mut toml::Table, extra: &toml::Table) {
+    for (k, v) in extra {
+        match (t.get_mut(k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            _ => {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
