@@ -1,0 +1,222 @@
+//! `redraft train` and `redraft eval` as a user runs them: a run killed with SIGKILL and resumed
+//! with `--resume` ends with exactly the metrics of an uninterrupted run (CPU), and bad
+//! configurations are refused before any work.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+const TINY: &str = r#"{"model_type": "llama", "vocab_size": 261, "hidden_size": 32,
+    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "max_position_embeddings": 1024, "tie_word_embeddings": true,
+    "bos_token_id": 256, "eos_token_id": 257}"#;
+
+fn redraft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_redraft"))
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("tiny.json"), TINY).unwrap();
+    let config = format!(
+        r#"
+        method = "rltf_sd"
+        steps = 6
+        [model]
+        init = "{}"
+        [task]
+        family = "arithmetic"
+        difficulty = {{ digits = 1 }}
+        [rollout]
+        prompts_per_step = 2
+        group_size = 4
+        max_new_tokens = 12
+        [optimizer]
+        lr = 1e-3
+        [sft]
+        steps = 3
+        batch_size = 4
+        [eval]
+        problems = 4
+        samples = 2
+        every = 3
+        [checkpoint]
+        every = 1
+        "#,
+        dir.join("tiny.json").display()
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The records of a JSONL file without wall-clock fields.
+fn records(path: &Path) -> Vec<Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut m: Map<String, Value> = serde_json::from_str(l).unwrap();
+            for k in [
+                "step_s",
+                "rollout_s",
+                "update_s",
+                "tokens_per_s",
+                "feedback_latency_ms",
+            ] {
+                m.remove(k);
+            }
+            if let Some(Value::Object(r)) = m.get_mut("report") {
+                r.remove("wall_s");
+            }
+            m
+        })
+        .collect()
+}
+
+fn rl_steps(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter(|l| l.contains("\"stage\":\"rl\"")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let whole = dir.path().join("whole");
+    let out = redraft()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("held-out pass@1"));
+
+    // The same run, killed after its third RL step, then resumed.
+    let cut = dir.path().join("cut");
+    let mut child = redraft()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&cut)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while rl_steps(&cut.join("metrics.jsonl")) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run did not progress"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let out = redraft()
+        .arg("train")
+        .arg("--resume")
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for file in ["metrics.jsonl", "eval.jsonl"] {
+        let a = records(&whole.join(file));
+        let b = records(&cut.join(file));
+        assert_eq!(a.len(), b.len(), "{file}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{file}");
+        }
+    }
+    let state = |d: &Path| {
+        let latest = std::fs::read_to_string(d.join("checkpoints/latest")).unwrap();
+        std::fs::read(
+            d.join("checkpoints")
+                .join(latest.trim())
+                .join("model/model.safetensors"),
+        )
+        .unwrap()
+    };
+    assert_eq!(state(&whole), state(&cut), "the final weights differ");
+    assert!(whole.join("report.md").is_file());
+
+    // `redraft eval` on the trained model.
+    let out = redraft()
+        .args([
+            "eval",
+            "--task",
+            "arithmetic",
+            "--difficulty",
+            "digits=1",
+            "--problems",
+            "4",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--with-feedback",
+            "--self-feedback",
+            "--model",
+        ])
+        .arg(whole.join("final"))
+        .arg("--out")
+        .arg(dir.path().join("eval.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("pass@1") && stdout.contains("with feedback"),
+        "{stdout}"
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["problems"], 4);
+    assert!(json["self_feedback"]["mean"].is_number());
+}
+
+#[test]
+fn bad_configurations_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let run = dir.path().join("never");
+    for (set, key) in [
+        ("optimizer.lrr=1", "optimizer"),
+        ("rollout.group_size=\"many\"", "rollout.group_size"),
+        ("strategy.kind=\"single_turn\"", "strategy.kind"),
+        ("method=\"ppo\"", "method"),
+    ] {
+        let out = redraft()
+            .args(["train", "--config"])
+            .arg(&config)
+            .args(["--set", set, "--run-dir"])
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{set}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{set}: {err}");
+        assert!(!run.exists(), "{set}: work started");
+    }
+}
