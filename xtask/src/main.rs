@@ -5,6 +5,8 @@
 //! - `cargo xtask demo`: init a model, sample, re-score.
 //! - `cargo xtask bench [model]`: the reference workloads of shared/bench/torch_reference.py on
 //!   redraft, with the ratio to PyTorch measured in the same run when Python has torch.
+//! - `cargo xtask bench rollout`: G = 8 group sampling against transformers `generate`, and the
+//!   measured speed-ups of prefix forking and pivot-prefix reuse.
 //! - `cargo xtask bench verifier`: verdicts per second on the conformance set, against Math-Verify.
 
 mod bench;

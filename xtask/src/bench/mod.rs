@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: measured figures, printed as a table and optionally saved as JSON.
 
 mod model;
+mod rollout;
 mod torch;
 mod verifier;
 
@@ -17,6 +18,8 @@ pub(crate) enum Suite {
     Model,
     /// Verdicts per second on the Math-Verify conformance set.
     Verifier,
+    /// Group sampling (G = 8) against transformers' `generate`; prefix forking and pivot reuse.
+    Rollout,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,9 +36,10 @@ pub(crate) struct Args {
     /// Python interpreter for the references (PyTorch, Math-Verify).
     #[arg(long, default_value = "python3")]
     python: String,
-    /// The PyTorch reference script.
-    #[arg(long, default_value = "../shared/bench/torch_reference.py")]
-    torch_script: PathBuf,
+    /// The PyTorch script [default: ../shared/bench/torch_reference.py for `model`,
+    /// scripts/bench_rollout_torch.py for `rollout`].
+    #[arg(long)]
+    torch_script: Option<PathBuf>,
     /// Also write all measurements as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -53,13 +57,26 @@ pub(crate) struct Measurement {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let root = workspace_root();
-    let script = if args.torch_script.is_absolute() {
-        args.torch_script.clone()
-    } else {
-        root.join(&args.torch_script)
+    let default_script = match args.suite {
+        Suite::Rollout => "scripts/bench_rollout_torch.py",
+        Suite::Model | Suite::Verifier => "../shared/bench/torch_reference.py",
     };
+    let script = root.join(
+        args.torch_script
+            .as_deref()
+            .unwrap_or(std::path::Path::new(default_script)),
+    );
     if args.suite == Suite::Verifier {
         return verifier::run(&root, &args.python, 3.0);
+    }
+    if args.suite == Suite::Rollout {
+        return rollout::run(
+            &args.sizes,
+            args.no_torch,
+            &args.python,
+            &script,
+            args.out.as_deref(),
+        );
     }
     // PyTorch first, so the two never compete for the cores.
     let reference = if args.no_torch {

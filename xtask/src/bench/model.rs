@@ -62,7 +62,8 @@ impl Workload {
         }
     }
 
-    fn config(&self) -> Result<ModelConfig> {
+    /// The random-init Llama of this workload.
+    pub(crate) fn config(&self) -> Result<ModelConfig> {
         let json = serde_json::json!({
             "model_type": "llama", "vocab_size": self.vocab, "hidden_size": self.hidden,
             "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
