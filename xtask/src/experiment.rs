@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use redraft_trainer::eval::Rate;
 use redraft_trainer::report::{LinePlot, Report, Series, Table, format_mean_stderr, format_value};
 use redraft_trainer::summary::transcripts;
-use redraft_trainer::trainer::files;
+use redraft_trainer::trainer::{files, read_jsonl};
 use redraft_trainer::{EvalRecord, Observer, TrainConfig, Trainer, new_run_dir};
 use serde_json::{Value, json};
 
@@ -438,7 +438,7 @@ fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Resu
         );
         let mut reward = Vec::new();
         for r in &cell.runs {
-            let metrics = read_metrics(&r.dir.join(files::METRICS));
+            let metrics = read_jsonl(&r.dir.join(files::METRICS))?;
             reward.push(Series {
                 label: r.method.clone(),
                 points: redraft_trainer::summary::metric_series(&metrics, "reward_mean"),
@@ -554,14 +554,6 @@ fn print_table(cells: &[Cell]) {
             );
         }
     }
-}
-
-fn read_metrics(path: &Path) -> Vec<serde_json::Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Progress lines of one run.

@@ -23,5 +23,5 @@ pub use sampling::{
 };
 pub use strategy::{
     MulFeRl, MulFeRlConfig, R3l, R3lConfig, Rltf, RltfConfig, RolloutContext, RolloutStrategy,
-    RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round,
+    RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round, derive_seed,
 };

@@ -8,7 +8,15 @@ use redraft_tokenizer::Message;
 use redraft_verifier::Problem;
 
 use crate::error::Result;
-use crate::strategy::problem_messages;
+
+/// The chat messages of a problem (its first-turn prompt).
+pub fn problem_messages(problem: &Problem) -> Vec<Message> {
+    problem
+        .chat()
+        .into_iter()
+        .map(|m| Message::new(m.role, m.content))
+        .collect()
+}
 
 /// RLTF's revision turn: one fresh user message with the question, the previous `response`
 /// and the `critique` (the `rltf_revision` template; math problems keep the template's

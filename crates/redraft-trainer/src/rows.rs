@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use redraft_credit_assignment::{
-    AdvantageEstimator, AdvantageFn, PositiveAmplification, RLTF_GAMMA, SelfDistillation,
-    keep_group, per_turn_advantages, pivot_mask,
+    AdvantageEstimator, AdvantageFn, RLTF_GAMMA, SelfDistillation, keep_group, per_turn_advantages,
+    pivot_mask,
 };
 use redraft_objectives::RowKind;
 use redraft_rollout_engine::{Episode, GroupUse, RolloutBatch, Sequence};
@@ -178,14 +178,7 @@ impl Assembler<'_> {
                 out.rows.stats.groups_filtered += 1;
                 continue;
             }
-            let adv = estimator.group_advantages(&rewards)?;
-            out.rows.stats.groups_used += 1;
-            for (e, a) in episodes.iter().zip(adv) {
-                let seq = &e.sequences[0];
-                let row =
-                    Row::from_sequence(seq, &seq.trainable_mask, a, RowKind::Policy, e.problem);
-                out.push_policy(row, a);
-            }
+            out.push_group(&episodes, &estimator.group_advantages(&rewards)?);
         }
         Ok(())
     }
@@ -298,7 +291,7 @@ impl Assembler<'_> {
             match group.usage {
                 GroupUse::Rl => {
                     let rewards: Vec<f32> = members.iter().map(|(_, e)| e.reward).collect();
-                    let adv = amplification_advantages(&amplification, &rewards)?;
+                    let adv = amplification.group_advantages(&rewards)?;
                     out.rows.stats.groups_used += 1;
                     for ((i, e), a) in members.iter().zip(adv) {
                         let k = if e.provenance.distilled {
@@ -337,14 +330,7 @@ impl Assembler<'_> {
             let episodes: Vec<&Episode> =
                 group.episodes.iter().map(|&e| &batch.episodes[e]).collect();
             let rewards: Vec<f32> = episodes.iter().map(|e| e.reward).collect();
-            let adv = estimator.group_advantages(&rewards)?;
-            out.rows.stats.groups_used += 1;
-            for (e, a) in episodes.iter().zip(adv) {
-                let seq = &e.sequences[0];
-                let row =
-                    Row::from_sequence(seq, &seq.trainable_mask, a, RowKind::Policy, e.problem);
-                out.push_policy(row, a);
-            }
+            out.push_group(&episodes, &estimator.group_advantages(&rewards)?);
         }
         let mut pair_rows: HashMap<usize, usize> = HashMap::new();
         let mut row_of = |episode: usize, out: &mut TrainRowsBuilder| -> usize {
@@ -369,11 +355,6 @@ impl Assembler<'_> {
     }
 }
 
-/// Positive amplification over one group, through its [`AdvantageFn`] implementation.
-fn amplification_advantages(pa: &PositiveAmplification, rewards: &[f32]) -> Result<Vec<f32>> {
-    Ok(pa.group_advantages(rewards)?)
-}
-
 #[derive(Default)]
 struct TrainRowsBuilder {
     rows: TrainRows,
@@ -386,6 +367,16 @@ impl TrainRowsBuilder {
             self.advantages.push(advantage);
         }
         self.rows.push(row);
+    }
+
+    /// The policy rows of a group of single-sequence episodes with their advantages.
+    fn push_group(&mut self, episodes: &[&Episode], advantages: &[f32]) {
+        self.rows.stats.groups_used += 1;
+        for (e, &a) in episodes.iter().zip(advantages) {
+            let seq = &e.sequences[0];
+            let row = Row::from_sequence(seq, &seq.trainable_mask, a, RowKind::Policy, e.problem);
+            self.push_policy(row, a);
+        }
     }
 
     fn finish(mut self) -> TrainRows {

@@ -19,9 +19,9 @@ use redraft_feedback_protocol::{
     CriticConfig, FeedbackProvider, FeedbackRequest, Templates, VerifierCritic,
 };
 use redraft_rollout_engine::prompts::{
-    guidance_system, guided_messages, regeneration_prompt, revision_message,
+    guidance_system, guided_messages, problem_messages, regeneration_prompt, revision_message,
 };
-use redraft_tokenizer::{Message, Tokenizer};
+use redraft_tokenizer::Tokenizer;
 use redraft_verifier::Problem;
 
 use crate::error::Result;
@@ -56,7 +56,7 @@ pub fn sft_rows(
             None
         };
         let ids = match corrupted {
-            None => supervised_ids(tokenizer, &messages_of(problem), "", &solution)?,
+            None => supervised_ids(tokenizer, &problem_messages(problem), "", &solution)?,
             Some(wrong) => {
                 let verdict = problem.verify(&wrong);
                 let request = FeedbackRequest::new(problem.clone(), wrong.clone(), verdict);
@@ -86,14 +86,6 @@ pub fn sft_rows(
         rows.push(ids.into_row(i));
     }
     Ok(rows)
-}
-
-fn messages_of(problem: &Problem) -> Vec<Message> {
-    problem
-        .chat()
-        .into_iter()
-        .map(|m| Message::new(m.role, m.content))
-        .collect()
 }
 
 /// The solution with one digit changed so that the verifier rejects it, if one is found.

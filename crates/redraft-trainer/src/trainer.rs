@@ -17,7 +17,7 @@ use redraft_model::burn::tensor::Tensor;
 use redraft_model::{CausalLm, ModelConfig, SaveDType};
 use redraft_objectives::{Objective, PairRows, PolicyBatch, RowKind};
 use redraft_rollout_engine::{
-    PolicyChat, RolloutBatch, RolloutContext, RolloutStrategy, SamplingParams,
+    PolicyChat, RolloutBatch, RolloutContext, RolloutStrategy, SamplingParams, derive_seed,
 };
 use redraft_tokenizer::{ByteTokenizer, Tokenizer, load_tokenizer};
 use serde::{Deserialize, Serialize};
@@ -363,7 +363,7 @@ impl Trainer {
         let start = Instant::now();
         let c = &self.config.sft;
         let (problems, cursor) = self.source.sft(self.state.sft_cursor, c.batch_size)?;
-        let seed = derive(self.config.seed, &[SFT_SALT, self.state.sft_step]);
+        let seed = derive_seed(self.config.seed, &[SFT_SALT, self.state.sft_step]);
         let mut rows = sft_rows(
             &problems,
             self.tokenizer.as_ref(),
@@ -451,7 +451,7 @@ impl Trainer {
         if let Some(p) = provider.as_deref() {
             ctx = ctx.with_feedback(p);
         }
-        let seed = derive(self.config.seed, &[ROLLOUT_SALT, step]);
+        let seed = derive_seed(self.config.seed, &[ROLLOUT_SALT, step]);
         let batch = self.strategy.rollout(&ctx, &problems, seed)?;
         let rollout_s = start.elapsed().as_secs_f64();
         // 2. Credit assignment.
@@ -535,7 +535,7 @@ impl Trainer {
             feedback: Some(critic.as_ref()),
             templates: self.templates.clone(),
         };
-        let seed = derive(self.config.seed, &[EVAL_SALT]);
+        let seed = derive_seed(self.config.seed, &[EVAL_SALT]);
         let report = evaluator.run(self.source.eval(), seed)?;
         let record = EvalRecord {
             step: self.state.step,
@@ -599,8 +599,10 @@ impl Trainer {
         }
         let mut problems: Vec<Vec<usize>> = by_problem.into_values().collect();
         if n > 1 {
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(derive(self.config.seed, &[SHUFFLE_SALT, step, epoch]));
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                self.config.seed,
+                &[SHUFFLE_SALT, step, epoch],
+            ));
             problems.shuffle(&mut rng);
         }
         let per = problems.len().div_ceil(n).max(1);
@@ -630,8 +632,6 @@ impl Trainer {
                 })
             })
             .collect();
-        let ref_rows: Option<Vec<Vec<f32>>> =
-            reference.map(|r| minibatch.iter().map(|&i| r[i].clone()).collect());
         let objective = &self.objective;
         let step = self.state.step;
         let device = self.learner.device().clone();
@@ -643,19 +643,24 @@ impl Trainer {
             with_entropy,
             |padded, lp, ent| {
                 let dims = [padded.batch, padded.time];
-                let mask = flatten(padded, &refs, |r| &r.mask, false);
-                let adv = flatten(padded, &refs, |r| &r.advantages, 0.0);
-                let old = flatten_opt(padded, &refs, |r| r.old_logprobs.as_deref());
+                let mask = flatten(padded, refs.iter().map(|r| r.mask.as_slice()), false);
+                let adv = flatten(padded, refs.iter().map(|r| r.advantages.as_slice()), 0.0);
+                // Rows without sampling log-probs (none after `fill_old_logprobs`) pad with 0.
+                let old = flatten(
+                    padded,
+                    refs.iter()
+                        .map(|r| r.old_logprobs.as_deref().unwrap_or(&[])),
+                    0.0,
+                );
                 let kinds: Vec<RowKind> = refs.iter().map(|r| r.kind).collect();
                 let mut batch = PolicyBatch::new(dims, mask, adv, &device)?
                     .with_old_logprobs(old)?
                     .with_row_kinds(kinds)?
                     .with_pairs(pairs)
                     .with_step(step);
-                if let Some(ref_rows) = &ref_rows {
-                    let values: Vec<Vec<f32>> = ref_rows.clone();
-                    let flat = flatten_values(padded, &values);
-                    batch = batch.with_ref_logprobs(flat)?;
+                if let Some(reference) = reference {
+                    let rows = minibatch.iter().map(|&i| reference[i].as_slice());
+                    batch = batch.with_ref_logprobs(flatten(padded, rows, 0.0))?;
                 }
                 let out = objective.loss(&batch, lp, ent)?;
                 let metrics = out
@@ -718,7 +723,7 @@ fn nll_loss(
     rows: &[&Row],
     logprobs: Tensor<2>,
 ) -> Result<(Tensor<1>, BTreeMap<String, f64>)> {
-    let mask = flatten(padded, rows, |r| &r.mask, false);
+    let mask = flatten(padded, rows.iter().map(|r| r.mask.as_slice()), false);
     let n = mask.iter().filter(|m| **m).count().max(1) as f32;
     let weights: Vec<f32> = mask
         .iter()
@@ -732,35 +737,17 @@ fn nll_loss(
     Ok((loss, metrics))
 }
 
-/// A per-target field of each row, padded to `[batch, time]` and flattened.
-fn flatten<T: Copy>(
+/// Per-row target values, each padded with `pad` to `padded.time` and flattened row-major
+/// (`[batch, time]`).
+fn flatten<'r, T: Copy + 'r>(
     padded: &Padded,
-    rows: &[&Row],
-    field: impl Fn(&Row) -> &Vec<T>,
+    rows: impl IntoIterator<Item = &'r [T]>,
     pad: T,
 ) -> Vec<T> {
     let mut out = Vec::with_capacity(padded.batch * padded.time);
-    for r in rows {
-        let v = field(r);
+    for v in rows {
         out.extend_from_slice(v);
         out.extend(std::iter::repeat_n(pad, padded.time - v.len()));
-    }
-    out
-}
-
-fn flatten_opt(padded: &Padded, rows: &[&Row], field: impl Fn(&Row) -> Option<&[f32]>) -> Vec<f32> {
-    let values: Vec<Vec<f32>> = rows
-        .iter()
-        .map(|r| field(r).map_or_else(|| vec![0.0; r.mask.len()], <[f32]>::to_vec))
-        .collect();
-    flatten_values(padded, &values)
-}
-
-fn flatten_values(padded: &Padded, values: &[Vec<f32>]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(padded.batch * padded.time);
-    for v in values {
-        out.extend_from_slice(v);
-        out.extend(std::iter::repeat_n(0.0, padded.time - v.len()));
     }
     out
 }
@@ -897,17 +884,6 @@ fn finite_or_null(x: f64) -> Value {
     if x.is_finite() { json!(x) } else { Value::Null }
 }
 
-/// A seed derived from `seed` and `parts` (SplitMix64 chain).
-pub fn derive(seed: u64, parts: &[u64]) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    parts.iter().fold(mix(seed), |acc, p| mix(acc ^ mix(*p)))
-}
-
 /// Appends one JSON line and flushes it.
 pub(crate) fn append_jsonl(path: &Path, record: &(impl Serialize + ?Sized)) -> Result<()> {
     let mut line = serde_json::to_string(record).map_err(|e| Error::TensorRead(e.to_string()))?;
@@ -922,8 +898,12 @@ pub(crate) fn append_jsonl(path: &Path, record: &(impl Serialize + ?Sized)) -> R
     f.flush().map_err(|e| Error::io(path, e))
 }
 
-/// The JSON objects of a JSONL file (a missing file is empty; a torn last line is ignored).
-pub(crate) fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Value>>> {
+/// The JSON objects of a JSONL file such as metrics.jsonl (a missing file is empty; a torn
+/// last line is ignored).
+///
+/// # Errors
+/// [`Error::Io`] when the file exists but cannot be read.
+pub fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Value>>> {
     if !path.exists() {
         return Ok(Vec::new());
     }

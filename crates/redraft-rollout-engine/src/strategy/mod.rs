@@ -27,6 +27,7 @@ pub use single_turn::{SingleTurn, SingleTurnConfig};
 
 use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::{Error, Result};
+pub(crate) use crate::prompts::problem_messages;
 use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
 
 /// What a strategy samples with: the policy, its tokenizer and device, how to sample, the
@@ -190,8 +191,9 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A seed derived from `seed` and `parts`.
-pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+/// A seed derived from `seed` and `parts` (a SplitMix64 chain): independent streams for the
+/// parts of a run (steps, stages, samples) from one configured seed.
+pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
     parts
         .iter()
         .fold(splitmix(seed), |acc, p| splitmix(acc ^ splitmix(*p)))
@@ -200,15 +202,6 @@ pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
 /// The generator of sample `sample` of problem `problem` at `stage`.
 pub(crate) fn sample_rng(seed: u64, problem: usize, stage: u64, sample: usize) -> ChaCha8Rng {
     row_rng(derive_seed(seed, &[problem as u64, stage]), sample)
-}
-
-/// The chat messages of a problem.
-pub(crate) fn problem_messages(problem: &Problem) -> Vec<Message> {
-    problem
-        .chat()
-        .into_iter()
-        .map(|m| Message::new(m.role, m.content))
-        .collect()
 }
 
 /// A sequence holding `messages` as prompt and an open assistant turn.
