@@ -45,7 +45,7 @@ pub mod bench;
 
 pub use error::{Error, Result};
 pub use math::{MathOptions, check_math, math_equivalent};
-pub use tasks::{Difficulty, Problem, TaskFamily};
+pub use tasks::{Difficulty, Problem, PromptStyle, TaskFamily};
 pub use verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
 /// Anything that checks a response to a problem.

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer, steps};
-use super::{Difficulty, TaskFamily};
+use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::error::Result;
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
@@ -61,6 +61,9 @@ pub struct ArithmeticProblem {
     /// How the final answer is marked.
     #[serde(default)]
     pub format: AnswerFormat,
+    /// What the user message says (chat or plain).
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
 }
 
 /// Generates one problem (see the module documentation for the knobs).
@@ -94,6 +97,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<ArithmeticProble
         b,
         op,
         format: d.format()?,
+        prompt_style: d.prompt_style()?,
     })
 }
 
@@ -299,6 +303,7 @@ mod tests {
             b,
             op,
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         }
     }
 

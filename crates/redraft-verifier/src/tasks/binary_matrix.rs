@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer};
-use super::{Difficulty, TaskFamily};
+use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::error::Result;
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
@@ -26,6 +26,9 @@ pub struct BinaryMatrixProblem {
     /// How the final answer is marked.
     #[serde(default)]
     pub format: AnswerFormat,
+    /// What the user message says (chat or plain).
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
 }
 
 fn render(m: &[Vec<usize>]) -> String {
@@ -200,6 +203,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<BinaryMatrixProb
     Ok(BinaryMatrixProblem {
         matrix,
         format: d.format()?,
+        prompt_style: d.prompt_style()?,
     })
 }
 
@@ -212,6 +216,7 @@ mod tests {
         let p = BinaryMatrixProblem {
             matrix: vec![vec![0, 1, 1], vec![1, 1, 1]],
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         };
         assert_eq!(p.distances(), vec![vec![0, 1, 2], vec![1, 2, 3]]);
         assert!(p.verify(&p.solution()).correct);

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer, steps};
-use super::{Difficulty, TaskFamily};
+use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::budget::{Budget, Limit};
 use crate::error::Result;
 use crate::math::MathOptions;
@@ -49,6 +49,9 @@ pub struct CountdownProblem {
     /// How the final answer is marked.
     #[serde(default)]
     pub format: AnswerFormat,
+    /// What the user message says (chat or plain).
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
 }
 
 #[derive(Clone)]
@@ -66,6 +69,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<CountdownProblem
     let max = d.int("max", 25, 2..=100)?;
     let max_target = d.int("max_target", 500, 2..=1_000_000)?;
     let format = d.format()?;
+    let prompt_style = d.prompt_style()?;
     let mut best = None;
     for _attempt in 0..64 {
         let numbers: Vec<u64> = (0..count).map(|_| rng.random_range(1..=max)).collect();
@@ -115,6 +119,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<CountdownProblem
             reference: top.text,
             reference_steps: steps_out,
             format,
+            prompt_style,
         };
         let ok = top.value >= 2 && top.value <= max_target;
         if ok {
@@ -128,6 +133,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<CountdownProblem
         reference: "1+1".into(),
         reference_steps: vec!["1+1=2".into()],
         format,
+        prompt_style,
     }))
 }
 
@@ -381,6 +387,7 @@ mod tests {
             reference: "(25-3)*4".into(),
             reference_steps: vec!["25-3=22".into(), "22*4=88".into()],
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         }
     }
 

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer};
-use super::{Difficulty, TaskFamily};
+use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::error::{Error, Result};
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
@@ -110,6 +110,9 @@ pub struct KnightsKnavesProblem {
     /// How the final answer is marked.
     #[serde(default)]
     pub format: AnswerFormat,
+    /// What the user message says (chat or plain).
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
 }
 
 fn random_statement(rng: &mut ChaCha8Rng, n: usize, depth: u64, width: usize) -> Statement {
@@ -157,6 +160,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<KnightsKnavesPro
     let depth = d.int("depth", 2, 1..=3)?;
     let width = d.int("width", 2, 2..=4)? as usize;
     let format = d.format()?;
+    let prompt_style = d.prompt_style()?;
     let mut pool: Vec<&str> = NAMES.to_vec();
     pool.shuffle(rng);
     let names: Vec<String> = pool[..n].iter().map(|s| s.to_string()).collect();
@@ -179,6 +183,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<KnightsKnavesPro
                 statements,
                 knights,
                 format,
+                prompt_style,
             });
         }
     }
@@ -409,6 +414,7 @@ mod tests {
             statements: vec![],
             knights: vec![true],
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         };
         assert!(
             !p.verify("<answer>A is a knight, B is a knave</answer>")
@@ -423,6 +429,7 @@ mod tests {
             statements: vec![],
             knights: vec![false, true, true],
             format: AnswerFormat::Boxed,
+            prompt_style: PromptStyle::Chat,
         };
         for answer in [
             "Zoey is a knave, Oliver is a knight, Ann is a knight",

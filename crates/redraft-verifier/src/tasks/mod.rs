@@ -229,10 +229,23 @@ impl Difficulty {
         }
     }
 
-    /// Fails on knobs outside `known` (plus `level` and `format`, accepted everywhere).
+    /// The prompt style knob `prompt` (`chat` or `plain`; default `chat`).
+    pub fn prompt_style(&self) -> Result<PromptStyle> {
+        match self.get("prompt") {
+            None | Some("chat") => Ok(PromptStyle::Chat),
+            Some("plain") => Ok(PromptStyle::Plain),
+            Some(other) => Err(Error::InvalidOption(format!(
+                "difficulty prompt={other}: use chat or plain"
+            ))),
+        }
+    }
+
+    /// Fails on knobs outside `known` (plus `level`, `format` and `prompt`, accepted
+    /// everywhere).
     pub fn check_known(&self, family: TaskFamily, known: &[&str]) -> Result<()> {
         for k in self.knobs.keys() {
-            if k != "level" && k != "format" && !known.contains(&k.as_str()) {
+            if !["level", "format", "prompt"].contains(&k.as_str()) && !known.contains(&k.as_str())
+            {
                 return Err(Error::InvalidOption(format!(
                     "{family} has no difficulty knob {k:?} (knobs: {})",
                     known.join(", ")
@@ -263,6 +276,18 @@ impl FromStr for Difficulty {
         }
         Ok(Self { knobs })
     }
+}
+
+/// What the user message of a generated problem says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptStyle {
+    /// The task spelled out with its answer format, for instruction-tuned models.
+    #[default]
+    Chat,
+    /// The compact plain prompt ([`Problem::prompt`], e.g. `457+68=`), for small models trained
+    /// from scratch: every token of instruction is compute they pay for and never need.
+    Plain,
 }
 
 /// A chat message for instruction-tuned models.
@@ -327,6 +352,18 @@ impl Problem {
         }
     }
 
+    /// The prompt style of a generated problem (dataset math problems are always chat).
+    pub fn prompt_style(&self) -> PromptStyle {
+        match self {
+            Problem::Math(_) => PromptStyle::Chat,
+            Problem::Arithmetic(p) => p.prompt_style,
+            Problem::Countdown(p) => p.prompt_style,
+            Problem::KnightsKnaves(p) => p.prompt_style,
+            Problem::ShortestPath(p) => p.prompt_style,
+            Problem::BinaryMatrix(p) => p.prompt_style,
+        }
+    }
+
     /// The prompt in plain text (compact, for byte-level models trained from scratch).
     pub fn prompt(&self) -> String {
         match self {
@@ -339,9 +376,12 @@ impl Problem {
         }
     }
 
-    /// The prompt as chat messages (for instruction-tuned models), with the answer format spelled
-    /// out.
+    /// The prompt as chat messages: one user message, the task spelled out with its answer
+    /// format ([`PromptStyle::Chat`]) or the plain prompt ([`PromptStyle::Plain`]).
     pub fn chat(&self) -> Vec<ChatMessage> {
+        if self.prompt_style() == PromptStyle::Plain {
+            return vec![ChatMessage::user(self.prompt())];
+        }
         let content = match self {
             // RLTF's turn-0 suffix.
             Problem::Math(m) => format!(
@@ -410,6 +450,32 @@ mod tests {
                 format!("\"{}\"", f.name())
             );
         }
+    }
+
+    #[test]
+    fn plain_prompt_style_sends_the_compact_prompt() {
+        for family in TaskFamily::ALL
+            .into_iter()
+            .filter(|f| *f != TaskFamily::Math)
+        {
+            let plain = family
+                .generate_one(3, 0, &"prompt=plain".parse().unwrap())
+                .unwrap();
+            let chat = family.generate_one(3, 0, &Difficulty::default()).unwrap();
+            assert_eq!(plain.prompt(), chat.prompt(), "{family}");
+            assert_eq!(
+                plain.chat(),
+                vec![ChatMessage::user(plain.prompt())],
+                "{family}"
+            );
+            assert_ne!(chat.chat(), plain.chat(), "{family}");
+            let json = serde_json::to_string(&plain).unwrap();
+            assert_eq!(serde_json::from_str::<Problem>(&json).unwrap(), plain);
+        }
+        let err = TaskFamily::Arithmetic
+            .generate_one(3, 0, &"prompt=terse".parse().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("prompt=terse"), "{err}");
     }
 
     #[test]

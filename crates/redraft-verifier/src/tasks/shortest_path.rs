@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer};
-use super::{Difficulty, TaskFamily};
+use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::error::{Error, Result};
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
@@ -30,6 +30,9 @@ pub struct ShortestPathProblem {
     /// How the final answer is marked.
     #[serde(default)]
     pub format: AnswerFormat,
+    /// What the user message says (chat or plain).
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
 }
 
 const MOVES: [(char, isize, isize); 4] = [('U', -1, 0), ('D', 1, 0), ('L', 0, -1), ('R', 0, 1)];
@@ -249,6 +252,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<ShortestPathProb
     let h = d.int("height", level + 4, 2..=30)? as usize;
     let walls = d.int("walls", 25, 0..=60)? as f64 / 100.0;
     let format = d.format()?;
+    let prompt_style = d.prompt_style()?;
     for _attempt in 0..500 {
         let mut cells: Vec<Vec<u8>> = (0..h)
             .map(|_| {
@@ -272,6 +276,7 @@ pub fn generate(rng: &mut ChaCha8Rng, d: &Difficulty) -> Result<ShortestPathProb
             grid,
             shortest: 0,
             format,
+            prompt_style,
         };
         let dist = p.distances_to_goal();
         let ds = dist[s.0][s.1];
@@ -294,6 +299,7 @@ mod tests {
             grid: vec!["S..".into(), ".#.".into(), "..G".into()],
             shortest: 4,
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         }
     }
 
@@ -320,6 +326,7 @@ mod tests {
             grid: vec!["S".into(), "..#..G".into()],
             shortest: 3,
             format: AnswerFormat::Tag,
+            prompt_style: PromptStyle::Chat,
         };
         assert!(!odd.verify("<answer>DRRRR</answer>").correct);
         assert!(!odd.verify("<answer>DR</answer>").correct);
