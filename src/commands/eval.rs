@@ -35,7 +35,7 @@ pub(crate) struct Args {
     samples: usize,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
+    temperature: f64,
     /// New tokens per turn.
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,

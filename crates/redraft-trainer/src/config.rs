@@ -307,9 +307,9 @@ pub struct RolloutConfig {
     /// Samples per problem (G); the default strategy's group size. Default 8.
     pub group_size: usize,
     /// Sampling temperature. Default 1.0.
-    pub temperature: f32,
+    pub temperature: f64,
     /// Nucleus sampling threshold. Default 1.0 (off).
-    pub top_p: f32,
+    pub top_p: f64,
     /// Top-k sampling (0: off). Default 0.
     pub top_k: usize,
     /// Maximum new tokens per turn. Default 128.
@@ -365,13 +365,13 @@ pub struct OptimizerConfig {
     /// Peak learning rate. Default 1e-4.
     pub lr: f64,
     /// Adam β₁, β₂. Default (0.9, 0.999).
-    pub betas: [f32; 2],
+    pub betas: [f64; 2],
     /// Adam ε. Default 1e-8 (PyTorch's).
-    pub eps: f32,
+    pub eps: f64,
     /// Decoupled weight decay. Default 0.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Global gradient-norm clip (0: off). Default 1.0.
-    pub grad_clip: f32,
+    pub grad_clip: f64,
     /// Linear warm-up steps. Default 0.
     pub warmup_steps: u64,
     /// Schedule after warm-up. Default constant.
@@ -477,7 +477,7 @@ pub struct EvalConfig {
     /// Samples per problem (pass@k is reported for k = 1 and k = samples). Default 4.
     pub samples: usize,
     /// Sampling temperature (0: greedy). Default 1.0.
-    pub temperature: f32,
+    pub temperature: f64,
     /// Also measure multi-turn success with the run's feedback provider (or the verifier's
     /// critique): a failed first attempt gets one critique and one revision. Default true.
     pub with_feedback: bool,

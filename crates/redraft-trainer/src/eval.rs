@@ -118,7 +118,7 @@ pub struct Evaluator<'a> {
 impl Evaluator<'_> {
     fn sampling(&self) -> SamplingParams {
         SamplingParams {
-            temperature: self.config.temperature,
+            temperature: self.config.temperature as f32,
             max_new_tokens: self.max_new_tokens,
             vocab_limit: Some(self.tokenizer.vocab_size()),
             ..SamplingParams::default()

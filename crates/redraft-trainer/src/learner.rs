@@ -138,11 +138,17 @@ impl Learner {
 
     /// One optimiser update on `rows`: `loss` maps the policy's `[batch, time]` log-probs (and
     /// entropies, when `with_entropy`) to a loss and its metrics.
+    ///
+    /// Rows are forwarded in length buckets ([`length_buckets`]), each padded to its own
+    /// longest row, and their log-probs are laid back out as one right-padded batch in the
+    /// original order: `loss` sees exactly what one padded forward pass would give (padding
+    /// positions are zero), while a batch mixing short first attempts with long feedback turns
+    /// no longer pays attention over the longest row for every row.
     pub(crate) fn update<F>(
         &mut self,
         rows: &[&Row],
         lr: f64,
-        grad_clip: f32,
+        grad_clip: f64,
         with_entropy: bool,
         loss: F,
     ) -> Result<UpdateOutcome>
@@ -154,14 +160,46 @@ impl Learner {
         ) -> Result<(Tensor<1>, BTreeMap<String, f64>)>,
     {
         let padded = self.pad_rows(rows, &self.device)?;
+        let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+        let buckets = length_buckets(&lens);
+        let bucket_tokens = buckets
+            .iter()
+            .map(|b| {
+                let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
+                Ok(self.pad_rows(&chunk, &self.device)?.tokens)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Bucket order → original order.
+        let mut position = vec![0i64; rows.len()];
+        for (k, &i) in buckets.iter().flatten().enumerate() {
+            position[i] = k as i64;
+        }
+        let order =
+            Tensor::<1, Int>::from_data(TensorData::new(position, [rows.len()]), &self.device);
         let model = self.model.take().expect("model present between updates");
         let result = (|| {
-            let logits = model.forward(padded.tokens.clone(), &[])?;
-            let ent = with_entropy.then(|| {
-                let [b, t, _] = logits.dims();
-                entropy(logits.clone()).slice([0..b, 0..t - 1])
-            });
-            let lp = next_token_logprobs(logits, padded.tokens.clone());
+            let time = padded.time;
+            let widen = |t: Tensor<2>| {
+                let [n, w] = t.dims();
+                if w == time {
+                    t
+                } else {
+                    let zeros = Tensor::zeros([n, time - w], &t.device());
+                    Tensor::cat(vec![t, zeros], 1)
+                }
+            };
+            let mut lps = Vec::with_capacity(buckets.len());
+            let mut ents = Vec::with_capacity(buckets.len());
+            for tokens in bucket_tokens {
+                let logits = model.forward(tokens.clone(), &[])?;
+                if with_entropy {
+                    let [b, t, _] = logits.dims();
+                    ents.push(widen(entropy(logits.clone()).slice([0..b, 0..t - 1])));
+                }
+                lps.push(widen(next_token_logprobs(logits, tokens)));
+            }
+            let lp = Tensor::cat(lps, 0).select(0, order.clone());
+            let ent = with_entropy.then(|| Tensor::cat(ents, 0).select(0, order.clone()));
             loss(&padded, lp, ent)
         })();
         let (loss, metrics) = match result {
@@ -190,8 +228,8 @@ impl Learner {
                 skipped: Some("non-finite gradient"),
             });
         }
-        if grad_clip > 0.0 && norm > f64::from(grad_clip) {
-            let factor = f64::from(grad_clip) / (norm + 1e-6);
+        if grad_clip > 0.0 && norm > grad_clip {
+            let factor = grad_clip / (norm + 1e-6);
             model.visit(&mut ScaleGrads {
                 grads: &mut grads,
                 factor,
@@ -206,13 +244,28 @@ impl Learner {
     }
 }
 
+/// Row indices sorted by length (`lens`) and cut into buckets whose longest row is at most 1.5
+/// times their shortest.
+pub(crate) fn length_buckets(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut sorted: Vec<usize> = (0..lens.len()).collect();
+    sorted.sort_by_key(|&i| lens[i]);
+    let mut buckets: Vec<Vec<usize>> = Vec::new();
+    for i in sorted {
+        match buckets.last_mut() {
+            Some(b) if lens[i] * 2 <= lens[b[0]] * 3 => b.push(i),
+            _ => buckets.push(vec![i]),
+        }
+    }
+    buckets
+}
+
 /// AdamW with PyTorch's defaults where burn's differ (ε 1e-8), and the configured decay.
 pub(crate) fn adamw(config: &OptimizerConfig) -> ModuleOptimizer {
     AdamWConfig::new()
-        .with_beta_1(config.betas[0])
-        .with_beta_2(config.betas[1])
-        .with_epsilon(config.eps)
-        .with_weight_decay(config.weight_decay)
+        .with_beta_1(config.betas[0] as f32)
+        .with_beta_2(config.betas[1] as f32)
+        .with_epsilon(config.eps as f32)
+        .with_weight_decay(config.weight_decay as f32)
         .init()
 }
 
@@ -312,4 +365,95 @@ pub(crate) fn with_param_ids(model: CausalLm, ids: &[u64]) -> Result<CausalLm> {
     }
     let mut mapper = SetIds { ids, next: 0 };
     Ok(model.map(&mut mapper))
+}
+
+#[cfg(test)]
+mod tests {
+    use redraft_model::{DeviceSpec, ModelConfig};
+    use redraft_objectives::RowKind;
+
+    use super::*;
+
+    const TINY: &str = r#"{"model_type": "llama", "vocab_size": 16, "hidden_size": 16,
+        "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "max_position_embeddings": 64, "tie_word_embeddings": true}"#;
+
+    fn row(len: usize, seed: u32) -> Row {
+        Row {
+            ids: (0..len as u32).map(|i| (i * 7 + seed) % 16).collect(),
+            mask: (0..len - 1).map(|t| t % 3 != 0).collect(),
+            advantages: vec![0.0; len - 1],
+            old_logprobs: None,
+            kind: RowKind::Auxiliary,
+            problem: 0,
+        }
+    }
+
+    #[test]
+    fn length_buckets_keep_every_row_and_bound_the_padding() {
+        let lens = [30, 5, 6, 31, 9, 40, 7, 61];
+        let buckets = length_buckets(&lens);
+        let mut all: Vec<usize> = buckets.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..lens.len()).collect::<Vec<_>>());
+        let by_len: Vec<Vec<usize>> = buckets
+            .iter()
+            .map(|b| b.iter().map(|&i| lens[i]).collect())
+            .collect();
+        assert_eq!(by_len, [vec![5, 6, 7], vec![9], vec![30, 31, 40], vec![61]]);
+    }
+
+    /// The bucketed forward passes give the loss `loss` would compute from one padded forward
+    /// pass, row for row (rows are weighted differently, so a mix-up would show).
+    #[test]
+    fn bucketed_update_sees_one_padded_batch() {
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let rows = [row(20, 3), row(5, 1), row(24, 4), row(6, 2)];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+        assert_eq!(length_buckets(&lens).len(), 2);
+        let weights = |padded: &Padded| {
+            let mut w = Vec::new();
+            for (i, r) in rows.iter().enumerate() {
+                w.extend(r.mask.iter().map(|&m| if m { (i + 1) as f32 } else { 0.0 }));
+                w.extend(std::iter::repeat_n(0.0, padded.time - r.mask.len()));
+            }
+            w
+        };
+        let model = CausalLm::init(&config, 3, &device).unwrap();
+        let mut learner = Learner::new(
+            model.clone(),
+            &OptimizerConfig::default(),
+            device.clone(),
+            infer,
+            0,
+        );
+        // One padded forward pass of the same weights.
+        let padded = learner.pad_rows(&refs, &device).unwrap();
+        let lp = next_token_logprobs(
+            model.forward(padded.tokens.clone(), &[]).unwrap(),
+            padded.tokens.clone(),
+        );
+        let w = upload(weights(&padded), [padded.batch, padded.time], &device);
+        let expected = f64::from(read((lp * w).sum().neg()).unwrap()[0]);
+        let out = learner
+            .update(&refs, 1e-2, 1.0, true, |padded, lp, ent| {
+                assert_eq!(lp.dims(), [padded.batch, padded.time]);
+                assert_eq!(ent.unwrap().dims(), [padded.batch, padded.time]);
+                let w = upload(weights(padded), [padded.batch, padded.time], &lp.device());
+                let loss = (lp * w).sum().neg();
+                let mut m = BTreeMap::new();
+                m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
+                Ok((loss, m))
+            })
+            .unwrap();
+        assert!(out.skipped.is_none());
+        let got = out.metrics["loss"];
+        assert!(
+            (got - expected).abs() < 1e-4 * expected.abs(),
+            "{got} vs {expected}"
+        );
+    }
 }

@@ -399,6 +399,7 @@ impl Trainer {
         };
         let lr = schedule.lr_at(self.state.sft_step, c.steps);
         let refs: Vec<&Row> = rows.iter().collect();
+        let trained = rows.iter().map(Row::trained).sum::<usize>();
         let outcome = self.learner.update(
             &refs,
             lr,
@@ -418,10 +419,7 @@ impl Trainer {
         record.insert("lr".into(), json!(lr));
         record.insert("loss".into(), json!(loss));
         record.insert("grad_norm".into(), json!(finite_or_null(outcome.grad_norm)));
-        record.insert(
-            "tokens".into(),
-            json!(rows.iter().map(Row::trained).sum::<usize>()),
-        );
+        record.insert("tokens".into(), json!(trained));
         record.insert("skipped".into(), json!(outcome.skipped));
         record.insert("too_long".into(), json!(too_long));
         record.insert("step_s".into(), json!(start.elapsed().as_secs_f64()));
@@ -549,8 +547,8 @@ impl Trainer {
     fn sampling(&self) -> SamplingParams {
         let r = &self.config.rollout;
         SamplingParams {
-            temperature: r.temperature,
-            top_p: r.top_p,
+            temperature: r.temperature as f32,
+            top_p: r.top_p as f32,
             top_k: r.top_k,
             max_new_tokens: r.max_new_tokens,
             vocab_limit: Some(self.tokenizer.vocab_size()),
