@@ -31,6 +31,11 @@ pub struct MulFeRlConfig {
     /// Start each regenerated response with the forced prefix
     /// `<thinking><feedback>{f}</feedback>` (never trained). Default true.
     pub forced_prefix: bool,
+    /// Send at most this many failed responses of a group to the feedback provider. Default
+    /// `None`: all of them, as the paper's group judge sees. Per-response critics (the
+    /// verifier's) give one critique each and their distinct texts are joined, so a small
+    /// context may need 1.
+    pub feedback_per_group: Option<usize>,
 }
 
 impl Default for MulFeRlConfig {
@@ -40,6 +45,7 @@ impl Default for MulFeRlConfig {
             max_rounds: 2,
             success_threshold: 1.0,
             forced_prefix: true,
+            feedback_per_group: None,
         }
     }
 }
@@ -65,6 +71,18 @@ pub fn decide_round(rewards: &[f32], threshold: f32) -> RoundDecision {
         0 => RoundDecision::AllFailed,
         n if n == rewards.len() => RoundDecision::AllSolved,
         _ => RoundDecision::Mixed,
+    }
+}
+
+/// Drops group `g` (no usable regeneration), recording `error` on its first episode.
+fn drop_group(batch: &mut RolloutBatch, g: usize, error: String) {
+    batch.groups[g].usage = GroupUse::Dropped;
+    if let Some(&e) = batch.groups[g].episodes.first() {
+        batch.episodes[e].feedback.push(FeedbackRecord {
+            turn: None,
+            feedback: None,
+            error: Some(error),
+        });
     }
 }
 
@@ -108,6 +126,9 @@ impl MulFeRl {
     /// The strategy ([`crate::Error::InvalidParam`] for a zero group size).
     pub fn new(config: MulFeRlConfig) -> Result<Self> {
         positive("group_size", config.group_size)?;
+        if let Some(n) = config.feedback_per_group {
+            positive("feedback_per_group", n)?;
+        }
         Ok(Self { config })
     }
 }
@@ -155,8 +176,9 @@ impl RolloutStrategy for MulFeRl {
             let provider = ctx.provider("mulferl")?;
             let mut requests = Vec::new();
             let mut owner = Vec::new();
+            let per_group = c.feedback_per_group.unwrap_or(usize::MAX);
             for (k, &(p, _, g)) in pending.iter().enumerate() {
-                for &e in &batch.groups[g].episodes {
+                for &e in batch.groups[g].episodes.iter().take(per_group) {
                     let turn = &batch.episodes[e].turns[0];
                     requests.push(FeedbackRequest::new(
                         problems[p].clone(),
@@ -187,14 +209,7 @@ impl RolloutStrategy for MulFeRl {
             {
                 let merged = merge_texts(&oks);
                 let Some(first) = oks.into_iter().next().filter(|_| !merged.is_empty()) else {
-                    batch.groups[g].usage = GroupUse::Dropped;
-                    if let Some(&e) = batch.groups[g].episodes.first() {
-                        batch.episodes[e].feedback.push(FeedbackRecord {
-                            turn: None,
-                            feedback: None,
-                            error: Some(errs.join("; ")),
-                        });
-                    }
+                    drop_group(&mut batch, g, errs.join("; "));
                     continue;
                 };
                 let (message, prefix) =
@@ -209,6 +224,23 @@ impl RolloutStrategy for MulFeRl {
                 b.open(ctx.tokenizer)?;
                 if !prefix.is_empty() {
                     b.forced(&prefix)?;
+                }
+                // Merged critiques of a whole group can outgrow a small context: the group is
+                // dropped and counted, the run goes on.
+                let context = ctx.model.config().max_position_embeddings;
+                if b.ids().len() >= context {
+                    batch.stats.feedback_failures += 1;
+                    tracing::warn!(
+                        tokens = b.ids().len(),
+                        context,
+                        "MulFeRL regeneration prompt does not fit the context; group dropped"
+                    );
+                    let error = format!(
+                        "the regeneration prompt ({} tokens) does not fit the {context}-token context",
+                        b.ids().len()
+                    );
+                    drop_group(&mut batch, g, error);
+                    continue;
                 }
                 let mut record = first;
                 record.text = merged;
