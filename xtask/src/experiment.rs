@@ -7,7 +7,11 @@
 //! * `[sft]`: the warm-start run (a `redraft train` configuration with `model.init`), trained
 //!   once per task and seed;
 //! * `[base]`: the configuration every method run shares (its `model.path` is set to the
-//!   warm-started model), and `[methods.<name>]`: per-method changes.
+//!   warm-started model);
+//! * `[tasks_config.<task>]`: per-task changes to both (difficulty knobs differ per family), and
+//!   `[methods_config.<method>]`: per-method changes to `[base]`.
+//!
+//! Every configuration is validated before any work (`--check` stops there).
 //!
 //! Everything lands in runs/<name>-<time>/ (never an earlier run's folder): experiment.json
 //! (the file, the git commit, the seeds), one folder per run, summary.json, report.md and the
@@ -36,6 +40,9 @@ pub(crate) struct Args {
     /// Compute device for every run: cpu, wgpu or cuda[:N] (GPU devices need the feature).
     #[arg(long)]
     device: Option<String>,
+    /// Validate every run's configuration, print the plan and stop.
+    #[arg(long)]
+    check: bool,
 }
 
 /// The result of one method run.
@@ -55,6 +62,175 @@ struct Cell {
     runs: Vec<MethodRun>,
 }
 
+/// The keys an experiment file may have.
+const KEYS: [&str; 8] = [
+    "seeds",
+    "tasks",
+    "methods",
+    "max_sampled_tokens",
+    "sft",
+    "base",
+    "tasks_config",
+    "methods_config",
+];
+
+/// A parsed experiment file.
+struct Experiment {
+    name: String,
+    text: String,
+    seeds: Vec<u64>,
+    tasks: Vec<String>,
+    methods: Vec<String>,
+    budget: i64,
+    sft: toml::Table,
+    base: toml::Table,
+    per_task: toml::Table,
+    per_method: toml::Table,
+}
+
+impl Experiment {
+    /// Reads and parses `path`; relative paths inside are resolved against `root`.
+    fn load(path: &Path, root: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the experiment {}", path.display()))?;
+        let spec: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(k) = spec.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            bail!(
+                "{}: unknown key `{k}` (known: {})",
+                path.display(),
+                KEYS.join(", ")
+            );
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("experiment")
+            .to_string();
+        let seeds = get_list(&spec, "seeds")?
+            .iter()
+            .map(|v| {
+                v.as_integer()
+                    .and_then(|i| u64::try_from(i).ok())
+                    .context("seeds are non-negative integers")
+            })
+            .collect::<Result<_>>()?;
+        let mut sft = table(&spec, "sft")?;
+        // Paths in an experiment file are relative to the workspace root.
+        let init = sft
+            .get("model")
+            .and_then(|m| m.get("init"))
+            .and_then(toml::Value::as_str)
+            .map(PathBuf::from);
+        if let Some(init) = init.filter(|p| p.is_relative()) {
+            set(
+                &mut sft,
+                &["model", "init"],
+                root.join(init).display().to_string().into(),
+            );
+        }
+        let optional = |key: &str| match spec.get(key) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t.clone()),
+            Some(_) => bail!("`{key}` must be a table"),
+        };
+        Ok(Self {
+            seeds,
+            tasks: strings(&spec, "tasks")?,
+            methods: strings(&spec, "methods")?,
+            budget: spec
+                .get("max_sampled_tokens")
+                .and_then(toml::Value::as_integer)
+                .context("max_sampled_tokens (an integer) is required")?,
+            sft,
+            base: table(&spec, "base")?,
+            per_task: optional("tasks_config")?,
+            per_method: optional("methods_config")?,
+            name,
+            text,
+        })
+    }
+
+    /// `[tasks_config.<task>]`, merged into every configuration of that task.
+    fn task_extra(&self, task: &str) -> Option<&toml::Table> {
+        self.per_task.get(task).and_then(toml::Value::as_table)
+    }
+
+    /// The warm-start run of `task` and `seed`.
+    fn sft_config(&self, task: &str, seed: u64, device: Option<&str>) -> Result<TrainConfig> {
+        let mut t = self.sft.clone();
+        if let Some(extra) = self.task_extra(task) {
+            merge(&mut t, extra);
+        }
+        set(&mut t, &["task", "family"], task.into());
+        t.insert("seed".into(), (seed as i64).into());
+        t.insert("steps".into(), 0.into());
+        t.insert("name".into(), format!("{task}-sft").into());
+        if let Some(d) = device {
+            t.insert("device".into(), d.into());
+        }
+        TrainConfig::parse(&toml::to_string(&t)?, &[])
+            .with_context(|| format!("the [sft] configuration for {task}"))
+    }
+
+    /// The run of `method` on `task` and `seed`, starting from `model`.
+    fn method_config(
+        &self,
+        method: &str,
+        task: &str,
+        seed: u64,
+        model: &Path,
+        device: Option<&str>,
+    ) -> Result<TrainConfig> {
+        let mut t = self.base.clone();
+        if let Some(extra) = self.task_extra(task) {
+            merge(&mut t, extra);
+        }
+        if let Some(extra) = self.per_method.get(method).and_then(toml::Value::as_table) {
+            merge(&mut t, extra);
+        }
+        t.insert("method".into(), method.into());
+        t.insert("name".into(), method.into());
+        t.insert("seed".into(), (seed as i64).into());
+        t.insert("max_sampled_tokens".into(), self.budget.into());
+        set(&mut t, &["task", "family"], task.into());
+        set(
+            &mut t,
+            &["model", "path"],
+            model.display().to_string().into(),
+        );
+        set(&mut t, &["eval", "at_start"], false.into());
+        if let Some(d) = device {
+            t.insert("device".into(), d.into());
+        }
+        TrainConfig::parse(&toml::to_string(&t)?, &[])
+            .with_context(|| format!("the configuration of {method} on {task}"))
+    }
+
+    /// Every configuration (parsing validates it), before any work; a line per planned run.
+    fn plan(&self, device: Option<&str>) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for task in &self.tasks {
+            for &seed in &self.seeds {
+                let c = self.sft_config(task, seed, device)?;
+                lines.push(format!(
+                    "[{task} seed {seed}] SFT {} steps × {} examples",
+                    c.sft.steps, c.sft.batch_size
+                ));
+                for m in &self.methods {
+                    let c = self.method_config(m, task, seed, Path::new("-"), device)?;
+                    lines.push(format!(
+                        "[{task} seed {seed}] {m}: {} sampled tokens, {} prompts × {} samples a step",
+                        self.budget, c.rollout.prompts_per_step, c.rollout.group_size
+                    ));
+                }
+            }
+        }
+        Ok(lines)
+    }
+}
+
 pub(crate) fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let path = if args.experiment.ends_with(".toml") {
@@ -63,87 +239,36 @@ pub(crate) fn run(args: Args) -> Result<()> {
         root.join("configs/experiments")
             .join(format!("{}.toml", args.experiment))
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading the experiment {}", path.display()))?;
-    let spec: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("experiment")
-        .to_string();
-    let seeds: Vec<u64> = get_list(&spec, "seeds")?
-        .iter()
-        .map(|v| {
-            v.as_integer()
-                .map(|i| i as u64)
-                .context("seeds are integers")
-        })
-        .collect::<Result<_>>()?;
-    let tasks: Vec<String> = strings(&spec, "tasks")?;
-    let methods: Vec<String> = strings(&spec, "methods")?;
-    let budget = spec
-        .get("max_sampled_tokens")
-        .and_then(toml::Value::as_integer)
-        .context("max_sampled_tokens (an integer) is required")?;
-    let mut sft = table(&spec, "sft")?;
-    // Paths in an experiment file are relative to the workspace root.
-    let init = sft
-        .get("model")
-        .and_then(|m| m.get("init"))
-        .and_then(toml::Value::as_str)
-        .map(PathBuf::from);
-    if let Some(init) = init.filter(|p| p.is_relative()) {
-        set(
-            &mut sft,
-            &["model", "init"],
-            root.join(init).display().to_string().into(),
-        );
-    }
-    let base = table(&spec, "base")?;
-    let per_method = spec
-        .get("methods_config")
-        .and_then(toml::Value::as_table)
-        .cloned()
-        .unwrap_or_default();
-    // Validate every configuration before any work.
-    for task in &tasks {
-        for seed in &seeds {
-            sft_config(&sft, task, *seed, args.device.as_deref())?;
-            for m in &methods {
-                method_config(
-                    &base,
-                    &per_method,
-                    m,
-                    task,
-                    *seed,
-                    budget,
-                    Path::new("-"),
-                    args.device.as_deref(),
-                )?;
-            }
+    let exp = Experiment::load(&path, &root)?;
+    let device = args.device.as_deref();
+    let plan = exp.plan(device)?;
+    if args.check {
+        println!("experiment {}: every configuration is valid", exp.name);
+        for line in plan {
+            println!("  {line}");
         }
+        return Ok(());
     }
+    let name = exp.name.clone();
     let dir = new_run_dir(&root, &name)?;
     std::fs::write(
         dir.join("experiment.json"),
         serde_json::to_string_pretty(&json!({
             "preset": name,
             "file": path.display().to_string(),
-            "experiment": text,
+            "experiment": exp.text,
             "git_commit": git_commit(&root),
-            "seeds": seeds,
-            "device": args.device.clone().unwrap_or_else(|| "cpu".into()),
+            "seeds": exp.seeds,
+            "device": device.unwrap_or("cpu"),
         }))?,
     )?;
     println!("experiment {name}: {}", dir.display());
     let started = Instant::now();
     let mut cells = Vec::new();
-    for task in &tasks {
-        for &seed in &seeds {
+    for task in &exp.tasks {
+        for &seed in &exp.seeds {
             let sft_dir = dir.join(format!("{task}-seed{seed}-sft"));
-            let config = sft_config(&sft, task, seed, args.device.as_deref())?;
+            let config = exp.sft_config(task, seed, device)?;
             println!(
                 "[{task} seed {seed}] SFT warm-start ({} steps)",
                 config.sft.steps
@@ -157,17 +282,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 .context("the warm-start run was not evaluated")?;
             let model = sft_dir.join(files::FINAL);
             let mut runs = Vec::new();
-            for m in &methods {
-                let config = method_config(
-                    &base,
-                    &per_method,
-                    m,
-                    task,
-                    seed,
-                    budget,
-                    &model,
-                    args.device.as_deref(),
-                )?;
+            for m in &exp.methods {
+                let config = exp.method_config(m, task, seed, &model, device)?;
                 let run_dir = dir.join(format!("{task}-seed{seed}-{m}"));
                 println!("[{task} seed {seed}] {m}");
                 let t = Instant::now();
@@ -202,57 +318,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn sft_config(
-    sft: &toml::Table,
-    task: &str,
-    seed: u64,
-    device: Option<&str>,
-) -> Result<TrainConfig> {
-    let mut t = sft.clone();
-    set(&mut t, &["task", "family"], task.into());
-    t.insert("seed".into(), (seed as i64).into());
-    t.insert("steps".into(), 0.into());
-    t.insert("name".into(), format!("{task}-sft").into());
-    if let Some(d) = device {
-        t.insert("device".into(), d.into());
-    }
-    TrainConfig::parse(&toml::to_string(&t)?, &[])
-        .with_context(|| format!("the [sft] configuration for {task}"))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn method_config(
-    base: &toml::Table,
-    per_method: &toml::Table,
-    method: &str,
-    task: &str,
-    seed: u64,
-    budget: i64,
-    model: &Path,
-    device: Option<&str>,
-) -> Result<TrainConfig> {
-    let mut t = base.clone();
-    if let Some(extra) = per_method.get(method).and_then(toml::Value::as_table) {
-        merge(&mut t, extra);
-    }
-    t.insert("method".into(), method.into());
-    t.insert("name".into(), method.into());
-    t.insert("seed".into(), (seed as i64).into());
-    t.insert("max_sampled_tokens".into(), budget.into());
-    set(&mut t, &["task", "family"], task.into());
-    set(
-        &mut t,
-        &["model", "path"],
-        model.display().to_string().into(),
-    );
-    set(&mut t, &["eval", "at_start"], false.into());
-    if let Some(d) = device {
-        t.insert("device".into(), d.into());
-    }
-    TrainConfig::parse(&toml::to_string(&t)?, &[])
-        .with_context(|| format!("the configuration of method {method}"))
 }
 
 /// The paired difference of a method's per-problem pass@1 and the start's.
@@ -397,6 +462,10 @@ fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Resu
     }
     report.section("Findings", &text);
     report.table("Results", &results_table(summary));
+    report.table(
+        "Held-out pass@1, the papers' layout (mean ± s.e.)",
+        &paper_table(summary),
+    );
     for (task, _) in summary["tasks"].as_object().into_iter().flatten() {
         let cell = cells.iter().find(|c| &c.task == task);
         let Some(cell) = cell else { continue };
@@ -524,6 +593,46 @@ fn results_table(summary: &Value) -> Table {
         }
     }
     table
+}
+
+/// One row per task, one column per method (the start first): held-out pass@1 as mean ± s.e.,
+/// the layout of the papers' result tables.
+fn paper_table(summary: &Value) -> Table {
+    let tasks: Vec<(&String, &Value)> =
+        summary["tasks"].as_object().into_iter().flatten().collect();
+    let mut methods: Vec<&String> = Vec::new();
+    for (_, t) in &tasks {
+        for m in t["methods"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(m, _)| m)
+        {
+            if !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+    }
+    let cell = |v: &Value| {
+        format_mean_stderr(
+            v["pass@1"].as_f64().unwrap_or(f64::NAN),
+            v["pass@1_stderr"].as_f64().unwrap_or(f64::NAN),
+        )
+    };
+    let mut header = vec!["task".to_string(), "start (SFT)".to_string()];
+    header.extend(methods.iter().map(|m| m.to_string()));
+    let rows = tasks
+        .iter()
+        .map(|(task, t)| {
+            let mut row = vec![task.to_string(), cell(&t["start"])];
+            row.extend(methods.iter().map(|m| match t["methods"].get(m.as_str()) {
+                Some(v) => cell(v),
+                None => "–".into(),
+            }));
+            row
+        })
+        .collect();
+    Table { header, rows }
 }
 
 fn print_table(cells: &[Cell]) {
@@ -663,5 +772,59 @@ fn merge(t: &mut toml::Table, extra: &toml::Table) {
                 t.insert(k.clone(), v.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every preset shipped in configs/experiments/ parses and every run of it validates.
+    #[test]
+    fn every_preset_validates() {
+        let root = workspace_root();
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join("configs/experiments")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let exp = Experiment::load(&path, &root).unwrap();
+                let plan = exp
+                    .plan(None)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert_eq!(
+                    plan.len(),
+                    exp.tasks.len() * exp.seeds.len() * (1 + exp.methods.len())
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "the default and paper presets");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_runs_are_refused() {
+        let dir = tempfile_dir();
+        let root = workspace_root();
+        let good = std::fs::read_to_string(root.join("configs/experiments/default.toml")).unwrap();
+        let typo = dir.join("typo.toml");
+        std::fs::write(&typo, format!("method = [\"grpo\"]\n{good}")).unwrap();
+        let err = Experiment::load(&typo, &root).err().unwrap().to_string();
+        assert!(err.contains("unknown key `method`"), "{err}");
+        let bad = dir.join("bad.toml");
+        std::fs::write(
+            &bad,
+            format!("{good}\n[tasks_config.arithmetic.task.difficulty]\nwidth = 3\n"),
+        )
+        .unwrap();
+        let exp = Experiment::load(&bad, &root).unwrap();
+        let err = format!("{:#}", exp.plan(None).unwrap_err());
+        assert!(err.contains("width"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("redraft-xtask-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }
