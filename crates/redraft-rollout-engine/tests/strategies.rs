@@ -651,3 +651,44 @@ fn texts(responses: &[redraft_feedback_protocol::Result<ChatResponse>]) -> Vec<S
         .map(|r| r.as_ref().unwrap().text.clone())
         .collect()
 }
+
+#[test]
+fn mulferl_drops_a_group_whose_regeneration_prompt_overflows_the_context() {
+    // Both base answers fail; one is critiqued; the regeneration prompt (over 5000 bytes) does
+    // not fit the 4096-token context: the group is dropped and counted, the rollout goes on.
+    let model = bigram_model(&[(b'\n', "N"), (b'>', "\\boxed{2}")]);
+    let provider = CorrectnessOnly::new();
+    let tok = ByteTokenizer::new();
+    let device = device();
+    let long = format!("{}{{{{ question }}}}\n{{{{ feedback }}}}", "x".repeat(5000));
+    let templates =
+        Templates::with_overrides(&[("mulferl_regen".to_string(), long)].into()).unwrap();
+    let ctx = RolloutContext::new(&model, &tok, &device, params())
+        .with_feedback(&provider)
+        .with_templates(templates);
+    let config = StrategyConfig::Mulferl(MulFeRlConfig {
+        group_size: 2,
+        feedback_per_group: Some(1),
+        ..MulFeRlConfig::default()
+    });
+    let batch = config
+        .build()
+        .unwrap()
+        .rollout(&ctx, &[math("2")], 5)
+        .unwrap();
+    assert_eq!(batch.stats.feedback_requests, 1);
+    assert_eq!(batch.stats.feedback_failures, 1);
+    assert_eq!(batch.groups.len(), 1);
+    assert_eq!(batch.groups[0].usage, GroupUse::Dropped);
+    let first = &batch.episodes[batch.groups[0].episodes[0]];
+    let error = first.feedback[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("does not fit the 4096-token context"),
+        "{error}"
+    );
+    let zero = StrategyConfig::Mulferl(MulFeRlConfig {
+        feedback_per_group: Some(0),
+        ..MulFeRlConfig::default()
+    });
+    assert!(zero.build().is_err());
+}
