@@ -385,18 +385,7 @@ struct TorchSide {
 
 /// Runs scripts/bench_rollout_torch.py on `spec`, or says why not.
 fn run_torch(python: &str, script: &Path, spec: &Value) -> Result<Option<TorchSide>> {
-    let probe = Command::new(python)
-        .args(["-c", "import torch, transformers"])
-        .output();
-    if !matches!(probe, Ok(ref o) if o.status.success()) {
-        eprintln!(
-            "PyTorch side skipped: `{python}` cannot import torch and transformers \
-             (choose another interpreter with --python)"
-        );
-        return Ok(None);
-    }
-    if !script.exists() {
-        eprintln!("PyTorch side skipped: {} not found", script.display());
+    if !super::torch::can_run(python, script) {
         return Ok(None);
     }
     eprintln!("running the PyTorch side ({}) ...", script.display());

@@ -14,16 +14,28 @@ pub(crate) struct Reference {
     pub(crate) generate: BTreeMap<String, f64>,
 }
 
-pub(crate) fn run(python: &str, script: &Path, sizes: &[String]) -> Result<Option<Reference>> {
+/// Whether `python` can run the PyTorch-side `script` (torch and transformers importable, the
+/// script present); says on stderr why not.
+pub(crate) fn can_run(python: &str, script: &Path) -> bool {
     let probe = Command::new(python)
         .args(["-c", "import torch, transformers"])
         .output();
     if !matches!(probe, Ok(ref o) if o.status.success()) {
-        eprintln!("PyTorch reference skipped: `{python}` cannot import torch and transformers");
-        return Ok(None);
+        eprintln!(
+            "PyTorch side skipped: `{python}` cannot import torch and transformers \
+             (choose another interpreter with --python)"
+        );
+        return false;
     }
     if !script.exists() {
-        eprintln!("PyTorch reference skipped: {} not found", script.display());
+        eprintln!("PyTorch side skipped: {} not found", script.display());
+        return false;
+    }
+    true
+}
+
+pub(crate) fn run(python: &str, script: &Path, sizes: &[String]) -> Result<Option<Reference>> {
+    if !can_run(python, script) {
         return Ok(None);
     }
     eprintln!("running the PyTorch reference ({}) ...", script.display());
