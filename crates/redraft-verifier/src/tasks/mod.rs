@@ -220,23 +220,34 @@ impl Difficulty {
 
     /// The answer format knob `format` (`tag` or `boxed`; default `tag`).
     pub fn format(&self) -> Result<AnswerFormat> {
-        match self.get("format") {
-            None | Some("tag") => Ok(AnswerFormat::Tag),
-            Some("boxed") => Ok(AnswerFormat::Boxed),
-            Some(other) => Err(Error::InvalidOption(format!(
-                "difficulty format={other}: use tag or boxed"
-            ))),
-        }
+        self.choice(
+            "format",
+            &[("tag", AnswerFormat::Tag), ("boxed", AnswerFormat::Boxed)],
+        )
     }
 
     /// The prompt style knob `prompt` (`chat` or `plain`; default `chat`).
     pub fn prompt_style(&self) -> Result<PromptStyle> {
-        match self.get("prompt") {
-            None | Some("chat") => Ok(PromptStyle::Chat),
-            Some("plain") => Ok(PromptStyle::Plain),
-            Some(other) => Err(Error::InvalidOption(format!(
-                "difficulty prompt={other}: use chat or plain"
-            ))),
+        self.choice(
+            "prompt",
+            &[("chat", PromptStyle::Chat), ("plain", PromptStyle::Plain)],
+        )
+    }
+
+    /// A knob naming one of `options` (the first is the default).
+    fn choice<T: Copy>(&self, name: &str, options: &[(&str, T)]) -> Result<T> {
+        let Some(v) = self.get(name) else {
+            return Ok(options[0].1);
+        };
+        match options.iter().find(|(o, _)| *o == v) {
+            Some((_, t)) => Ok(*t),
+            None => {
+                let names: Vec<&str> = options.iter().map(|(o, _)| *o).collect();
+                Err(Error::InvalidOption(format!(
+                    "difficulty {name}={v}: use {}",
+                    names.join(" or ")
+                )))
+            }
         }
     }
 
