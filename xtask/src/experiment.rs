@@ -803,7 +803,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_runs_are_refused() {
-        let dir = tempfile_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let root = workspace_root();
         let good = std::fs::read_to_string(root.join("configs/experiments/default.toml")).unwrap();
         let typo = dir.join("typo.toml");
@@ -819,12 +820,5 @@ mod tests {
         let exp = Experiment::load(&bad, &root).unwrap();
         let err = format!("{:#}", exp.plan(None).unwrap_err());
         assert!(err.contains("width"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("redraft-xtask-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }
