@@ -343,7 +343,8 @@ pub struct CreditConfig {
     pub dynamic_sampling: Option<bool>,
     /// R^3L's positive amplification (r3l). Default: the released code's form.
     pub positive_amplification: Option<PositiveAmplification>,
-    /// RLTF-SD's self-distillation settings (baseline, γ). Default: the released code's.
+    /// RLTF-SD's self-distillation settings (baseline, γ; `rl_coef` and the log-prob
+    /// threshold are `objective`'s and refused here). Default: the released code's.
     pub self_distillation: Option<SelfDistillation>,
 }
 
@@ -694,6 +695,23 @@ impl TrainConfig {
                 "applies to method rltf_sd only",
             ));
         }
+        if let Some(sd) = &credit.self_distillation {
+            // The objective applies rl_coef and the log-prob mask (it alone sees log q at
+            // update time); the credit table would be silently ignored.
+            let defaults = SelfDistillation::default();
+            if sd.rl_coef != defaults.rl_coef {
+                return Err(Error::config(
+                    "credit.self_distillation.rl_coef",
+                    "set objective.rl_coef instead (the objective applies it)",
+                ));
+            }
+            if sd.logprob_threshold != defaults.logprob_threshold {
+                return Err(Error::config(
+                    "credit.self_distillation.logprob_threshold",
+                    "set objective.logprob_threshold instead (the objective applies it)",
+                ));
+            }
+        }
         if credit.estimator.is_some()
             && !matches!(self.method.strategy_kind(), "single_turn" | "mulferl")
         {
@@ -888,6 +906,16 @@ mod tests {
         assert!(e.to_string().starts_with("config: model"), "{e}");
         let e = TrainConfig::parse(MINIMAL, &["task.difficulty.digits=99".into()]).unwrap_err();
         assert!(e.to_string().starts_with("config: task.difficulty"), "{e}");
+        let sd = |key: &str| TrainConfig::parse(MINIMAL, &["method=rltf_sd".into(), key.into()]);
+        let e = sd("credit.self_distillation.rl_coef=1.0").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config: credit.self_distillation.rl_coef"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("objective.rl_coef"), "{e}");
+        let ok = sd("credit.self_distillation.baseline=\"first_turn\"");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
