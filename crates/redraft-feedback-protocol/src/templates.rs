@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 /// RLTF's turn-1 revision prompt (`x1`): `question`, `previous_solution`, `critique`,
 /// `answer_instruction`.
 pub const RLTF_REVISION: &str = "rltf_revision";
+/// RLTF-FM's feedback-modelling prompt: the critique the policy learns to predict (training) and
+/// writes for itself (test-time self-feedback): `question`, `previous_solution`.
+pub const RLTF_CRITIQUE: &str = "rltf_critique";
 /// RLTF's math judge prompt (judge type `judge`/`judge_hint`): `question`, `reference` (none
 /// hides the "Correct Final Answer" block), `response`.
 pub const RLTF_JUDGE_MATH: &str = "rltf_judge_math";
@@ -70,6 +73,20 @@ Instructions:
 - Do NOT use words like: critique, feedback, guide, previous, attempt, revise, correction, \"correctly/incorrectly\", \"as suggested\".
 
 {{ answer_instruction }}";
+
+// The released code's FM prompt: its instruction, then the turn-1 prompt up to "Expert
+// Critique:" (the instruction-stripping `replace` misses the math wording, so the "Your task is
+// to produce an improved solution" sentence stays), then "Critique: ".
+const RLTF_CRITIQUE_SRC: &str = "You are given a question and your previous attempt below. Your task is provide a critique of the attempt.
+
+Question: {{ question }}
+
+You are given your previous attempt and an expert critique of it below. Your task is to produce an improved solution using the critique.
+
+Your Previous Solution:
+{{ previous_solution }}
+
+Critique: ";
 
 const RLTF_JUDGE_MATH_SRC: &str = "You are an expert grader for math/logic problems.
 
@@ -235,6 +252,7 @@ pub fn default_sources() -> BTreeMap<&'static str, String> {
     let merge_system = format!("{MULFERL_MERGE_SYSTEM_HEAD}{MULFERL_FEEDBACK_SCHEMA}");
     [
         (RLTF_REVISION, RLTF_REVISION_SRC.to_string()),
+        (RLTF_CRITIQUE, RLTF_CRITIQUE_SRC.to_string()),
         (RLTF_JUDGE_MATH, RLTF_JUDGE_MATH_SRC.to_string()),
         (RLTF_JUDGE_KNIGHTS_KNAVES, RLTF_JUDGE_KK_SRC.to_string()),
         (MULFERL_GROUP_SYSTEM, group_system),
@@ -340,6 +358,18 @@ impl Templates {
             previous_solution,
             critique,
             RLTF_ANSWER_INSTRUCTION,
+        )
+    }
+
+    /// RLTF-FM's feedback-modelling prompt for `previous_solution` (its target, or the policy's
+    /// own critique, follows it).
+    pub fn rltf_critique(&self, question: &str, previous_solution: &str) -> Result<String> {
+        self.render(
+            RLTF_CRITIQUE,
+            minijinja::context! {
+                question => question,
+                previous_solution => previous_solution,
+            },
         )
     }
 

@@ -24,6 +24,20 @@ fn rltf_revision_prompt() {
     insta::assert_snapshot!("rltf_revision", s);
 }
 
+/// The released code builds the FM prompt from the turn-1 prompt: its instruction, the prompt up
+/// to "Expert Critique:", then "Critique: ". The default template is that text.
+#[test]
+fn rltf_critique_prompt_is_the_revision_prompt_up_to_the_critique() {
+    let (question, previous) = ("What is 6*7?", "6*7 = 41, so \\boxed{41}.");
+    let s = t().rltf_critique(question, previous).unwrap();
+    insta::assert_snapshot!("rltf_critique", s);
+    let revision = t().rltf_revision(question, previous, "unused").unwrap();
+    let head = revision.split("Expert Critique:").next().unwrap();
+    let instruction = "You are given a question and your previous attempt below. \
+        Your task is provide a critique of the attempt.\n\n";
+    assert_eq!(s, format!("{instruction}{head}Critique: "));
+}
+
 #[test]
 fn rltf_judge_prompts() {
     let t = t();

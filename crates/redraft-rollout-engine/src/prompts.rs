@@ -35,6 +35,18 @@ pub fn revision_message(
     Ok(Message::user(text))
 }
 
+/// RLTF-FM's feedback-modelling prompt for a previous `response`: one user message (the
+/// `rltf_critique` template) after which the policy writes a critique.
+pub fn critique_message(
+    templates: &Templates,
+    problem: &Problem,
+    response: &str,
+) -> Result<Message> {
+    Ok(Message::user(
+        templates.rltf_critique(&question_of(problem), response)?,
+    ))
+}
+
 /// MulFeRL's regeneration: the `mulferl_regen` user message and, when `forced_prefix`, the
 /// response prefix `<thinking><feedback>…</feedback>` the engine forces (else empty).
 pub fn regeneration_prompt(

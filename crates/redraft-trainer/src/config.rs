@@ -451,6 +451,10 @@ pub struct SftConfig {
     /// feedback method (RLTF's revision prompt, MulFeRL's regeneration with its forced
     /// prefix, R^3L's guidance). Default 0.
     pub revision_fraction: f64,
+    /// Share of those feedback examples that train the critique instead: RLTF-FM's
+    /// feedback-modelling prompt (`rltf_critique`) for the corrupted solution, the verifier's
+    /// critique as the target. Default 0.
+    pub critique_fraction: f64,
 }
 
 impl Default for SftConfig {
@@ -461,6 +465,7 @@ impl Default for SftConfig {
             lr: 1e-3,
             warmup_steps: 10,
             revision_fraction: 0.0,
+            critique_fraction: 0.0,
         }
     }
 }
@@ -754,6 +759,9 @@ impl TrainConfig {
             }
             if !(0.0..=1.0).contains(&self.sft.revision_fraction) {
                 return Err(Error::config("sft.revision_fraction", "must be in [0, 1]"));
+            }
+            if !(0.0..=1.0).contains(&self.sft.critique_fraction) {
+                return Err(Error::config("sft.critique_fraction", "must be in [0, 1]"));
             }
             if self.task.family.is_none() && self.sft.revision_fraction > 0.0 {
                 return Err(Error::config(

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use crate::config::EvalConfig;
 use crate::error::Result;
-use crate::rows::FM_INSTRUCTION;
 
 /// A success rate over problems: the mean of per-problem rates and its standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -225,9 +224,10 @@ impl Evaluator<'_> {
 }
 
 /// RLTF-FM's test-time critic: the policy itself, prompted with the feedback-modelling prompt
-/// (the instruction, the question and the previous solution, then `Critique: `).
+/// (`rltf_critique`, the prompt RLTF-FM trains it on).
 struct SelfCritic {
     chat: PolicyChat,
+    templates: Templates,
     tokens: std::sync::atomic::AtomicUsize,
 }
 
@@ -241,6 +241,7 @@ impl SelfCritic {
                 eval.sampling(),
             )
             .with_name("self-critic"),
+            templates: eval.templates.clone(),
             tokens: Default::default(),
         })
     }
@@ -259,23 +260,25 @@ impl FeedbackProvider for SelfCritic {
         &self,
         requests: &[FeedbackRequest],
     ) -> Vec<redraft_feedback_protocol::Result<Feedback>> {
-        let chats: Vec<ChatRequest> = requests
+        // A prompt that does not render fails its own request only.
+        let prompts: Vec<_> = requests
             .iter()
-            .map(|r| {
-                let prompt = format!(
-                    "{FM_INSTRUCTION}Question: {}\n\nYour Previous Solution:\n{}\n\nCritique: ",
-                    r.question(),
-                    r.response
-                );
-                ChatRequest::new(vec![Message::user(prompt)])
-            })
+            .map(|r| self.templates.rltf_critique(&r.question(), &r.response))
             .collect();
-        self.chat
-            .complete(&chats)
+        let chats: Vec<ChatRequest> = prompts
+            .iter()
+            .flatten()
+            .map(|p| ChatRequest::new(vec![Message::user(p.clone())]))
+            .collect();
+        let mut replies = self.chat.complete(&chats).into_iter();
+        prompts
             .into_iter()
             .zip(requests)
-            .map(|(reply, request)| {
-                let reply = reply?;
+            .map(|(prompt, request)| {
+                prompt?;
+                let reply = replies.next().ok_or_else(|| {
+                    redraft_feedback_protocol::Error::Config("the policy chat lost a reply".into())
+                })??;
                 let used = reply.usage.map_or(0, |u| u.completion_tokens as usize);
                 self.tokens
                     .fetch_add(used, std::sync::atomic::Ordering::Relaxed);

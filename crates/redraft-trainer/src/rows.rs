@@ -18,20 +18,16 @@ use redraft_credit_assignment::{
     AdvantageEstimator, AdvantageFn, RLTF_GAMMA, SelfDistillation, keep_group, per_turn_advantages,
     pivot_mask,
 };
+use redraft_feedback_protocol::Templates;
 use redraft_objectives::RowKind;
+use redraft_rollout_engine::prompts::critique_message;
 use redraft_rollout_engine::{Episode, GroupUse, RolloutBatch, Sequence};
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
+use redraft_verifier::Problem;
 use serde::Serialize;
 
 use crate::config::{CreditConfig, Method};
 use crate::error::Result;
-
-/// The instruction RLTF-FM's critique prompt starts with (the released code's wording).
-pub const FM_INSTRUCTION: &str = "You are given a question and your previous attempt below. \
-Your task is provide a critique of the attempt.\n\n";
-
-/// Where RLTF's revision prompt puts the critique; the FM prompt keeps the text before it.
-const CRITIQUE_MARKER: &str = "Expert Critique:";
 
 /// One sequence for the objective.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +127,10 @@ pub struct Assembler<'a> {
     pub credit: &'a CreditConfig,
     /// The tokenizer (for RLTF-FM's critique prompts).
     pub tokenizer: &'a dyn Tokenizer,
+    /// The prompt templates (RLTF-FM's `rltf_critique`).
+    pub templates: &'a Templates,
+    /// The problems the batch was rolled out on ([`Episode::problem`] indexes them).
+    pub problems: &'a [Problem],
 }
 
 impl Assembler<'_> {
@@ -249,27 +249,17 @@ impl Assembler<'_> {
     }
 
     /// RLTF-FM: the critique of the first attempt as the target of the feedback-modelling
-    /// prompt (the revision prompt up to the critique, after [`FM_INSTRUCTION`]).
+    /// prompt (`rltf_critique`) for that attempt.
     fn feedback_modelling_row(&self, e: &Episode) -> Result<Option<Row>> {
-        let (Some(second), Some(critique)) = (
+        let (Some(first), Some(_), Some(critique)) = (
+            e.turns.first(),
             e.turns.get(1),
-            e.feedback
-                .iter()
-                .find_map(|f| f.feedback.as_ref().map(|f| f.text.clone())),
+            e.feedback.iter().find_map(|f| f.feedback.as_ref()),
         ) else {
             return Ok(None);
         };
-        let revision = &e.sequences[second.sequence];
-        let Some(user) = revision.messages.iter().find(|m| m.role == "user") else {
-            return Ok(None);
-        };
-        let context = user
-            .content
-            .split(CRITIQUE_MARKER)
-            .next()
-            .unwrap_or(&user.content);
-        let prompt = format!("{FM_INSTRUCTION}{context}Critique: ");
-        let ids = critique_ids(self.tokenizer, &prompt, &critique)?;
+        let prompt = critique_message(self.templates, &self.problems[e.problem], &first.text)?;
+        let ids = supervised_ids(self.tokenizer, &[prompt], "", &critique.text)?;
         Ok(Some(ids.into_row(e.problem)))
     }
 
@@ -452,10 +442,6 @@ pub(crate) fn supervised_ids(
         .map(|i| i >= prefix_end.max(range.start) && i < range.end)
         .collect();
     Ok(SupervisedIds { ids, id_mask })
-}
-
-fn critique_ids(tokenizer: &dyn Tokenizer, prompt: &str, critique: &str) -> Result<SupervisedIds> {
-    supervised_ids(tokenizer, &[Message::new("user", prompt)], "", critique)
 }
 
 /// The sampled tokens of an episode.

@@ -11,7 +11,10 @@
 //!   (context, not trained), or
 //! * R^3L's guidance system message,
 //!
-//! in turn. In every example only the response and its end-of-turn token are trained.
+//! in turn. A critique example (a share of the feedback examples, `critique_fraction`) instead
+//! trains the critique itself under RLTF-FM's feedback-modelling prompt (`rltf_critique`), so
+//! that the policy starts RL able to write the text RLTF-FM models. In every example only the
+//! response (solution or critique) and its end-of-turn token are trained.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +22,8 @@ use redraft_feedback_protocol::{
     CriticConfig, FeedbackProvider, FeedbackRequest, Templates, VerifierCritic,
 };
 use redraft_rollout_engine::prompts::{
-    guidance_system, guided_messages, problem_messages, regeneration_prompt, revision_message,
+    critique_message, guidance_system, guided_messages, problem_messages, regeneration_prompt,
+    revision_message,
 };
 use redraft_tokenizer::Tokenizer;
 use redraft_verifier::Problem;
@@ -30,8 +34,9 @@ use crate::rows::{Row, supervised_ids};
 /// Corruption attempts before an example falls back to a plain one.
 const CORRUPTION_TRIES: usize = 16;
 
-/// Builds the SFT rows of `problems` (one each). Example `i` is a revision example with
-/// probability `revision_fraction`, drawn from a generator seeded by `seed` and `i`.
+/// Builds the SFT rows of `problems` (one each). Example `i` is a feedback example with
+/// probability `revision_fraction`, and such an example is a critique example with probability
+/// `critique_fraction` (else a revision), drawn from a generator seeded by `seed` and `i`.
 ///
 /// # Errors
 /// [`crate::Error::Tokenizer`] or [`crate::Error::Rollout`] when a prompt cannot be rendered.
@@ -40,6 +45,7 @@ pub fn sft_rows(
     tokenizer: &dyn Tokenizer,
     templates: &Templates,
     revision_fraction: f64,
+    critique_fraction: f64,
     seed: u64,
 ) -> Result<Vec<Row>> {
     let critic = VerifierCritic::new(CriticConfig::default());
@@ -64,8 +70,11 @@ pub fn sft_rows(
                     Some(Ok(f)) => f.text,
                     _ => String::new(),
                 };
-                let format = revisions % 3;
-                revisions += 1;
+                // Drawn only when asked for, so that other settings keep their examples.
+                let writes_critique =
+                    critique_fraction > 0.0 && rng.random_bool(critique_fraction.min(1.0));
+                let format = if writes_critique { 3 } else { revisions % 3 };
+                revisions += usize::from(!writes_critique);
                 match format {
                     0 => {
                         let m = revision_message(templates, problem, &wrong, &critique)?;
@@ -75,10 +84,14 @@ pub fn sft_rows(
                         let (m, prefix) = regeneration_prompt(templates, problem, &critique, true)?;
                         supervised_ids(tokenizer, &[m], &prefix, &solution)?
                     }
-                    _ => {
+                    2 => {
                         let guidance = guidance_system(templates, &critique)?;
                         let messages = guided_messages(&guidance, problem);
                         supervised_ids(tokenizer, &messages, "", &solution)?
+                    }
+                    _ => {
+                        let m = critique_message(templates, problem, &wrong)?;
+                        supervised_ids(tokenizer, &[m], "", &critique)?
                     }
                 }
             }
@@ -126,8 +139,8 @@ mod tests {
             .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
             .unwrap();
         let templates = Templates::new();
-        let plain = sft_rows(&problems, &tok, &templates, 0.0, 7).unwrap();
-        let mixed = sft_rows(&problems, &tok, &templates, 1.0, 7).unwrap();
+        let plain = sft_rows(&problems, &tok, &templates, 0.0, 0.0, 7).unwrap();
+        let mixed = sft_rows(&problems, &tok, &templates, 1.0, 0.0, 7).unwrap();
         for (p, (a, b)) in problems.iter().zip(plain.iter().zip(&mixed)) {
             assert_eq!(a.kind, RowKind::Auxiliary);
             // The trained ids decode to the solution and the end-of-turn token.
@@ -154,5 +167,33 @@ mod tests {
         assert!(texts.iter().any(|t| t.contains("Expert Critique")));
         assert!(texts.iter().any(|t| t.contains("<feedback>")));
         assert!(texts.iter().any(|t| t.contains("<|im_start|>system")));
+    }
+
+    #[test]
+    fn critique_examples_train_the_critique_under_the_feedback_modelling_prompt() {
+        let tok = ByteTokenizer::new();
+        let problems = TaskFamily::Arithmetic
+            .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
+            .unwrap();
+        let templates = Templates::new();
+        let rows = sft_rows(&problems, &tok, &templates, 1.0, 1.0, 7).unwrap();
+        for (p, row) in problems.iter().zip(&rows) {
+            let text = tok.decode(&row.ids, false).unwrap();
+            assert!(text.contains("Your task is provide a critique"), "{text}");
+            let trained: Vec<u32> = row
+                .mask
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| **m)
+                .map(|(t, _)| row.ids[t + 1])
+                .collect();
+            let critique = tok.decode(&trained, true).unwrap();
+            assert!(critique.contains("is wrong"), "{critique}");
+            assert!(!critique.contains(&p.solution()), "{critique}");
+        }
+        // Without critique examples the revision examples are unchanged.
+        let before = sft_rows(&problems, &tok, &templates, 0.5, 0.0, 7).unwrap();
+        let again = sft_rows(&problems, &tok, &templates, 0.5, 0.0, 7).unwrap();
+        assert_eq!(before, again);
     }
 }

@@ -369,6 +369,7 @@ impl Trainer {
             self.tokenizer.as_ref(),
             &self.templates,
             c.revision_fraction,
+            c.critique_fraction,
             seed,
         )?;
         // Examples longer than the context cannot be trained on: counted, never silent.
@@ -457,6 +458,8 @@ impl Trainer {
             method: self.config.method,
             credit: &self.config.credit,
             tokenizer: self.tokenizer.as_ref(),
+            templates: &self.templates,
+            problems: &problems,
         };
         let mut rows = assembler.assemble(&batch)?;
         // 3. Log-probs the objective needs besides the sampling ones.
