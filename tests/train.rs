@@ -43,6 +43,9 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
         every = 3
         [checkpoint]
         every = 1
+        [templates]
+        rltf_revision = "{{{{ question }}}}\nPrevious: {{{{ previous_solution }}}}\nCritique: {{{{ critique }}}}\n"
+        rltf_critique = "{{{{ question }}}}\nPrevious: {{{{ previous_solution }}}}\nCritique: "
         "#,
         dir.join("tiny.json").display()
     );
@@ -156,29 +159,38 @@ fn a_killed_run_resumes_to_the_same_metrics() {
     assert_eq!(state(&whole), state(&cut), "the final weights differ");
     assert!(whole.join("report.md").is_file());
 
-    // `redraft eval` on the trained model.
-    let out = redraft()
-        .args([
-            "eval",
-            "--task",
-            "arithmetic",
-            "--difficulty",
-            "digits=1",
-            "--problems",
-            "4",
-            "--samples",
-            "2",
-            "--max-new-tokens",
-            "12",
-            "--with-feedback",
-            "--self-feedback",
-            "--model",
-        ])
-        .arg(whole.join("final"))
-        .arg("--out")
-        .arg(dir.path().join("eval.json"))
-        .output()
-        .unwrap();
+    // `redraft eval` on the trained model, with the run's prompt templates.
+    let eval = |templates: &Path| {
+        redraft()
+            .args([
+                "eval",
+                "--task",
+                "arithmetic",
+                "--difficulty",
+                "digits=1",
+                "--problems",
+                "4",
+                "--samples",
+                "2",
+                "--max-new-tokens",
+                "12",
+                "--with-feedback",
+                "--self-feedback",
+                "--templates",
+            ])
+            .arg(templates)
+            .arg("--model")
+            .arg(whole.join("final"))
+            .arg("--out")
+            .arg(dir.path().join("eval.json"))
+            .output()
+            .unwrap()
+    };
+    let out = eval(&dir.path().join("tiny.json"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny.json"));
+    assert!(!dir.path().join("eval.json").exists());
+    let out = eval(&whole.join("config.toml"));
     assert!(
         out.status.success(),
         "{}",

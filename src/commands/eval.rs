@@ -1,6 +1,7 @@
 //! `redraft eval`: held-out figures of a model on a built-in task.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -45,6 +46,10 @@ pub(crate) struct Args {
     /// Also measure RLTF-FM's test-time self-feedback (the model critiques itself).
     #[arg(long)]
     self_feedback: bool,
+    /// Prompt templates to replace by name: a TOML file with a `[templates]` table, such as a
+    /// run's config.toml (so that feedback turns use the prompts the model was trained on).
+    #[arg(long)]
+    templates: Option<PathBuf>,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -93,7 +98,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
         config: &config,
         max_new_tokens: args.max_new_tokens,
         feedback: Some(&critic),
-        templates: Templates::new(),
+        templates: match &args.templates {
+            Some(path) => load_templates(path)?,
+            None => Templates::new(),
+        },
     };
     let report = evaluator.run(source.eval(), args.seed)?;
     println!("problems        {}", report.problems);
@@ -118,4 +126,20 @@ pub(crate) fn run(args: Args) -> Result<()> {
         out.finish()?;
     }
     Ok(())
+}
+
+/// The `[templates]` table of a TOML file over the default templates.
+fn load_templates(path: &Path) -> Result<Templates> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        templates: Option<BTreeMap<String, String>>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let table = file
+        .templates
+        .with_context(|| format!("{} has no [templates] table", path.display()))?;
+    Templates::with_overrides(&table).with_context(|| format!("templates of {}", path.display()))
 }
