@@ -349,6 +349,8 @@ fn summarize(name: &str, cells: &[Cell]) -> Value {
         } else {
             Rate::of(&starts).stderr
         };
+        // Like the methods' pass@k and with-feedback figures: the last seed's.
+        let start_last = &cells[cells.len() - 1].start.report;
         let mut methods = serde_json::Map::new();
         for (k, run) in cells[0].runs.iter().enumerate() {
             let finals: Vec<(&Cell, &MethodRun, &EvalRecord)> = cells
@@ -401,7 +403,13 @@ fn summarize(name: &str, cells: &[Cell]) -> Value {
         tasks.insert(
             task.to_string(),
             json!({
-                "start": {"pass@1": starts.iter().sum::<f64>() / starts.len() as f64, "pass@1_stderr": start_stderr},
+                "start": {
+                    "pass@1": starts.iter().sum::<f64>() / starts.len() as f64,
+                    "pass@1_stderr": start_stderr,
+                    "pass@k": start_last.pass_at_k.mean,
+                    "k": start_last.samples,
+                    "with_feedback": start_last.with_feedback.map(|x| x.mean),
+                },
                 "seeds": cells.iter().map(|c| c.seed).collect::<Vec<_>>(),
                 "methods": methods,
             }),
@@ -566,8 +574,8 @@ fn results_table(summary: &Value) -> Table {
             ),
             "–".into(),
             "–".into(),
-            "–".into(),
-            "–".into(),
+            format_value(num(&t["start"]["pass@k"])),
+            format_value(num(&t["start"]["with_feedback"])),
             "0".into(),
             "0".into(),
             "–".into(),
@@ -778,6 +786,7 @@ fn merge(t: &mut toml::Table, extra: &toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redraft_trainer::eval::EvalReport;
 
     /// Every preset shipped in configs/experiments/ parses and every run of it validates.
     #[test]
@@ -820,5 +829,63 @@ mod tests {
         let exp = Experiment::load(&bad, &root).unwrap();
         let err = format!("{:#}", exp.plan(None).unwrap_err());
         assert!(err.contains("width"), "{err}");
+    }
+
+    fn record(per_problem: &[f64], with_feedback: f64) -> EvalRecord {
+        let rate = Rate::of(per_problem);
+        EvalRecord {
+            step: 3,
+            sampled_tokens: 100,
+            report: EvalReport {
+                problems: per_problem.len(),
+                samples: 2,
+                pass_at_1: rate,
+                pass_at_k: rate,
+                per_problem: per_problem.to_vec(),
+                format_ok: 1.0,
+                with_feedback: Some(Rate::of(&[with_feedback])),
+                self_feedback: None,
+                sampled_tokens: 0,
+                wall_s: 1.0,
+            },
+        }
+    }
+
+    /// summary.json: the start with its feedback figure, each method's paired improvement, and
+    /// the report's table built from them.
+    #[test]
+    fn the_summary_pairs_each_method_with_the_start() {
+        let run = |method: &str, per_problem: &[f64]| MethodRun {
+            method: method.into(),
+            dir: PathBuf::from(method),
+            evals: vec![record(per_problem, 0.9)],
+            wall_s: 2.0,
+            steps: 3,
+        };
+        let cell = Cell {
+            task: "arithmetic".into(),
+            seed: 0,
+            start: record(&[0.0, 0.5, 0.5, 0.0], 0.4),
+            runs: vec![
+                run("grpo", &[1.0, 1.0, 1.0, 0.5]),
+                run("rltf_sd", &[0.0, 0.5, 0.5, 0.0]),
+            ],
+        };
+        let s = summarize("test", &[cell]);
+        assert_eq!(s["task"], "arithmetic");
+        assert_eq!(s["start"]["pass@1"], 0.25);
+        assert_eq!(s["start"]["with_feedback"], 0.4);
+        let grpo = &s["methods"]["grpo"];
+        assert_eq!(grpo["pass@1"], 0.875);
+        // Paired differences 1, .5, .5, .5: mean .625, s.e. .125.
+        assert_eq!(grpo["improvement"], 0.625);
+        assert!((grpo["improvement_stderr"].as_f64().unwrap() - 0.125).abs() < 1e-12);
+        assert_eq!(grpo["improved_by_2_stderr"], true);
+        assert_eq!(s["methods"]["rltf_sd"]["improved_by_2_stderr"], false);
+        let table = results_table(&s);
+        assert_eq!(table.rows[0][1], "start (SFT)");
+        assert_eq!(table.rows[0][6], format_value(0.4));
+        assert_eq!(table.rows[1][4], "yes");
+        assert_eq!(table.rows[2][4], "no");
     }
 }
