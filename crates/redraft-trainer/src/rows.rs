@@ -250,12 +250,11 @@ impl Assembler<'_> {
 
     /// RLTF-FM: the critique of the first attempt as the target of the feedback-modelling
     /// prompt (`rltf_critique`) for that attempt.
+    /// Episodes that ended after a correct first attempt have no critique and no row.
     fn feedback_modelling_row(&self, e: &Episode) -> Result<Option<Row>> {
-        let (Some(first), Some(_), Some(critique)) = (
-            e.turns.first(),
-            e.turns.get(1),
-            e.feedback.iter().find_map(|f| f.feedback.as_ref()),
-        ) else {
+        let critique = e.feedback.iter().find_map(|f| f.feedback.as_ref());
+        let (Some(first), Some(critique), true) = (e.turns.first(), critique, e.turns.len() > 1)
+        else {
             return Ok(None);
         };
         let prompt = critique_message(self.templates, &self.problems[e.problem], &first.text)?;
