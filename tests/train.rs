@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-const TINY: &str = r#"{"model_type": "llama", "vocab_size": 261, "hidden_size": 32,
-    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-    "num_key_value_heads": 1, "max_position_embeddings": 1024, "tie_word_embeddings": true,
-    "bos_token_id": 256, "eos_token_id": 257}"#;
+/// The one-layer model the integration tests train (shared with redraft-trainer's).
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/configs/models/test-byte-llama.json"
+);
 
 fn redraft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_redraft"))
 }
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    std::fs::write(dir.join("tiny.json"), TINY).unwrap();
     let config = format!(
         r#"
         method = "rltf_sd"
@@ -47,7 +47,7 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
         rltf_revision = "{{{{ question }}}}\nPrevious: {{{{ previous_solution }}}}\nCritique: {{{{ critique }}}}\n"
         rltf_critique = "{{{{ question }}}}\nPrevious: {{{{ previous_solution }}}}\nCritique: "
         "#,
-        dir.join("tiny.json").display()
+        TINY
     );
     let path = dir.join("run.toml");
     std::fs::write(&path, config).unwrap();
@@ -186,9 +186,9 @@ fn a_killed_run_resumes_to_the_same_metrics() {
             .output()
             .unwrap()
     };
-    let out = eval(&dir.path().join("tiny.json"));
+    let out = eval(Path::new(TINY));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny.json"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test-byte-llama.json"));
     assert!(!dir.path().join("eval.json").exists());
     let out = eval(&whole.join("config.toml"));
     assert!(

@@ -7,14 +7,14 @@ use std::path::Path;
 use redraft_trainer::{Method, Silent, TrainConfig, Trainer};
 use serde_json::Value;
 
-const TINY: &str = r#"{"model_type": "llama", "vocab_size": 261, "hidden_size": 32,
-    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-    "num_key_value_heads": 1, "max_position_embeddings": 1024, "tie_word_embeddings": true,
-    "bos_token_id": 256, "eos_token_id": 257}"#;
+/// The one-layer model the integration tests train (shared with the CLI tests).
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../configs/models/test-byte-llama.json"
+);
 
 fn config(dir: &Path, method: Method, extra: &[&str]) -> TrainConfig {
-    let model = dir.join("tiny.json");
-    std::fs::write(&model, TINY).unwrap();
+    let model = Path::new(TINY);
     let text = format!(
         r#"
         method = "{method}"
