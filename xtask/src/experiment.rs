@@ -37,7 +37,8 @@ pub(crate) struct Args {
     /// A preset name (configs/experiments/<name>.toml) or an experiment file.
     #[arg(default_value = "default")]
     experiment: String,
-    /// Compute device for every run: cpu, wgpu or cuda[:N] (GPU devices need the feature).
+    /// Compute device for every run: cpu, wgpu or cuda[:N] (GPU devices need xtask built with
+    /// the `wgpu` or `cuda` feature).
     #[arg(long)]
     device: Option<String>,
     /// Validate every run's configuration, print the plan and stop.

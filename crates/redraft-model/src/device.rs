@@ -60,17 +60,38 @@ impl DeviceSpec {
     /// The burn device for inference (no autodiff). Fails with a typed error when the backend
     /// was not compiled into this build.
     pub fn device(&self) -> Result<Device> {
+        self.check_built()?;
         match self {
-            Self::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             #[cfg(feature = "cuda")]
             Self::Cuda(i) => Ok(Device::cuda(*i)),
-            #[allow(unreachable_patterns, reason = "reachable when a GPU feature is off")]
-            other => Err(Error::Device {
-                spec: other.to_string(),
-                reason: "this build does not include that backend; rebuild with `--features wgpu` or `--features cuda`".into(),
-            }),
+            _ => Ok(Device::flex()),
+        }
+    }
+
+    /// Whether this build includes the backend, without touching the hardware: a typed error
+    /// naming the feature to build with when it does not.
+    pub fn check_built(&self) -> Result<()> {
+        let built = match self {
+            Self::Cpu => true,
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda(_) => cfg!(feature = "cuda"),
+        };
+        if built {
+            Ok(())
+        } else {
+            let feature = if matches!(self, Self::Wgpu) {
+                "wgpu"
+            } else {
+                "cuda"
+            };
+            Err(Error::Device {
+                spec: self.to_string(),
+                reason: format!(
+                    "this build does not include that backend; rebuild with `--features {feature}`"
+                ),
+            })
         }
     }
 
@@ -83,6 +104,28 @@ impl DeviceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_left_out_of_the_build_are_named() {
+        assert!(DeviceSpec::Cpu.check_built().is_ok());
+        for (spec, feature) in [(DeviceSpec::Wgpu, "wgpu"), (DeviceSpec::Cuda(1), "cuda")] {
+            let built = if feature == "wgpu" {
+                cfg!(feature = "wgpu")
+            } else {
+                cfg!(feature = "cuda")
+            };
+            match spec.check_built() {
+                Ok(()) => assert!(built),
+                Err(e) => {
+                    assert!(!built);
+                    assert!(
+                        e.to_string().contains(&format!("--features {feature}")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_device_strings() {

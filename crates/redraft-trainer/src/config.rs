@@ -578,11 +578,15 @@ impl TrainConfig {
             .or_else(|| self.method.default_feedback())
     }
 
-    /// The device.
+    /// The device (one this build includes).
     pub fn device_spec(&self) -> Result<DeviceSpec> {
-        self.device
+        let spec: DeviceSpec = self
+            .device
             .parse()
-            .map_err(|e: redraft_model::Error| Error::config("device", e.to_string()))
+            .map_err(|e: redraft_model::Error| Error::config("device", e.to_string()))?;
+        spec.check_built()
+            .map_err(|e| Error::config("device", e.to_string()))?;
+        Ok(spec)
     }
 
     /// Checks every setting and combination; the first problem found is returned.
@@ -914,6 +918,18 @@ mod tests {
         assert!(e.to_string().starts_with("config: model"), "{e}");
         let e = TrainConfig::parse(MINIMAL, &["task.difficulty.digits=99".into()]).unwrap_err();
         assert!(e.to_string().starts_with("config: task.difficulty"), "{e}");
+        // A backend this build leaves out is refused before any work.
+        let gpu = TrainConfig::parse(MINIMAL, &["device=\"wgpu\"".into()]);
+        match DeviceSpec::Wgpu.check_built() {
+            Ok(()) => assert!(gpu.is_ok(), "{gpu:?}"),
+            Err(_) => {
+                let e = gpu.unwrap_err().to_string();
+                assert!(
+                    e.starts_with("config: device") && e.contains("--features wgpu"),
+                    "{e}"
+                );
+            }
+        }
         let sd = |key: &str| TrainConfig::parse(MINIMAL, &["method=rltf_sd".into(), key.into()]);
         let e = sd("credit.self_distillation.rl_coef=1.0").unwrap_err();
         assert!(
