@@ -108,12 +108,11 @@ mod tests {
     #[test]
     fn backends_left_out_of_the_build_are_named() {
         assert!(DeviceSpec::Cpu.check_built().is_ok());
-        for (spec, feature) in [(DeviceSpec::Wgpu, "wgpu"), (DeviceSpec::Cuda(1), "cuda")] {
-            let built = if feature == "wgpu" {
-                cfg!(feature = "wgpu")
-            } else {
-                cfg!(feature = "cuda")
-            };
+        let cases = [
+            (DeviceSpec::Wgpu, "wgpu", cfg!(feature = "wgpu")),
+            (DeviceSpec::Cuda(1), "cuda", cfg!(feature = "cuda")),
+        ];
+        for (spec, feature, built) in cases {
             match spec.check_built() {
                 Ok(()) => assert!(built),
                 Err(e) => {

@@ -13,7 +13,7 @@ const TINY: &str = concat!(
     "/../../configs/models/test-byte-llama.json"
 );
 
-fn config(dir: &Path, method: Method, extra: &[&str]) -> TrainConfig {
+fn config(method: Method, extra: &[&str]) -> TrainConfig {
     let model = Path::new(TINY);
     let text = format!(
         r#"
@@ -59,7 +59,7 @@ fn lines(path: &Path) -> Vec<serde_json::Map<String, Value>> {
 fn train(method: Method, extra: &[&str]) -> Vec<serde_json::Map<String, Value>> {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut trainer = Trainer::new(config(dir.path(), method, extra), &run).unwrap();
+    let mut trainer = Trainer::new(config(method, extra), &run).unwrap();
     let summary = trainer.run(&mut Silent).unwrap();
     assert_eq!(summary.state.step, 2, "{method}");
     assert_eq!(summary.state.sft_step, 2, "{method}");
