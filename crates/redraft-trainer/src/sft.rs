@@ -132,6 +132,14 @@ mod tests {
     use redraft_tokenizer::ByteTokenizer;
     use redraft_verifier::{Difficulty, TaskFamily};
 
+    /// The tokenizer, twelve 2-digit additions and the default templates.
+    fn setup() -> (ByteTokenizer, Vec<Problem>, Templates) {
+        let problems = TaskFamily::Arithmetic
+            .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
+            .unwrap();
+        (ByteTokenizer::new(), problems, Templates::new())
+    }
+
     /// The text of a row's trained targets (target `t` is `ids[t + 1]`).
     fn trained_text(tok: &ByteTokenizer, row: &Row) -> String {
         let trained: Vec<u32> = row
@@ -146,11 +154,7 @@ mod tests {
 
     #[test]
     fn plain_and_revision_examples_train_only_the_solution() {
-        let tok = ByteTokenizer::new();
-        let problems = TaskFamily::Arithmetic
-            .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
-            .unwrap();
-        let templates = Templates::new();
+        let (tok, problems, templates) = setup();
         let plain = sft_rows(&problems, &tok, &templates, 0.0, 0.0, 7).unwrap();
         let mixed = sft_rows(&problems, &tok, &templates, 1.0, 0.0, 7).unwrap();
         for (p, (a, b)) in problems.iter().zip(plain.iter().zip(&mixed)) {
@@ -175,11 +179,7 @@ mod tests {
 
     #[test]
     fn critique_examples_train_the_critique_under_the_feedback_modelling_prompt() {
-        let tok = ByteTokenizer::new();
-        let problems = TaskFamily::Arithmetic
-            .generate(1, 12, &Difficulty::from_pairs([("digits", "2")]))
-            .unwrap();
-        let templates = Templates::new();
+        let (tok, problems, templates) = setup();
         let rows = sft_rows(&problems, &tok, &templates, 1.0, 1.0, 7).unwrap();
         for (p, row) in problems.iter().zip(&rows) {
             let text = tok.decode(&row.ids, false).unwrap();
