@@ -15,12 +15,12 @@ use crate::rows::Row;
 /// Rows scored per forward pass when only log-probs are needed.
 const SCORE_CHUNK: usize = 64;
 
-/// A padded mini-batch of rows: ids and flat `[batch, time]` target-aligned inputs.
-#[derive(Debug, Clone)]
+/// The `[batch, time]` layout of a right-padded mini-batch's per-target values (target `t`
+/// of a row predicts its id `t + 1`): what an objective's loss sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Padded {
     pub(crate) batch: usize,
     pub(crate) time: usize,
-    pub(crate) tokens: Tensor<2, Int>,
 }
 
 /// What one update did.
@@ -108,16 +108,16 @@ impl Learner {
         self.model = Some(model);
     }
 
-    /// Pads `rows` (right padding) onto `device`.
-    pub(crate) fn pad_rows(&self, rows: &[&Row], device: &Device) -> Result<Padded> {
+    /// Pads `rows` (right padding) onto `device`: the ids and their targets' layout.
+    pub(crate) fn pad_rows(
+        &self,
+        rows: &[&Row],
+        device: &Device,
+    ) -> Result<(Tensor<2, Int>, Padded)> {
         let ids: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
-        let batch = right_padded(self.model().config(), &ids, self.pad, device)?;
-        let [b, t] = batch.tokens.dims();
-        Ok(Padded {
-            batch: b,
-            time: t - 1,
-            tokens: batch.tokens,
-        })
+        let tokens = right_padded(self.model().config(), &ids, self.pad, device)?.tokens;
+        let [batch, t] = tokens.dims();
+        Ok((tokens, Padded { batch, time: t - 1 }))
     }
 
     /// Per-target log-probs of `rows` under `model` (an inference copy: the policy before an
@@ -125,9 +125,9 @@ impl Learner {
     pub(crate) fn score(&self, model: &CausalLm, rows: &[&Row]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(SCORE_CHUNK) {
-            let padded = self.pad_rows(chunk, &self.infer_device)?;
-            let logits = model.forward(padded.tokens.clone(), &[])?;
-            let lp = read(next_token_logprobs(logits, padded.tokens))?;
+            let (tokens, padded) = self.pad_rows(chunk, &self.infer_device)?;
+            let logits = model.forward(tokens.clone(), &[])?;
+            let lp = read(next_token_logprobs(logits, tokens))?;
             for (i, r) in chunk.iter().enumerate() {
                 let start = i * padded.time;
                 out.push(lp[start..start + r.ids.len() - 1].to_vec());
@@ -159,16 +159,26 @@ impl Learner {
             Option<Tensor<2>>,
         ) -> Result<(Tensor<1>, BTreeMap<String, f64>)>,
     {
-        let padded = self.pad_rows(rows, &self.device)?;
         let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
         let buckets = length_buckets(&lens);
-        let bucket_tokens = buckets
-            .iter()
-            .map(|b| {
-                let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
-                Ok(self.pad_rows(&chunk, &self.device)?.tokens)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut bucket_tokens = Vec::with_capacity(buckets.len());
+        let mut time = 0;
+        for b in &buckets {
+            let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
+            let (tokens, layout) = self.pad_rows(&chunk, &self.device)?;
+            bucket_tokens.push(tokens);
+            time = time.max(layout.time);
+        }
+        if bucket_tokens.is_empty() {
+            return Err(redraft_model::Error::InvalidInput(
+                "an update needs at least one row".into(),
+            )
+            .into());
+        }
+        let padded = Padded {
+            batch: rows.len(),
+            time,
+        };
         // Bucket order → original order.
         let mut position = vec![0i64; rows.len()];
         for (k, &i) in buckets.iter().flatten().enumerate() {
@@ -178,7 +188,6 @@ impl Learner {
             Tensor::<1, Int>::from_data(TensorData::new(position, [rows.len()]), &self.device);
         let model = self.model.take().expect("model present between updates");
         let result = (|| {
-            let time = padded.time;
             let widen = |t: Tensor<2>| {
                 let [n, w] = t.dims();
                 if w == time {
@@ -431,15 +440,14 @@ mod tests {
             0,
         );
         // One padded forward pass of the same weights.
-        let padded = learner.pad_rows(&refs, &device).unwrap();
-        let lp = next_token_logprobs(
-            model.forward(padded.tokens.clone(), &[]).unwrap(),
-            padded.tokens.clone(),
-        );
+        let (tokens, padded) = learner.pad_rows(&refs, &device).unwrap();
+        let lp = next_token_logprobs(model.forward(tokens.clone(), &[]).unwrap(), tokens);
         let w = upload(weights(&padded), [padded.batch, padded.time], &device);
         let expected = f64::from(read((lp * w).sum().neg()).unwrap()[0]);
         let out = learner
-            .update(&refs, 1e-2, 1.0, true, |padded, lp, ent| {
+            .update(&refs, 1e-2, 1.0, true, |layout, lp, ent| {
+                assert_eq!(*layout, padded);
+                let padded = layout;
                 assert_eq!(lp.dims(), [padded.batch, padded.time]);
                 assert_eq!(ent.unwrap().dims(), [padded.batch, padded.time]);
                 let w = upload(weights(padded), [padded.batch, padded.time], &lp.device());
