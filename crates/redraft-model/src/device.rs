@@ -60,13 +60,14 @@ impl DeviceSpec {
     /// The burn device for inference (no autodiff). Fails with a typed error when the backend
     /// was not compiled into this build.
     pub fn device(&self) -> Result<Device> {
-        self.check_built()?;
         match self {
+            Self::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             #[cfg(feature = "cuda")]
             Self::Cuda(i) => Ok(Device::cuda(*i)),
-            _ => Ok(Device::flex()),
+            #[allow(unreachable_patterns, reason = "reachable when a GPU feature is off")]
+            other => Err(other.not_built()),
         }
     }
 
@@ -78,20 +79,20 @@ impl DeviceSpec {
             Self::Wgpu => cfg!(feature = "wgpu"),
             Self::Cuda(_) => cfg!(feature = "cuda"),
         };
-        if built {
-            Ok(())
+        if built { Ok(()) } else { Err(self.not_built()) }
+    }
+
+    fn not_built(&self) -> Error {
+        let feature = if matches!(self, Self::Wgpu) {
+            "wgpu"
         } else {
-            let feature = if matches!(self, Self::Wgpu) {
-                "wgpu"
-            } else {
-                "cuda"
-            };
-            Err(Error::Device {
-                spec: self.to_string(),
-                reason: format!(
-                    "this build does not include that backend; rebuild with `--features {feature}`"
-                ),
-            })
+            "cuda"
+        };
+        Error::Device {
+            spec: self.to_string(),
+            reason: format!(
+                "this build does not include that backend; rebuild with `--features {feature}`"
+            ),
         }
     }
 
