@@ -77,7 +77,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         stop_tokens: special.eos.into_iter().collect(),
         ..SamplingParams::default()
     };
-    let pad = special.pad.unwrap_or(0);
+    let pad = special.padding_id();
     let start = Instant::now();
     let completions = generate(&model, &prompts, &params, pad, &device)?;
     let sampled: usize = completions.iter().map(|c| c.tokens.len()).sum();

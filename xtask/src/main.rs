@@ -3,7 +3,7 @@
 //! - `cargo xtask experiment [PRESET | FILE]`: the README's main job: warm-start a model, train
 //!   every method at an equal sampled-token budget, compare them on held-out problems.
 //! - `cargo xtask demo`: init a model, sample, re-score.
-//! - `cargo xtask bench [model]`: the reference workloads of shared/bench/torch_reference.py on
+//! - `cargo xtask bench [model]`: the reference workloads of scripts/torch_reference.py on
 //!   redraft, with the ratio to PyTorch measured in the same run when Python has torch.
 //! - `cargo xtask bench rollout`: G = 8 group sampling against transformers `generate`, and the
 //!   measured speed-ups of prefix forking and pivot-prefix reuse.

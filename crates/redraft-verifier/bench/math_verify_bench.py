@@ -18,7 +18,7 @@ import time
 
 def main() -> int:
     here = pathlib.Path(__file__).resolve()
-    default = here.parents[4] / "shared" / "conformance" / "math_answer_equivalence.jsonl"
+    default = here.parents[1] / "tests" / "data" / "conformance" / "math_answer_equivalence.jsonl"
     ap = argparse.ArgumentParser()
     ap.add_argument("cases", nargs="?", default=str(default))
     ap.add_argument("--min-seconds", type=float, default=2.0)

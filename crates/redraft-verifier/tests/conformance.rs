@@ -16,7 +16,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/math_answer_equivalence.jsonl");
+        .join("tests/data/conformance/math_answer_equivalence.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())

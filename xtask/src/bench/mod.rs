@@ -36,7 +36,7 @@ pub(crate) struct Args {
     /// Python interpreter for the references (PyTorch, Math-Verify).
     #[arg(long, default_value = "python3")]
     python: String,
-    /// The PyTorch script [default: ../shared/bench/torch_reference.py for `model`,
+    /// The PyTorch script [default: scripts/torch_reference.py for `model`,
     /// scripts/bench_rollout_torch.py for `rollout`].
     #[arg(long)]
     torch_script: Option<PathBuf>,
@@ -59,7 +59,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let default_script = match args.suite {
         Suite::Rollout => "scripts/bench_rollout_torch.py",
-        Suite::Model | Suite::Verifier => "../shared/bench/torch_reference.py",
+        Suite::Model | Suite::Verifier => "scripts/torch_reference.py",
     };
     let script = root.join(
         args.torch_script

@@ -1,4 +1,4 @@
-//! The reference workloads, as shared/bench/torch_reference.py defines them: a random-init
+//! The reference workloads, as scripts/torch_reference.py defines them: a random-init
 //! Llama (SwiGLU, RoPE 1e4, untied head, f32), an RL train step and KV-cache sampling.
 
 use std::time::Instant;

@@ -11,7 +11,7 @@
 //!   trajectory's cache ([`KvCache::truncate`]) instead of prefilling the replayed prefix again.
 //!   Both ways decode one batch-1 continuation as `strategy/r3l.rs` does.
 //!
-//! Settings follow shared/bench/torch_reference.py: prompts of P uniform random tokens, no
+//! Settings follow scripts/torch_reference.py: prompts of P uniform random tokens, no
 //! padding, temperature 1, no top-k/top-p, no early stop; medians over timed iterations after a
 //! warm-up. The PyTorch side (scripts/bench_rollout_torch.py) gets the model configs and
 //! workloads from here as JSON, so the two sides cannot drift apart.

@@ -10,7 +10,8 @@ use redraft_verifier::bench::{conformance_throughput, load_conformance};
 use serde_json::Value;
 
 pub(crate) fn run(root: &Path, python: &str, min_seconds: f64) -> Result<()> {
-    let cases_path = root.join("../shared/conformance/math_answer_equivalence.jsonl");
+    let cases_path =
+        root.join("crates/redraft-verifier/tests/data/conformance/math_answer_equivalence.jsonl");
     let cases = load_conformance(&cases_path)
         .with_context(|| format!("reading {}", cases_path.display()))?;
     let script = root.join("crates/redraft-verifier/bench/math_verify_bench.py");
