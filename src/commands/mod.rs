@@ -42,8 +42,7 @@ impl LoadedModel {
 
     /// The id used to pad batches: the tokenizer's pad, else its eos, else 0 (pads are masked).
     pub(crate) fn pad_id(&self) -> u32 {
-        let special = self.tokenizer.special_tokens();
-        special.pad.or(special.eos).unwrap_or(0)
+        self.tokenizer.special_tokens().padding_id()
     }
 
     /// Tokens that end a completion: the model's eos ids, the tokenizer's eos and, for chat

@@ -39,7 +39,7 @@ pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{
     Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, safetensors_bytes,
-    write_atomic,
+    replace_dir, write_atomic,
 };
 
 /// burn's tensor and device types, re-exported so users need no direct burn dependency.

@@ -288,8 +288,8 @@ pub fn safetensors_bytes(tensors: &[NamedTensor], dtype: SaveDType) -> Result<Ve
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename,
-/// so a crash never leaves a truncated file under the final name.
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
+/// disk, then a rename, so a crash never leaves a truncated file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -300,18 +300,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let io = |source| Error::Io {
-        path: path.into(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| {
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, bytes).and_then(|()| file.sync_all())
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
         Error::Io {
             path: path.into(),
             source,
         }
     })
+}
+
+/// Publishes the complete folder `tmp` as `dir` (a sibling of `tmp`), replacing any folder of
+/// that name: the one place where finished checkpoints and final models take their name.
+pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    std::fs::rename(tmp, dir).map_err(io(dir))
 }
 
 #[cfg(test)]

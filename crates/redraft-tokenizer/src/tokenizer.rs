@@ -24,6 +24,12 @@ impl SpecialTokens {
     pub fn is_special(&self, id: u32) -> bool {
         self.all.binary_search(&id).is_ok()
     }
+
+    /// The id that pads batches: the pad token, else the end-of-sequence token, else 0 (padding
+    /// is masked, so any id works).
+    pub fn padding_id(&self) -> u32 {
+        self.pad.or(self.eos).unwrap_or(0)
+    }
 }
 
 /// A tokenizer: text to ids and back, with special tokens and an optional chat template.

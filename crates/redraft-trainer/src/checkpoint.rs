@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redraft_model::{CausalLm, SaveDType, write_atomic};
+use redraft_model::{CausalLm, SaveDType, replace_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -98,10 +98,7 @@ pub fn save(
         return Err(e);
     }
     let dir = root.join(&name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    replace_dir(&tmp, &dir)?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
     prune(&root, keep, &name)?;
     Ok(dir)

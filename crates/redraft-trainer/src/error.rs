@@ -53,12 +53,6 @@ pub enum Error {
     /// A tensor could not be read back to the host.
     #[error("reading a tensor back: {0}")]
     TensorRead(String),
-    /// The run was asked to stop (the stop flag was raised).
-    #[error("stopped on request after step {step}")]
-    Stopped {
-        /// The last completed step.
-        step: u64,
-    },
 }
 
 impl Error {

@@ -199,8 +199,7 @@ impl Trainer {
                 }
                 (None, None) => return Err(Error::config("model", "no path and no init")),
             };
-        let special = tokenizer.special_tokens();
-        let pad = special.pad.or(special.eos).unwrap_or(0);
+        let pad = tokenizer.special_tokens().padding_id();
         let learner = Learner::new(model, &config.optimizer, device, infer_device, pad);
         let source = ProblemSource::new(&config.task, config.eval.problems)?;
         let strategy = config.strategy().build()?;
@@ -349,10 +348,7 @@ impl Trainer {
         }
         self.learner.model().save_pretrained(&tmp, SaveDType::F32)?;
         checkpoint::copy_tokenizer(&self.tokenizer_dir, &tmp)?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+        Ok(redraft_model::replace_dir(&tmp, &dir)?)
     }
 
     /// One SFT step; returns its loss.
