@@ -427,9 +427,9 @@ fn strategy_configs_are_tagged_and_checked() {
         StrategyKind::SingleTurn
     );
     let bad: StrategyConfig =
-        serde_json::from_str(r#"{"kind": "single_turn", "group_size": 0}"#).unwrap();
+        serde_json::from_str(r#"{"type": "single_turn", "group_size": 0}"#).unwrap();
     assert!(bad.build().is_err());
-    assert!(serde_json::from_str::<StrategyConfig>(r#"{"kind": "rltf", "groupsize": 4}"#).is_err());
+    assert!(serde_json::from_str::<StrategyConfig>(r#"{"type": "rltf", "groupsize": 4}"#).is_err());
 }
 
 #[test]
