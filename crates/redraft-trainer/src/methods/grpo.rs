@@ -81,11 +81,12 @@ mod tests {
         assert_eq!(rows.rows.len(), 4);
         assert_eq!(rows.stats.groups_used, 2);
         assert_eq!(rows.stats.groups_filtered, 0);
-        // (1 − 0.5) / (std 0.7071 + 1e-6) on every sampled token, none on the prompt.
+        // (1 − 0.5) / (unbiased std 1/√2 + 1e-6) = 1/√2 on every sampled token, none on the
+        // prompt.
         let first = &rows.rows[0];
         assert_eq!(first.mask, vec![false, false, true, true]);
         let a = first.advantages[2];
-        assert!((a - 0.70710).abs() < 1e-3, "{a}");
+        assert!((a - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4, "{a}");
         assert_eq!(first.advantages[..2], [0.0, 0.0]);
         assert!((rows.rows[1].advantages[3] + a).abs() < 1e-6);
         // An all-failed group trains with advantage 0 (GRPO keeps it).
