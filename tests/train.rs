@@ -216,7 +216,8 @@ fn bad_configurations_are_refused_before_any_work() {
     for (set, key) in [
         ("optimizer.lrr=1", "optimizer"),
         ("rollout.group_size=\"many\"", "rollout.group_size"),
-        ("strategy.kind=\"single_turn\"", "strategy.kind"),
+        ("method.strategy.group_size=3", "method.strategy.group_size"),
+        ("method.objective.kl_coef=0.1", "method.objective"),
         ("method=\"ppo\"", "method"),
     ] {
         let out = redraft()

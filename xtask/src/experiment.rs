@@ -9,7 +9,8 @@
 //! * `[base]`: the configuration every method run shares (its `model.path` is set to the
 //!   warm-started model);
 //! * `[tasks_config.<task>]`: per-task changes to both (difficulty knobs differ per family), and
-//!   `[methods_config.<method>]`: per-method changes to `[base]`.
+//!   `[methods_config.<method>]`: per-method changes to `[base]` (the method's own options in
+//!   its `method` table, `[methods_config.r3l.method]`, whose `type` is set to the method).
 //!
 //! Every configuration is validated before any work (`--check` stops there).
 //!
@@ -191,7 +192,7 @@ impl Experiment {
         if let Some(extra) = self.per_method.get(method).and_then(toml::Value::as_table) {
             merge(&mut t, extra);
         }
-        t.insert("method".into(), method.into());
+        set(&mut t, &["method", "type"], method.into());
         t.insert("name".into(), method.into());
         t.insert("seed".into(), (seed as i64).into());
         t.insert("max_sampled_tokens".into(), self.budget.into());
@@ -809,6 +810,48 @@ mod tests {
             }
         }
         assert!(seen >= 2, "the default and paper presets");
+    }
+
+    /// The default preset's method tables resolve to the settings its runs were measured with.
+    #[test]
+    fn default_preset_methods_keep_their_settings() {
+        use redraft_trainer::MethodConfig;
+        let root = workspace_root();
+        let exp = Experiment::load(&root.join("configs/experiments/default.toml"), &root).unwrap();
+        let method = |m: &str| {
+            exp.method_config(m, "arithmetic", 0, Path::new("-"), None)
+                .unwrap()
+                .method
+        };
+        assert_eq!(
+            method("grpo"),
+            MethodConfig::defaults(redraft_trainer::Method::Grpo)
+        );
+        let MethodConfig::R3l(r3l) = method("r3l") else {
+            panic!("r3l")
+        };
+        let s = r3l.strategy.unwrap();
+        assert_eq!(
+            (s.base_per_problem, s.max_attempts, s.replay_to_pivot),
+            (4, 1, false)
+        );
+        let feedback = serde_json::to_value(&r3l.feedback).unwrap();
+        assert_eq!(feedback["type"], "verifier_critic");
+        let MethodConfig::Mulferl(mulferl) = method("mulferl") else {
+            panic!("mulferl")
+        };
+        let s = mulferl.strategy.unwrap();
+        assert_eq!((s.group_size, s.feedback_per_group), (8, Some(1)));
+        let MethodConfig::RltfSd(sd) = method("rltf_sd") else {
+            panic!("rltf_sd")
+        };
+        assert_eq!(sd.objective.rl_coef.at(0), 1.0);
+        let MethodConfig::RltfFm(fm) = method("rltf_fm") else {
+            panic!("rltf_fm")
+        };
+        assert_eq!(fm.objective.fm_coef, 0.1);
+        let aggregation = serde_json::to_value(fm.objective.fm_aggregation).unwrap();
+        assert_eq!(aggregation["kind"], "token_mean");
     }
 
     #[test]

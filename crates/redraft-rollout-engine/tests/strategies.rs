@@ -412,7 +412,7 @@ fn mulferl_keeps_solved_base_groups_without_feedback() {
 
 #[test]
 fn strategy_configs_are_tagged_and_checked() {
-    let c: StrategyConfig = serde_json::from_str(r#"{"kind": "rltf", "group_size": 4}"#).unwrap();
+    let c: StrategyConfig = serde_json::from_str(r#"{"type": "rltf", "group_size": 4}"#).unwrap();
     assert_eq!(
         c,
         StrategyConfig::Rltf(RltfConfig {
@@ -420,16 +420,16 @@ fn strategy_configs_are_tagged_and_checked() {
             ..RltfConfig::default()
         })
     );
-    let c: StrategyConfig = serde_json::from_str(r#"{"kind": "mulferl"}"#).unwrap();
+    let c: StrategyConfig = serde_json::from_str(r#"{"type": "mulferl"}"#).unwrap();
     assert_eq!(c, StrategyConfig::Mulferl(MulFeRlConfig::default()));
     assert_eq!(
         StrategyConfig::default().build().unwrap().kind(),
         StrategyKind::SingleTurn
     );
     let bad: StrategyConfig =
-        serde_json::from_str(r#"{"kind": "single_turn", "group_size": 0}"#).unwrap();
+        serde_json::from_str(r#"{"type": "single_turn", "group_size": 0}"#).unwrap();
     assert!(bad.build().is_err());
-    assert!(serde_json::from_str::<StrategyConfig>(r#"{"kind": "rltf", "groupsize": 4}"#).is_err());
+    assert!(serde_json::from_str::<StrategyConfig>(r#"{"type": "rltf", "groupsize": 4}"#).is_err());
 }
 
 #[test]

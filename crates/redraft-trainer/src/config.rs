@@ -25,164 +25,20 @@
 //! schedule = "cosine"
 //! ```
 //!
-//! Every table is optional except `model` and `task`. `[strategy]`, `[objective]`, `[credit]`
-//! and `[feedback]` replace the method's defaults (see [`Method`]). Unknown keys, wrong types
-//! and impossible combinations are reported with the key's path ([`Error::Config`]).
+//! Every table is optional except `model` and `task`. `method` is a method's name (all its
+//! defaults) or a `[method]` table tagged by `type` with that method's options
+//! ([`MethodConfig`], one file per method in [`crate::methods`]). Unknown keys, keys a method
+//! does not read, wrong types and impossible combinations are reported with the key's path
+//! ([`Error::Config`]).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use redraft_credit_assignment::{
-    AdvantageEstimator, OverlongShaping, PositiveAmplification, SelfDistillation,
-};
-use redraft_feedback_protocol::ProviderConfig;
 use redraft_model::DeviceSpec;
-use redraft_objectives::ObjectiveConfig;
-use redraft_rollout_engine::{
-    MulFeRlConfig, R3lConfig, RltfConfig, SingleTurnConfig, StrategyConfig,
-};
 use redraft_verifier::{Difficulty, TaskFamily};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-/// A training method: a rollout strategy, a credit assignment and an objective that belong
-/// together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// GRPO: single-turn groups, group-normalised advantages, clipped surrogate.
-    Grpo,
-    /// Dr.GRPO: GRPO without std normalisation and length bias.
-    DrGrpo,
-    /// DAPO: clip-higher, token-mean, dynamic sampling and overlong shaping.
-    Dapo,
-    /// OPMD: mean-baseline advantages, OPMD objective.
-    Opmd,
-    /// R^3L: reflect-then-retry, pivotal credit, positive amplification.
-    R3l,
-    /// RLTF-SD: critique-and-revision episodes, self-distillation of the revision.
-    RltfSd,
-    /// RLTF-FM: critique-and-revision episodes, feedback modelling as an auxiliary loss.
-    RltfFm,
-    /// MulFeRL: regeneration of all-failed groups with feedback, GRPO + preference pairs.
-    Mulferl,
-}
-
-impl Method {
-    /// Every method, in the order of the papers' comparisons.
-    pub const ALL: [Method; 8] = [
-        Method::Grpo,
-        Method::DrGrpo,
-        Method::Dapo,
-        Method::Opmd,
-        Method::R3l,
-        Method::RltfSd,
-        Method::RltfFm,
-        Method::Mulferl,
-    ];
-
-    /// The snake_case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Grpo => "grpo",
-            Method::DrGrpo => "dr_grpo",
-            Method::Dapo => "dapo",
-            Method::Opmd => "opmd",
-            Method::R3l => "r3l",
-            Method::RltfSd => "rltf_sd",
-            Method::RltfFm => "rltf_fm",
-            Method::Mulferl => "mulferl",
-        }
-    }
-
-    /// The rollout strategy kind this method needs (`single_turn`, `rltf`, `r3l`, `mulferl`).
-    pub fn strategy_kind(self) -> &'static str {
-        match self {
-            Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => "single_turn",
-            Method::R3l => "r3l",
-            Method::RltfSd | Method::RltfFm => "rltf",
-            Method::Mulferl => "mulferl",
-        }
-    }
-
-    /// Whether the method asks a feedback provider during rollouts.
-    pub fn uses_feedback(self) -> bool {
-        !matches!(self.strategy_kind(), "single_turn")
-    }
-
-    /// The default strategy with `group_size` samples per problem (R^3L: half of them as
-    /// base trajectories, the other half as retries).
-    pub fn default_strategy(self, group_size: usize) -> StrategyConfig {
-        match self {
-            Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => {
-                StrategyConfig::SingleTurn(SingleTurnConfig { group_size })
-            }
-            Method::R3l => StrategyConfig::R3l(R3lConfig {
-                base_per_problem: (group_size / 2).max(1),
-                ..R3lConfig::default()
-            }),
-            Method::RltfSd | Method::RltfFm => StrategyConfig::Rltf(RltfConfig {
-                group_size,
-                ..RltfConfig::default()
-            }),
-            Method::Mulferl => StrategyConfig::Mulferl(MulFeRlConfig {
-                group_size,
-                ..MulFeRlConfig::default()
-            }),
-        }
-    }
-
-    /// The default objective (the method's preset in redraft-objectives).
-    pub fn default_objective(self) -> ObjectiveConfig {
-        let json = serde_json::json!({ "method": self.name() });
-        // Every method name is an objective tag with all-default settings.
-        serde_json::from_value(json).unwrap_or_default()
-    }
-
-    /// The default feedback provider: R^3L's self-reflection by the policy, the verifier's
-    /// critique for RLTF and MulFeRL, none for the RLVR methods.
-    pub fn default_feedback(self) -> Option<ProviderConfig> {
-        match self {
-            Method::R3l => Some(ProviderConfig::SelfReflection {
-                reflection: Default::default(),
-                templates: Default::default(),
-            }),
-            Method::RltfSd | Method::RltfFm | Method::Mulferl => {
-                Some(ProviderConfig::VerifierCritic {
-                    critic: Default::default(),
-                })
-            }
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == norm)
-            .ok_or_else(|| {
-                Error::config(
-                    "method",
-                    format!(
-                        "unknown method {s:?} (one of {})",
-                        Method::ALL.map(Method::name).join(", ")
-                    ),
-                )
-            })
-    }
-}
+pub use crate::methods::{Method, MethodConfig};
 
 /// The whole run configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,9 +54,9 @@ pub struct TrainConfig {
     /// Compute device: `cpu`, `wgpu` or `cuda[:N]` (GPU devices need the matching feature).
     #[serde(default = "default_device")]
     pub device: String,
-    /// The method.
-    #[serde(default = "default_method")]
-    pub method: Method,
+    /// The method and its options (a bare name: its defaults).
+    #[serde(default)]
+    pub method: MethodConfig,
     /// RL steps (one rollout batch each). Default 50.
     #[serde(default = "default_steps")]
     pub steps: u64,
@@ -215,18 +71,6 @@ pub struct TrainConfig {
     /// Sampling during rollouts.
     #[serde(default)]
     pub rollout: RolloutConfig,
-    /// Replaces the method's default rollout strategy (tagged by `kind`).
-    #[serde(default)]
-    pub strategy: Option<StrategyConfig>,
-    /// Replaces the method's default objective (tagged by `method`).
-    #[serde(default)]
-    pub objective: Option<ObjectiveConfig>,
-    /// Credit-assignment settings.
-    #[serde(default)]
-    pub credit: CreditConfig,
-    /// Replaces the method's default feedback provider (tagged by `type`).
-    #[serde(default)]
-    pub feedback: Option<ProviderConfig>,
     /// Prompt-template overrides by name (`rltf_revision`, `mulferl_regen`,
     /// `mulferl_forced_prefix`, `r3l_guidance_system`, ...; minijinja sources).
     #[serde(default)]
@@ -250,9 +94,6 @@ pub struct TrainConfig {
 
 fn default_device() -> String {
     "cpu".into()
-}
-fn default_method() -> Method {
-    Method::Grpo
 }
 fn default_steps() -> u64 {
     50
@@ -327,25 +168,6 @@ impl Default for RolloutConfig {
             max_new_tokens: 128,
         }
     }
-}
-
-/// Credit-assignment settings; each applies to the methods named.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CreditConfig {
-    /// Advantage estimator of the single-turn methods and of MulFeRL's GRPO groups. Default:
-    /// the method's (GRPO for grpo, dapo and mulferl; Dr.GRPO for dr_grpo; the mean baseline
-    /// for opmd).
-    pub estimator: Option<AdvantageEstimator>,
-    /// DAPO's overlong reward shaping (dapo only; off by default).
-    pub overlong: Option<OverlongShaping>,
-    /// DAPO's dynamic sampling: drop groups whose rewards are all equal. Default: on for dapo.
-    pub dynamic_sampling: Option<bool>,
-    /// R^3L's positive amplification (r3l). Default: the released code's form.
-    pub positive_amplification: Option<PositiveAmplification>,
-    /// RLTF-SD's self-distillation settings (baseline, γ; `rl_coef` and the log-prob
-    /// threshold are `objective`'s and refused here). Default: the released code's.
-    pub self_distillation: Option<SelfDistillation>,
 }
 
 /// The learning-rate schedule after warm-up.
@@ -541,13 +363,24 @@ impl TrainConfig {
             .parse()
             .map_err(|e: toml::de::Error| Error::config(".", e.to_string()))?;
         for item in overrides {
+            // `--set method.objective.x=...` on `method = "name"`: the name becomes a table.
+            if let Some(toml::Value::String(name)) = doc.get("method") {
+                let mut t = toml::Table::new();
+                t.insert("type".into(), toml::Value::String(name.clone()));
+                doc.insert("method".into(), toml::Value::Table(t));
+            }
             apply_override(&mut doc, item)?;
         }
-        let config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(doc))
+        // The method separately, so that its errors name the key under `method`.
+        let method = doc.remove("method");
+        let mut config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(doc))
             .map_err(|e| {
                 let path = e.path().to_string();
                 Error::config(path, e.into_inner().to_string())
             })?;
+        if let Some(method) = method {
+            config.method = MethodConfig::from_toml(method)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -557,25 +390,9 @@ impl TrainConfig {
         self.name.clone().unwrap_or_else(|| self.method.to_string())
     }
 
-    /// The strategy: `[strategy]` or the method's default.
-    pub fn strategy(&self) -> StrategyConfig {
-        self.strategy
-            .clone()
-            .unwrap_or_else(|| self.method.default_strategy(self.rollout.group_size))
-    }
-
-    /// The objective: `[objective]` or the method's default.
-    pub fn objective(&self) -> ObjectiveConfig {
-        self.objective
-            .clone()
-            .unwrap_or_else(|| self.method.default_objective())
-    }
-
-    /// The feedback provider: `[feedback]` or the method's default.
-    pub fn feedback(&self) -> Option<ProviderConfig> {
-        self.feedback
-            .clone()
-            .or_else(|| self.method.default_feedback())
+    /// The feedback provider of the method's rollouts (`None`: it takes none).
+    pub fn feedback(&self) -> Option<redraft_feedback_protocol::ProviderConfig> {
+        self.method.method().feedback()
     }
 
     /// The device (one this build includes).
@@ -642,93 +459,7 @@ impl TrainConfig {
         if !(self.rollout.top_p > 0.0 && self.rollout.top_p <= 1.0) {
             return Err(Error::config("rollout.top_p", "must be in (0, 1]"));
         }
-        let strategy = self.strategy();
-        let kind = strategy_kind(&strategy);
-        if kind != self.method.strategy_kind() {
-            return Err(Error::config(
-                "strategy.kind",
-                format!(
-                    "method {} needs a `{}` strategy, not `{kind}`",
-                    self.method,
-                    self.method.strategy_kind()
-                ),
-            ));
-        }
-        strategy
-            .build()
-            .map_err(|e| Error::config("strategy", e.to_string()))?;
-        let objective = self.objective();
-        if !objective_fits(self.method, &objective) {
-            return Err(Error::config(
-                "objective.method",
-                format!(
-                    "objective `{}` cannot train the rows method {} produces",
-                    objective.method(),
-                    self.method
-                ),
-            ));
-        }
-        objective
-            .build()
-            .map_err(|e| Error::config("objective", e.to_string()))?;
-        match (self.method.uses_feedback(), &self.feedback) {
-            (false, Some(_)) => {
-                return Err(Error::config(
-                    "feedback",
-                    format!("method {} takes no feedback", self.method),
-                ));
-            }
-            (true, _) => {}
-            (false, None) => {}
-        }
-        let credit = &self.credit;
-        if credit.overlong.is_some() && self.method != Method::Dapo {
-            return Err(Error::config(
-                "credit.overlong",
-                "applies to method dapo only",
-            ));
-        }
-        if let Some(o) = &credit.overlong {
-            o.validate()
-                .map_err(|e| Error::config("credit.overlong", e.to_string()))?;
-        }
-        if credit.positive_amplification.is_some() && self.method != Method::R3l {
-            return Err(Error::config(
-                "credit.positive_amplification",
-                "applies to method r3l only",
-            ));
-        }
-        if credit.self_distillation.is_some() && self.method != Method::RltfSd {
-            return Err(Error::config(
-                "credit.self_distillation",
-                "applies to method rltf_sd only",
-            ));
-        }
-        if let Some(sd) = &credit.self_distillation {
-            // The objective applies rl_coef and the log-prob mask (it alone sees log q at
-            // update time); the credit table would be silently ignored.
-            let defaults = SelfDistillation::default();
-            if sd.rl_coef != defaults.rl_coef {
-                return Err(Error::config(
-                    "credit.self_distillation.rl_coef",
-                    "set objective.rl_coef instead (the objective applies it)",
-                ));
-            }
-            if sd.logprob_threshold != defaults.logprob_threshold {
-                return Err(Error::config(
-                    "credit.self_distillation.logprob_threshold",
-                    "set objective.logprob_threshold instead (the objective applies it)",
-                ));
-            }
-        }
-        if credit.estimator.is_some()
-            && !matches!(self.method.strategy_kind(), "single_turn" | "mulferl")
-        {
-            return Err(Error::config(
-                "credit.estimator",
-                format!("method {} has its own credit assignment", self.method),
-            ));
-        }
+        self.method.method().validate(&self.rollout)?;
         let o = &self.optimizer;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
             return Err(Error::config("optimizer.lr", "must be positive"));
@@ -798,31 +529,6 @@ fn positive(path: &str, value: usize) -> Result<()> {
     Ok(())
 }
 
-/// The `kind` tag of a strategy.
-pub fn strategy_kind(strategy: &StrategyConfig) -> &'static str {
-    match strategy {
-        StrategyConfig::SingleTurn(_) => "single_turn",
-        StrategyConfig::Rltf(_) => "rltf",
-        StrategyConfig::R3l(_) => "r3l",
-        StrategyConfig::Mulferl(_) => "mulferl",
-    }
-}
-
-/// Whether `objective` trains the rows `method` builds.
-fn objective_fits(method: Method, objective: &ObjectiveConfig) -> bool {
-    use ObjectiveConfig as O;
-    match method {
-        Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => matches!(
-            objective,
-            O::Grpo(_) | O::DrGrpo(_) | O::Dapo(_) | O::PpoClip(_) | O::Opmd(_)
-        ),
-        Method::R3l => matches!(objective, O::R3l(_)),
-        Method::RltfSd => matches!(objective, O::RltfSd(_)),
-        Method::RltfFm => matches!(objective, O::RltfFm(_)),
-        Method::Mulferl => matches!(objective, O::Mulferl(_)),
-    }
-}
-
 /// Sets `key.path = value` in a TOML table.
 fn apply_override(doc: &mut toml::Table, item: &str) -> Result<()> {
     let (key, raw) = item
@@ -874,21 +580,12 @@ mod tests {
     #[test]
     fn minimal_config_takes_the_method_defaults() {
         let c = TrainConfig::parse(MINIMAL, &[]).unwrap();
-        assert_eq!(c.method, Method::Grpo);
-        assert_eq!(c.objective().method(), "grpo");
-        assert_eq!(strategy_kind(&c.strategy()), "single_turn");
+        assert_eq!(c.method, MethodConfig::defaults(Method::Grpo));
         assert!(c.feedback().is_none());
         assert_eq!(c.run_name(), "grpo");
-    }
-
-    #[test]
-    fn every_method_has_consistent_defaults() {
-        for m in Method::ALL {
-            let c = TrainConfig::parse(MINIMAL, &[format!("method={}", m.name())]).unwrap();
-            assert_eq!(c.objective().method(), m.name());
-            assert_eq!(strategy_kind(&c.strategy()), m.strategy_kind());
-            assert_eq!(c.feedback().is_some(), m.uses_feedback(), "{m}");
-        }
+        let c = TrainConfig::parse(MINIMAL, &["method=rltf_sd".into()]).unwrap();
+        assert!(c.feedback().is_some());
+        assert_eq!(c.run_name(), "rltf_sd");
     }
 
     #[test]
@@ -907,13 +604,13 @@ mod tests {
 
     #[test]
     fn impossible_combinations_are_rejected() {
-        let e = TrainConfig::parse(MINIMAL, &["strategy.kind=\"rltf\"".into()]).unwrap_err();
-        assert!(e.to_string().starts_with("config: strategy.kind"), "{e}");
-        let e = TrainConfig::parse(MINIMAL, &["objective.method=\"mulferl\"".into()]).unwrap_err();
-        assert!(e.to_string().starts_with("config: objective.method"), "{e}");
-        let e = TrainConfig::parse(MINIMAL, &["feedback.type=\"correctness_only\"".into()])
-            .unwrap_err();
-        assert!(e.to_string().starts_with("config: feedback"), "{e}");
+        let e = TrainConfig::parse(
+            MINIMAL,
+            &["method.feedback.type=\"correctness_only\"".into()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("config: method"), "{e}");
+        assert!(e.to_string().contains("feedback"), "{e}");
         let e = TrainConfig::parse(MINIMAL, &["model.path=\"x\"".into()]).unwrap_err();
         assert!(e.to_string().starts_with("config: model"), "{e}");
         let e = TrainConfig::parse(MINIMAL, &["task.difficulty.digits=99".into()]).unwrap_err();
@@ -931,14 +628,14 @@ mod tests {
             }
         }
         let sd = |key: &str| TrainConfig::parse(MINIMAL, &["method=rltf_sd".into(), key.into()]);
-        let e = sd("credit.self_distillation.rl_coef=1.0").unwrap_err();
+        let e = sd("method.self_distillation.rl_coef=1.0").unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("config: credit.self_distillation.rl_coef"),
+                .starts_with("config: method.self_distillation"),
             "{e}"
         );
-        assert!(e.to_string().contains("objective.rl_coef"), "{e}");
-        let ok = sd("credit.self_distillation.baseline=\"first_turn\"");
+        assert!(e.to_string().contains("rl_coef"), "{e}");
+        let ok = sd("method.self_distillation.baseline=\"first_turn\"");
         assert!(ok.is_ok(), "{ok:?}");
     }
 

@@ -18,7 +18,9 @@
 //!
 //! * [`config`] — the run configuration and its validation;
 //! * [`problems`] — training, SFT and held-out problem streams;
-//! * [`rows`] — each method's credit assignment, from episodes to training rows;
+//! * [`methods`] — one file per method: its strategy, credit assignment (rows), objective
+//!   and default feedback, configured by one `[method]` table;
+//! * [`rows`] — the training rows every method's credit assignment produces;
 //! * [`sft`] — supervised warm-start examples (solutions and feedback-conditioned revisions);
 //! * [`learner`] — the policy, AdamW, one clipped and guarded update;
 //! * [`eval`] — pass@1, pass@k, multi-turn and self-feedback success;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod learner;
+pub mod methods;
 pub mod problems;
 pub mod report;
 pub mod rows;
@@ -42,9 +45,10 @@ pub mod summary;
 pub mod trainer;
 
 pub use checkpoint::TrainState;
-pub use config::{Method, TrainConfig};
+pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use eval::{EvalReport, Evaluator, Rate, pass_at_k};
 pub use learner::Learner;
+pub use methods::{Method, MethodConfig, TrainMethod};
 pub use problems::ProblemSource;
 pub use trainer::{EvalRecord, Observer, RunSummary, Silent, Trainer, new_run_dir};

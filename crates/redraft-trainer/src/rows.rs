@@ -1,32 +1,18 @@
-//! From episodes to training rows: the credit assignment of each method, applied to a
-//! [`RolloutBatch`].
+//! Training rows: what every method's credit assignment produces (see [`crate::methods`] for
+//! each method's rows).
 //!
 //! A [`Row`] is one token sequence the objective scores: its ids, and per *target* position
 //! (`t` predicts `ids[t + 1]`, the layout of `next_token_logprobs`) the trainable mask, the
-//! advantage and the sampling log-prob. Which rows exist and what they carry is the method:
-//!
-//! | method | rows |
-//! |---|---|
-//! | grpo, dr_grpo, dapo, opmd | one policy row per sample; group advantages (DAPO: overlong shaping, groups with equal rewards dropped) |
-//! | rltf_sd, rltf_fm | one policy row per turn with RLTF's per-turn advantages; SD: the revision re-scored under the first prompt; FM: the critique under the feedback-modelling prompt |
-//! | r3l | policy rows for bases and distilled retries (positive amplification, pivot masks); guided retries that improved as auxiliary rows |
-//! | mulferl | policy rows for mixed groups (GRPO advantages); preference rows for all-solved regenerations against the base responses |
+//! advantage and the sampling log-prob. [`TrainRows`] holds the rows of one rollout batch, the
+//! preference pairs among them and the credit counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use redraft_credit_assignment::{
-    AdvantageEstimator, AdvantageFn, RLTF_GAMMA, SelfDistillation, keep_group, per_turn_advantages,
-    pivot_mask,
-};
-use redraft_feedback_protocol::Templates;
 use redraft_objectives::RowKind;
-use redraft_rollout_engine::prompts::critique_message;
-use redraft_rollout_engine::{Episode, GroupUse, RolloutBatch, Sequence};
+use redraft_rollout_engine::{Episode, Sequence};
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
-use redraft_verifier::Problem;
 use serde::Serialize;
 
-use crate::config::{CreditConfig, Method};
 use crate::error::Result;
 
 /// One sequence for the objective.
@@ -49,7 +35,7 @@ pub struct Row {
 
 impl Row {
     /// A row from a sampled sequence with its trainable mask (per id) and one advantage.
-    fn from_sequence(
+    pub(crate) fn from_sequence(
         seq: &Sequence,
         id_mask: &[bool],
         advantage: f32,
@@ -82,8 +68,10 @@ impl Row {
 pub struct CreditStats {
     /// Groups that produced rows.
     pub groups_used: usize,
-    /// Groups dropped by DAPO's dynamic sampling.
+    /// Groups dropped by DAPO's dynamic sampling (no accuracy signal), over every try.
     pub groups_filtered: usize,
+    /// Rollouts DAPO's dynamic sampling drew to fill the batch (1 for the other methods).
+    pub sampling_tries: usize,
     /// Mean of the sequence advantages of policy rows.
     pub advantage_mean: f64,
     /// Standard deviation of the sequence advantages of policy rows.
@@ -108,7 +96,8 @@ pub struct TrainRows {
 }
 
 impl TrainRows {
-    fn push(&mut self, row: Row) -> usize {
+    /// Appends a row (counted by kind); returns its index.
+    pub(crate) fn push(&mut self, row: Row) -> usize {
         let name = serde_json::to_value(row.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -119,239 +108,17 @@ impl TrainRows {
     }
 }
 
-/// What the assembly needs besides the batch.
-pub struct Assembler<'a> {
-    /// The method.
-    pub method: Method,
-    /// Its credit settings.
-    pub credit: &'a CreditConfig,
-    /// The tokenizer (for RLTF-FM's critique prompts).
-    pub tokenizer: &'a dyn Tokenizer,
-    /// The prompt templates (RLTF-FM's `rltf_critique`).
-    pub templates: &'a Templates,
-    /// The problems the batch was rolled out on ([`Episode::problem`] indexes them).
-    pub problems: &'a [Problem],
-}
-
-impl Assembler<'_> {
-    /// The rows of `batch`.
-    ///
-    /// # Errors
-    /// [`crate::Error::Credit`] when credit assignment rejects rewards;
-    /// [`crate::Error::Tokenizer`] when a critique prompt cannot be rendered.
-    pub fn assemble(&self, batch: &RolloutBatch) -> Result<TrainRows> {
-        let mut out = TrainRowsBuilder::default();
-        match self.method {
-            Method::Grpo | Method::DrGrpo | Method::Dapo | Method::Opmd => {
-                self.single_turn(batch, &mut out)?;
-            }
-            Method::RltfSd | Method::RltfFm => self.rltf(batch, &mut out)?,
-            Method::R3l => self.r3l(batch, &mut out)?,
-            Method::Mulferl => self.mulferl(batch, &mut out)?,
-        }
-        Ok(out.finish())
-    }
-
-    fn estimator(&self) -> AdvantageEstimator {
-        self.credit.estimator.unwrap_or(match self.method {
-            Method::DrGrpo => AdvantageEstimator::DrGrpo,
-            Method::Opmd => AdvantageEstimator::OpmdMean,
-            _ => AdvantageEstimator::grpo(),
-        })
-    }
-
-    fn single_turn(&self, batch: &RolloutBatch, out: &mut TrainRowsBuilder) -> Result<()> {
-        let estimator = self.estimator();
-        let dynamic = self
-            .credit
-            .dynamic_sampling
-            .unwrap_or(self.method == Method::Dapo);
-        for group in batch.groups.iter().filter(|g| g.usage == GroupUse::Rl) {
-            let episodes: Vec<&Episode> =
-                group.episodes.iter().map(|&e| &batch.episodes[e]).collect();
-            let mut rewards: Vec<f32> = episodes.iter().map(|e| e.reward).collect();
-            if let Some(shaping) = &self.credit.overlong {
-                let lengths: Vec<usize> = episodes.iter().map(|e| sampled_len(e)).collect();
-                rewards = shaping.shape(&rewards, &lengths)?;
-            }
-            if dynamic && !keep_group(&rewards) {
-                out.rows.stats.groups_filtered += 1;
-                continue;
-            }
-            out.push_group(&episodes, &estimator.group_advantages(&rewards)?);
-        }
-        Ok(())
-    }
-
-    fn rltf(&self, batch: &RolloutBatch, out: &mut TrainRowsBuilder) -> Result<()> {
-        let sd = match self.method {
-            Method::RltfSd => Some(self.credit.self_distillation.unwrap_or_default()),
-            _ => None,
-        };
-        let gamma = sd.map_or(RLTF_GAMMA, |s| s.gamma);
-        for group in batch.groups.iter().filter(|g| g.usage == GroupUse::Rl) {
-            let episodes: Vec<&Episode> =
-                group.episodes.iter().map(|&e| &batch.episodes[e]).collect();
-            let turn_rewards: Vec<Vec<f32>> = episodes.iter().map(|e| e.turn_rewards()).collect();
-            let per_turn = per_turn_advantages(&turn_rewards, gamma)?;
-            out.rows.stats.groups_used += 1;
-            for (e, advs) in episodes.iter().zip(&per_turn) {
-                for (turn, &a) in e.turns.iter().zip(advs) {
-                    let seq = &e.sequences[turn.sequence];
-                    let mask = only_range(&seq.trainable_mask, turn.sampled.clone());
-                    let row = Row::from_sequence(seq, &mask, a, RowKind::Policy, e.problem);
-                    out.push_policy(row, a);
-                }
-            }
-            if let Some(sd) = sd {
-                self.self_distillation(&sd, &episodes, &turn_rewards, out)?;
-            }
-            if self.method == Method::RltfFm {
-                for e in &episodes {
-                    if let Some(row) = self.feedback_modelling_row(e)? {
-                        out.rows.push(row);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// RLTF-SD: each revision `y1`, re-scored under the first prompt `x0`, with `A_SD`.
-    fn self_distillation(
-        &self,
-        sd: &SelfDistillation,
-        episodes: &[&Episode],
-        turn_rewards: &[Vec<f32>],
-        out: &mut TrainRowsBuilder,
-    ) -> Result<()> {
-        let a_sd = sd.advantages(turn_rewards)?;
-        for (e, a) in episodes.iter().zip(a_sd) {
-            let (Some(a), Some(first), Some(second)) = (a, e.turns.first(), e.turns.get(1)) else {
-                continue;
-            };
-            let x0 = &e.sequences[first.sequence];
-            let prompt = &x0.ids[..first.sampled.start];
-            let y1 = &e.sequences[second.sequence].ids[second.sampled.clone()];
-            let ids: Vec<u32> = prompt.iter().chain(y1).copied().collect();
-            let mask: Vec<bool> = (1..ids.len()).map(|i| i >= prompt.len()).collect();
-            let advantages = mask.iter().map(|m| if *m { a } else { 0.0 }).collect();
-            out.rows.push(Row {
-                ids,
-                mask,
-                advantages,
-                old_logprobs: None,
-                kind: RowKind::SelfDistillation,
-                problem: e.problem,
-            });
-        }
-        Ok(())
-    }
-
-    /// RLTF-FM: the critique of the first attempt as the target of the feedback-modelling
-    /// prompt (`rltf_critique`) for that attempt.
-    /// Episodes that ended after a correct first attempt have no critique and no row.
-    fn feedback_modelling_row(&self, e: &Episode) -> Result<Option<Row>> {
-        let critique = e.feedback.iter().find_map(|f| f.feedback.as_ref());
-        let (Some(first), Some(critique), true) = (e.turns.first(), critique, e.turns.len() > 1)
-        else {
-            return Ok(None);
-        };
-        let prompt = critique_message(self.templates, &self.problems[e.problem], &first.text)?;
-        let ids = supervised_ids(self.tokenizer, &[prompt], "", &critique.text)?;
-        Ok(Some(ids.into_row(e.problem)))
-    }
-
-    fn r3l(&self, batch: &RolloutBatch, out: &mut TrainRowsBuilder) -> Result<()> {
-        let amplification = self.credit.positive_amplification.unwrap_or_default();
-        // Pivots of retried bases: base episode → k.
-        let pivots: HashMap<usize, usize> = batch
-            .episodes
-            .iter()
-            .filter(|e| e.provenance.distilled)
-            .filter_map(|e| Some((e.provenance.base?, e.provenance.pivot?)))
-            .collect();
-        for group in &batch.groups {
-            let members: Vec<(usize, &Episode)> = group
-                .episodes
-                .iter()
-                .map(|&i| (i, &batch.episodes[i]))
-                .collect();
-            match group.usage {
-                GroupUse::Rl => {
-                    let rewards: Vec<f32> = members.iter().map(|(_, e)| e.reward).collect();
-                    let adv = amplification.group_advantages(&rewards)?;
-                    out.rows.stats.groups_used += 1;
-                    for ((i, e), a) in members.iter().zip(adv) {
-                        let k = if e.provenance.distilled {
-                            e.provenance.pivot.unwrap_or(0)
-                        } else {
-                            pivots.get(i).copied().unwrap_or(0)
-                        };
-                        let seq = &e.sequences[0];
-                        let mask = pivot_mask(&seq.trainable_mask, k);
-                        let row = Row::from_sequence(seq, &mask, a, RowKind::Policy, e.problem);
-                        out.push_policy(row, a);
-                    }
-                }
-                GroupUse::Sft => {
-                    for (_, e) in &members {
-                        let seq = &e.sequences[0];
-                        let row = Row::from_sequence(
-                            seq,
-                            &seq.trainable_mask,
-                            1.0,
-                            RowKind::Auxiliary,
-                            e.problem,
-                        );
-                        out.rows.push(row);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn mulferl(&self, batch: &RolloutBatch, out: &mut TrainRowsBuilder) -> Result<()> {
-        let estimator = self.estimator();
-        for group in batch.groups.iter().filter(|g| g.usage == GroupUse::Rl) {
-            let episodes: Vec<&Episode> =
-                group.episodes.iter().map(|&e| &batch.episodes[e]).collect();
-            let rewards: Vec<f32> = episodes.iter().map(|e| e.reward).collect();
-            out.push_group(&episodes, &estimator.group_advantages(&rewards)?);
-        }
-        let mut pair_rows: HashMap<usize, usize> = HashMap::new();
-        let mut row_of = |episode: usize, out: &mut TrainRowsBuilder| -> usize {
-            *pair_rows.entry(episode).or_insert_with(|| {
-                let e = &batch.episodes[episode];
-                let seq = &e.sequences[0];
-                out.rows.push(Row::from_sequence(
-                    seq,
-                    &seq.trainable_mask,
-                    0.0,
-                    RowKind::Pair,
-                    e.problem,
-                ))
-            })
-        };
-        for pair in &batch.pairs {
-            let chosen = row_of(pair.chosen, out);
-            let rejected = row_of(pair.rejected, out);
-            out.rows.pairs.push((chosen, rejected));
-        }
-        Ok(())
-    }
-}
-
+/// Collects rows and the sequence advantages of policy rows (for [`CreditStats`]).
 #[derive(Default)]
-struct TrainRowsBuilder {
-    rows: TrainRows,
+pub(crate) struct TrainRowsBuilder {
+    /// The rows so far.
+    pub(crate) rows: TrainRows,
     advantages: Vec<f32>,
 }
 
 impl TrainRowsBuilder {
-    fn push_policy(&mut self, row: Row, advantage: f32) {
+    /// A policy row with its sequence advantage (counted when it trains a target).
+    pub(crate) fn push_policy(&mut self, row: Row, advantage: f32) {
         if row.trained() > 0 {
             self.advantages.push(advantage);
         }
@@ -359,7 +126,7 @@ impl TrainRowsBuilder {
     }
 
     /// The policy rows of a group of single-sequence episodes with their advantages.
-    fn push_group(&mut self, episodes: &[&Episode], advantages: &[f32]) {
+    pub(crate) fn push_group(&mut self, episodes: &[&Episode], advantages: &[f32]) {
         self.rows.stats.groups_used += 1;
         for (e, &a) in episodes.iter().zip(advantages) {
             let seq = &e.sequences[0];
@@ -368,7 +135,8 @@ impl TrainRowsBuilder {
         }
     }
 
-    fn finish(mut self) -> TrainRows {
+    /// The rows with their advantage statistics.
+    pub(crate) fn finish(mut self) -> TrainRows {
         let a = &self.advantages;
         if !a.is_empty() {
             let n = a.len() as f64;
@@ -444,7 +212,7 @@ pub(crate) fn supervised_ids(
 }
 
 /// The sampled tokens of an episode.
-fn sampled_len(e: &Episode) -> usize {
+pub(crate) fn sampled_len(e: &Episode) -> usize {
     e.sequences
         .iter()
         .map(|s| s.trainable_mask.iter().filter(|m| **m).count())
@@ -452,7 +220,7 @@ fn sampled_len(e: &Episode) -> usize {
 }
 
 /// `mask` restricted to `range`.
-fn only_range(mask: &[bool], range: std::ops::Range<usize>) -> Vec<bool> {
+pub(crate) fn only_range(mask: &[bool], range: std::ops::Range<usize>) -> Vec<bool> {
     mask.iter()
         .enumerate()
         .map(|(i, m)| *m && range.contains(&i))

@@ -28,8 +28,10 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::eval::{EvalReport, Evaluator};
 use crate::learner::{Learner, Padded, UpdateOutcome, upload};
+use crate::methods::RowContext;
+use crate::methods::dapo::collect_groups_with_signal;
 use crate::problems::ProblemSource;
-use crate::rows::{Assembler, Row, TrainRows};
+use crate::rows::{Row, TrainRows};
 use crate::sft::sft_rows;
 
 /// File names inside a run folder.
@@ -202,8 +204,8 @@ impl Trainer {
         let pad = tokenizer.special_tokens().padding_id();
         let learner = Learner::new(model, &config.optimizer, device, infer_device, pad);
         let source = ProblemSource::new(&config.task, config.eval.problems)?;
-        let strategy = config.strategy().build()?;
-        let objective = config.objective().build()?;
+        let strategy = config.method.method().strategy(&config.rollout)?;
+        let objective = config.method.method().objective()?;
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
             tokenizer,
@@ -433,9 +435,7 @@ impl Trainer {
         let start = Instant::now();
         let step = self.state.step;
         let total = self.config.steps;
-        let (problems, cursor) = self
-            .source
-            .train(self.state.cursor, self.config.rollout.prompts_per_step)?;
+        let per_step = self.config.rollout.prompts_per_step;
         // 1. Rollout with an inference copy of the policy.
         let policy = self.learner.policy();
         let provider = self.provider(&policy)?;
@@ -447,17 +447,44 @@ impl Trainer {
             ctx = ctx.with_feedback(p);
         }
         let seed = derive_seed(self.config.seed, &[ROLLOUT_SALT, step]);
-        let batch = self.strategy.rollout(&ctx, &problems, seed)?;
+        let method = self.config.method.method();
+        let mut cursor = self.state.cursor;
+        // DAPO's dynamic sampling draws fresh problems until its groups carry signal.
+        let (batch, problems, tries, filtered) = match method.dynamic_sampling() {
+            Some(ds) => {
+                let collected = collect_groups_with_signal(per_step, ds.max_tries, |k| {
+                    let (problems, next) = self.source.train(cursor, per_step)?;
+                    cursor = next;
+                    let seed = match k {
+                        0 => seed,
+                        k => derive_seed(self.config.seed, &[ROLLOUT_SALT, step, k as u64]),
+                    };
+                    Ok((self.strategy.rollout(&ctx, &problems, seed)?, problems))
+                })?;
+                let c = collected;
+                (c.batch, c.problems, c.tries, c.filtered)
+            }
+            None => {
+                let (problems, next) = self.source.train(cursor, per_step)?;
+                cursor = next;
+                (
+                    self.strategy.rollout(&ctx, &problems, seed)?,
+                    problems,
+                    1,
+                    0,
+                )
+            }
+        };
         let rollout_s = start.elapsed().as_secs_f64();
         // 2. Credit assignment.
-        let assembler = Assembler {
-            method: self.config.method,
-            credit: &self.config.credit,
+        let row_ctx = RowContext {
             tokenizer: self.tokenizer.as_ref(),
             templates: &self.templates,
             problems: &problems,
         };
-        let mut rows = assembler.assemble(&batch)?;
+        let mut rows = method.rows(&batch, &row_ctx)?;
+        rows.stats.sampling_tries = tries;
+        rows.stats.groups_filtered += filtered;
         // 3. Log-probs the objective needs besides the sampling ones.
         self.fill_old_logprobs(&policy, &mut rows)?;
         let reference = match &self.reference {
@@ -827,6 +854,7 @@ fn step_record(f: StepFacts<'_>) -> Map<String, Value> {
     m.insert("advantage/max".into(), json!(s.advantage_max));
     m.insert("groups_used".into(), json!(s.groups_used));
     m.insert("groups_filtered".into(), json!(s.groups_filtered));
+    m.insert("sampling_tries".into(), json!(s.sampling_tries));
     for (kind, n) in &s.rows {
         m.insert(format!("rows/{kind}"), json!(n));
     }

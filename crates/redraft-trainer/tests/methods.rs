@@ -57,6 +57,16 @@ fn lines(path: &Path) -> Vec<serde_json::Map<String, Value>> {
 }
 
 fn train(method: Method, extra: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+    train_with_state(method, extra).0
+}
+
+fn train_with_state(
+    method: Method,
+    extra: &[&str],
+) -> (
+    Vec<serde_json::Map<String, Value>>,
+    redraft_trainer::TrainState,
+) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut trainer = Trainer::new(config(method, extra), &run).unwrap();
@@ -104,7 +114,7 @@ fn train(method: Method, extra: &[&str]) -> Vec<serde_json::Map<String, Value>> 
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("Held-out evaluation"), "{report}");
     assert!(run.join("pass_at_1_vs_step.svg").is_file());
-    rl
+    (rl, summary.state)
 }
 
 fn sum(rl: &[serde_json::Map<String, Value>], key: &str) -> f64 {
@@ -112,17 +122,41 @@ fn sum(rl: &[serde_json::Map<String, Value>], key: &str) -> f64 {
 }
 
 #[test]
-fn grpo_dr_grpo_dapo_and_opmd_train() {
-    for m in [Method::Grpo, Method::DrGrpo, Method::Dapo, Method::Opmd] {
-        let rl = train(m, &[]);
+fn grpo_dr_grpo_and_opmd_train_on_every_group() {
+    for m in [Method::Grpo, Method::DrGrpo, Method::Opmd] {
+        let (rl, state) = train_with_state(m, &[]);
         assert_eq!(sum(&rl, "feedback_requests"), 0.0, "{m}");
-        // A random model fails everything: DAPO drops those groups, the others keep them.
-        if m == Method::Dapo {
-            assert!(sum(&rl, "groups_filtered") + sum(&rl, "groups_used") == 4.0);
-        } else {
-            assert_eq!(sum(&rl, "groups_used"), 4.0, "{m}");
-        }
+        // A random model fails everything; these methods keep every group (advantage 0).
+        assert_eq!(sum(&rl, "groups_used"), 4.0, "{m}");
+        assert_eq!(
+            sum(&rl, "sampling_tries"),
+            2.0,
+            "{m}: one batch of problems per step"
+        );
+        assert!(state.cursor >= 4, "{m}");
     }
+}
+
+/// DAPO's dynamic sampling samples fresh problems until `prompts_per_step` groups carry signal
+/// (or its try cap is spent), never training on a short batch while tries remain.
+#[test]
+fn dapo_samples_again_until_its_groups_carry_signal() {
+    let (rl, state) = train_with_state(Method::Dapo, &["method.dynamic_sampling.max_tries=3"]);
+    let mut tries = 0;
+    for m in &rl {
+        let t = m["sampling_tries"].as_u64().unwrap();
+        let used = m["groups_used"].as_u64().unwrap();
+        let filtered = m["groups_filtered"].as_u64().unwrap();
+        assert!((1..=3).contains(&t), "{m:?}");
+        assert!(used <= 2, "{m:?}");
+        assert!(used == 2 || t == 3, "stopped short with tries left: {m:?}");
+        assert!(filtered + used <= 2 * t, "{m:?}");
+        tries += t;
+    }
+    // Each try drew a fresh batch of two problems (the stream skips held-out problems).
+    assert!(state.cursor >= 2 * tries, "{} < 2 × {tries}", state.cursor);
+    // A random model solves (almost) nothing: the cap is what ended the sampling.
+    assert!(tries > 2, "{rl:?}");
 }
 
 #[test]
@@ -142,9 +176,8 @@ fn r3l_trains_with_self_reflection_and_with_a_critic() {
     let rl = train(
         Method::R3l,
         &[
-            "strategy.max_attempts=1",
-            "strategy.base_per_problem=2",
-            "strategy.kind=\"r3l\"",
+            "method.strategy.max_attempts=1",
+            "method.strategy.base_per_problem=2",
         ],
     );
     assert!(sum(&rl, "feedback_requests") > 0.0, "{rl:?}");
@@ -157,10 +190,9 @@ fn r3l_trains_with_self_reflection_and_with_a_critic() {
     let rl = train(
         Method::R3l,
         &[
-            "feedback.type=\"verifier_critic\"",
-            "strategy.kind=\"r3l\"",
-            "strategy.max_attempts=1",
-            "strategy.base_per_problem=2",
+            "method.feedback.type=\"verifier_critic\"",
+            "method.strategy.max_attempts=1",
+            "method.strategy.base_per_problem=2",
         ],
     );
     assert!(sum(&rl, "feedback_episodes") > 0.0, "{rl:?}");

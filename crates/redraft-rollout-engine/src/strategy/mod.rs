@@ -1,7 +1,7 @@
 //! Rollout strategies: how a batch of problems becomes a [`RolloutBatch`] of episodes.
 //!
 //! Each strategy is a [`RolloutStrategy`] selected by a [`StrategyConfig`] (serde-tagged by
-//! `kind`: `single_turn`, `rltf`, `r3l`, `mulferl`). All of them prompt the policy through the
+//! `type`: `single_turn`, `rltf`, `r3l`, `mulferl`). All of them prompt the policy through the
 //! tokenizer's chat template with [`Problem::chat`] messages, stop on the end-of-sequence token
 //! and the template's end-of-turn token (`<|im_end|>` for ChatML), verify with
 //! [`Problem::verify`], and draw every sample from a generator derived from
@@ -127,9 +127,9 @@ pub trait RolloutStrategy {
     ) -> Result<RolloutBatch>;
 }
 
-/// The configuration of a strategy, tagged by `kind`.
+/// The configuration of a strategy, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum StrategyConfig {
     /// Single-turn groups (RLVR).
     SingleTurn(SingleTurnConfig),
