@@ -134,7 +134,8 @@ pub struct Provenance {
     /// feedback was about.
     pub parent_group: Option<usize>,
     /// Prompt tokens whose keys and values were reused from an earlier episode's KV cache
-    /// instead of being recomputed.
+    /// instead of being recomputed (0 at present: R^3L's batched retries prefill their
+    /// replayed prefix again).
     pub reused_prefix_tokens: usize,
 }
 
@@ -239,7 +240,7 @@ pub struct RolloutStats {
     pub feedback_failures: usize,
     /// Self-reflections whose report was invalid (no retry).
     pub invalid_reflections: usize,
-    /// Prompt tokens reused from a KV cache instead of recomputed.
+    /// Prompt tokens reused from a KV cache instead of recomputed (0 at present).
     pub reused_prefix_tokens: usize,
 }
 

@@ -14,8 +14,6 @@ mod single_turn;
 
 use rand_chacha::ChaCha8Rng;
 use redraft_feedback_protocol::{FeedbackProvider, Templates};
-use redraft_model::CausalLm;
-use redraft_model::burn::tensor::Device;
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
 use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
@@ -27,18 +25,18 @@ pub use single_turn::{SingleTurn, SingleTurnConfig};
 
 use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::{Error, Result};
+use crate::policy::Policy;
 pub(crate) use crate::prompts::problem_messages;
-use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
+use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
 
-/// What a strategy samples with: the policy, its tokenizer and device, how to sample, the
-/// feedback provider and the prompt templates.
+/// What a strategy samples with: the policy, its tokenizer, how to sample, the feedback
+/// provider and the prompt templates.
+#[derive(Clone)]
 pub struct RolloutContext<'a> {
-    /// The policy.
-    pub model: &'a CausalLm,
+    /// The policy every turn is sampled from.
+    pub policy: &'a dyn Policy,
     /// Its tokenizer (must have a chat template).
     pub tokenizer: &'a dyn Tokenizer,
-    /// The device the model lives on.
-    pub device: &'a Device,
     /// Sampling parameters of every policy turn; `seed` is ignored (the rollout seed is used)
     /// and the end-of-sequence and end-of-turn tokens are added to `stop_tokens`.
     pub sampling: SamplingParams,
@@ -52,15 +50,13 @@ pub struct RolloutContext<'a> {
 impl<'a> RolloutContext<'a> {
     /// A context without feedback provider, with the default templates.
     pub fn new(
-        model: &'a CausalLm,
+        policy: &'a dyn Policy,
         tokenizer: &'a dyn Tokenizer,
-        device: &'a Device,
         sampling: SamplingParams,
     ) -> Self {
         Self {
-            model,
+            policy,
             tokenizer,
-            device,
             sampling,
             feedback: None,
             templates: Templates::new(),
@@ -84,11 +80,6 @@ impl<'a> RolloutContext<'a> {
             name: "feedback",
             reason: format!("the {strategy} strategy needs a feedback provider"),
         })
-    }
-
-    pub(crate) fn pad_id(&self) -> u32 {
-        let special = self.tokenizer.special_tokens();
-        special.pad.or(special.eos).unwrap_or(0)
     }
 
     /// The sampling parameters of a policy turn: `sampling` plus eos and end-of-turn stops.
@@ -118,13 +109,24 @@ pub trait RolloutStrategy {
     /// Which strategy this is.
     fn kind(&self) -> StrategyKind;
 
+    /// The strategy's episodes for `problems`, with generators derived from `seed` (its
+    /// see [`rollout`](Self::rollout)).
+    fn sample(
+        &self,
+        ctx: &RolloutContext<'_>,
+        problems: &[Problem],
+        seed: u64,
+    ) -> Result<RolloutBatch>;
+
     /// Rolls out `problems` with generators derived from `seed`.
     fn rollout(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],
         seed: u64,
-    ) -> Result<RolloutBatch>;
+    ) -> Result<RolloutBatch> {
+        self.sample(ctx, problems, seed)
+    }
 }
 
 /// The configuration of a strategy, tagged by `kind`.
@@ -248,7 +250,7 @@ pub(crate) fn sample_turns(
             rng,
         })
         .collect();
-    let completions = generate_rows(ctx.model, rows, ctx.pad_id(), ctx.device, &|_, _| false)?;
+    let completions = ctx.policy.generate(rows, &|_, _| false)?;
     let mut out = Vec::with_capacity(completions.len());
     for (b, c) in builders.iter_mut().zip(completions) {
         let range = b.sampled(&c.tokens, &c.logprobs)?;
