@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redraft_feedback_protocol::{
     CORRECT_TEXT, ChatModel, ChatRequest, ChatResponse, CorrectnessOnly, CriticConfig,
@@ -19,9 +20,9 @@ use redraft_model::{
     CausalLm, DeviceSpec, Init, ModelConfig, RandomInit, WeightSource, next_token_logprobs,
 };
 use redraft_rollout_engine::{
-    GroupUse, LocalPolicy, MulFeRlConfig, PolicyChat, R3lConfig, RltfConfig, RolloutBatch,
-    RolloutContext, SamplingParams, Sequence, SingleTurnConfig, StrategyConfig, StrategyKind,
-    TokenKind,
+    Completion, GroupUse, LocalPolicy, MeteredPolicy, MulFeRlConfig, Policy, PolicyChat, R3lConfig,
+    RltfConfig, RolloutBatch, RolloutContext, RowRequest, SamplingParams, Sequence,
+    SingleTurnConfig, StrategyConfig, StrategyKind, TokenKind,
 };
 use redraft_tokenizer::{ByteTokenizer, Conversation, Message, Tokenizer};
 use redraft_verifier::Problem;
@@ -698,4 +699,138 @@ fn mulferl_drops_a_group_whose_regeneration_prompt_overflows_the_context() {
         ..MulFeRlConfig::default()
     });
     assert!(zero.build().is_err());
+}
+
+/// A policy that records the completion tokens of every generate call it serves.
+struct Recording {
+    inner: LocalPolicy,
+    tokens: AtomicUsize,
+}
+
+impl Policy for Recording {
+    fn generate(
+        &self,
+        rows: Vec<RowRequest>,
+        stop: &dyn Fn(usize, &[u32]) -> bool,
+    ) -> redraft_rollout_engine::Result<Vec<Completion>> {
+        let out = self.inner.generate(rows, stop)?;
+        let n: usize = out.iter().map(|c| c.tokens.len()).sum();
+        self.tokens.fetch_add(n, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn max_context(&self) -> usize {
+        self.inner.max_context()
+    }
+}
+
+/// Makes a feedback provider, possibly sampling from the given policy.
+type Reflect = Box<dyn Fn(Arc<dyn Policy>) -> Option<Box<dyn FeedbackProvider>>>;
+
+fn reflect(f: impl Fn(Arc<dyn Policy>) -> Option<Box<dyn FeedbackProvider>> + 'static) -> Reflect {
+    Box::new(f)
+}
+
+/// A rollout through a meter over a recording policy; `reflect` gives the feedback provider,
+/// which may sample from the same meter. Returns the batch and the recorded tokens.
+fn recorded_rollout(
+    config: &StrategyConfig,
+    model: &CausalLm,
+    reflect: impl FnOnce(Arc<dyn Policy>) -> Option<Box<dyn FeedbackProvider>>,
+) -> (RolloutBatch, usize) {
+    let tok = ByteTokenizer::new();
+    let meter = Arc::new(MeteredPolicy::new(Recording {
+        inner: local(model),
+        tokens: AtomicUsize::new(0),
+    }));
+    let provider = reflect(meter.clone());
+    let mut ctx = RolloutContext::new(meter.as_ref(), &tok, params());
+    if let Some(p) = provider.as_deref() {
+        ctx = ctx.with_feedback(p);
+    }
+    let batch = config
+        .build()
+        .unwrap()
+        .rollout(&ctx, &[math("2"), math("3")], 9)
+        .unwrap();
+    (batch, meter.inner().tokens.load(Ordering::Relaxed))
+}
+
+#[test]
+fn sampled_tokens_are_every_decoded_token_exactly_once() {
+    let random = CausalLm::init(&config(), 11, &device()).unwrap();
+    let answering = bigram_model(&[(b'\n', "N"), (b'>', "\\boxed{2}")]);
+    let none = reflect(|_| None);
+    let critic = reflect(|_| Some(Box::new(VerifierCritic::new(CriticConfig::default()))));
+    let correctness = reflect(|_| Some(Box::new(CorrectnessOnly::new())));
+    let fixed = reflect(|_| Some(Box::new(fixed_reflection())));
+    let by_policy = reflect(|policy| {
+        let chat = PolicyChat::new(policy, Arc::new(ByteTokenizer::new()), params());
+        Some(Box::new(SelfReflection::new(
+            Arc::new(chat),
+            Arc::new(Templates::new()),
+            SelfReflectionConfig::default(),
+        )))
+    });
+    let r3l = StrategyConfig::R3l(R3lConfig {
+        base_per_problem: 2,
+        max_attempts: 2,
+        ..R3lConfig::default()
+    });
+    let cases: Vec<(&str, StrategyConfig, &CausalLm, &Reflect)> = vec![
+        (
+            "single_turn",
+            StrategyConfig::SingleTurn(SingleTurnConfig { group_size: 3 }),
+            &random,
+            &none,
+        ),
+        (
+            "rltf",
+            StrategyConfig::Rltf(RltfConfig {
+                group_size: 2,
+                ..RltfConfig::default()
+            }),
+            &random,
+            &critic,
+        ),
+        (
+            "mulferl",
+            StrategyConfig::Mulferl(MulFeRlConfig {
+                group_size: 2,
+                ..MulFeRlConfig::default()
+            }),
+            &answering,
+            &correctness,
+        ),
+        ("r3l, retries", r3l.clone(), &random, &fixed),
+        ("r3l, reflection by the policy", r3l, &random, &by_policy),
+    ];
+    for (name, config, model, provider) in cases {
+        let (batch, recorded) = recorded_rollout(&config, model, |p| provider(p));
+        assert!(recorded > 0, "{name}");
+        assert_eq!(batch.stats.sampled_tokens, recorded, "{name}");
+    }
+}
+
+#[test]
+fn r3l_retries_only_what_failed() {
+    // The model answers `\boxed{2}`: right for 1 + 1, wrong for 1 + 2. With a critic, only the
+    // failed bases are retried.
+    let model = bigram_model(&[(b'\n', "\\boxed{2}")]);
+    let critic = VerifierCritic::new(CriticConfig::default());
+    let config = StrategyConfig::R3l(R3lConfig {
+        base_per_problem: 2,
+        max_attempts: 1,
+        ..R3lConfig::default()
+    });
+    let batch = rollout(&config, &model, Some(&critic), &[math("2"), math("3")], 2);
+    check_well_formed(&batch);
+    let retried: Vec<usize> = batch
+        .episodes
+        .iter()
+        .filter_map(|e| e.provenance.base)
+        .map(|b| batch.episodes[b].problem)
+        .collect();
+    assert!(!retried.is_empty());
+    assert!(retried.iter().all(|p| *p == 1), "{retried:?}");
 }

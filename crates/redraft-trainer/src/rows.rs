@@ -9,14 +9,13 @@
 //! |---|---|
 //! | grpo, dr_grpo, dapo, opmd | one policy row per sample; group advantages (DAPO: overlong shaping, groups with equal rewards dropped) |
 //! | rltf_sd, rltf_fm | one policy row per turn with RLTF's per-turn advantages; SD: the revision re-scored under the first prompt; FM: the critique under the feedback-modelling prompt |
-//! | r3l | policy rows for bases and distilled retries (positive amplification, pivot masks); guided retries that improved as auxiliary rows |
+//! | r3l | policy rows for bases and distilled retries (positive amplification, the strategy's pivotal-credit masks); the strategy's auxiliary SFT items (guided retries, reflections) as auxiliary rows |
 //! | mulferl | policy rows for mixed groups (GRPO advantages); preference rows for all-solved regenerations against the base responses |
 
 use std::collections::{BTreeMap, HashMap};
 
 use redraft_credit_assignment::{
     AdvantageEstimator, AdvantageFn, RLTF_GAMMA, SelfDistillation, keep_group, per_turn_advantages,
-    pivot_mask,
 };
 use redraft_feedback_protocol::Templates;
 use redraft_objectives::RowKind;
@@ -39,7 +38,8 @@ pub struct Row {
     /// Per target: the advantage (0 where not trained).
     pub advantages: Vec<f32>,
     /// Per target: the sampling log-prob; `None` when the row was not sampled as it stands
-    /// (RLTF-SD's re-scored revision): the trainer scores it with the pre-update policy.
+    /// (RLTF-SD's re-scored revision, R^3L's distilled copies and reflections, marked
+    /// [`Sequence::rescore`]): the trainer scores it with the pre-update policy.
     pub old_logprobs: Option<Vec<f32>>,
     /// The objective term the row feeds.
     pub kind: RowKind,
@@ -65,7 +65,7 @@ impl Row {
             ids: seq.ids.clone(),
             mask,
             advantages,
-            old_logprobs: Some(seq.logprobs[1..].to_vec()),
+            old_logprobs: (!seq.rescore).then(|| seq.logprobs[1..].to_vec()),
             kind,
             problem,
         }
@@ -262,48 +262,31 @@ impl Assembler<'_> {
         Ok(Some(ids.into_row(e.problem)))
     }
 
+    /// R^3L: the strategy marks what is trained ([`Sequence::credit_mask`]: pivotal credit) and
+    /// which episodes are auxiliary SFT items (its [`GroupUse::Sft`] groups).
     fn r3l(&self, batch: &RolloutBatch, out: &mut TrainRowsBuilder) -> Result<()> {
         let amplification = self.credit.positive_amplification.unwrap_or_default();
-        // Pivots of retried bases: base episode → k.
-        let pivots: HashMap<usize, usize> = batch
-            .episodes
-            .iter()
-            .filter(|e| e.provenance.distilled)
-            .filter_map(|e| Some((e.provenance.base?, e.provenance.pivot?)))
-            .collect();
         for group in &batch.groups {
-            let members: Vec<(usize, &Episode)> = group
-                .episodes
-                .iter()
-                .map(|&i| (i, &batch.episodes[i]))
-                .collect();
+            let members: Vec<&Episode> =
+                group.episodes.iter().map(|&i| &batch.episodes[i]).collect();
             match group.usage {
                 GroupUse::Rl => {
-                    let rewards: Vec<f32> = members.iter().map(|(_, e)| e.reward).collect();
+                    let rewards: Vec<f32> = members.iter().map(|e| e.reward).collect();
                     let adv = amplification.group_advantages(&rewards)?;
                     out.rows.stats.groups_used += 1;
-                    for ((i, e), a) in members.iter().zip(adv) {
-                        let k = if e.provenance.distilled {
-                            e.provenance.pivot.unwrap_or(0)
-                        } else {
-                            pivots.get(i).copied().unwrap_or(0)
-                        };
+                    for (e, a) in members.iter().zip(adv) {
                         let seq = &e.sequences[0];
-                        let mask = pivot_mask(&seq.trainable_mask, k);
+                        let mask = seq.credit_mask();
                         let row = Row::from_sequence(seq, &mask, a, RowKind::Policy, e.problem);
                         out.push_policy(row, a);
                     }
                 }
                 GroupUse::Sft => {
-                    for (_, e) in &members {
+                    for e in &members {
                         let seq = &e.sequences[0];
-                        let row = Row::from_sequence(
-                            seq,
-                            &seq.trainable_mask,
-                            1.0,
-                            RowKind::Auxiliary,
-                            e.problem,
-                        );
+                        let mask = seq.credit_mask();
+                        let row =
+                            Row::from_sequence(seq, &mask, 1.0, RowKind::Auxiliary, e.problem);
                         out.rows.push(row);
                     }
                 }

@@ -25,7 +25,7 @@ pub use single_turn::{SingleTurn, SingleTurnConfig};
 
 use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::{Error, Result};
-use crate::policy::Policy;
+use crate::policy::{MeteredPolicy, Policy};
 pub(crate) use crate::prompts::problem_messages;
 use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
 
@@ -33,7 +33,10 @@ use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
 /// provider and the prompt templates.
 #[derive(Clone)]
 pub struct RolloutContext<'a> {
-    /// The policy every turn is sampled from.
+    /// The policy every turn is sampled from. When it is a [`MeteredPolicy`], the rollout's
+    /// [`RolloutStats::sampled_tokens`](crate::RolloutStats) is what the meter counted during
+    /// the rollout (share the meter with a [`PolicyChat`](crate::PolicyChat) feedback provider
+    /// to count the reflections it samples); otherwise a meter is put over it for the rollout.
     pub policy: &'a dyn Policy,
     /// Its tokenizer (must have a chat template).
     pub tokenizer: &'a dyn Tokenizer,
@@ -110,7 +113,7 @@ pub trait RolloutStrategy {
     fn kind(&self) -> StrategyKind;
 
     /// The strategy's episodes for `problems`, with generators derived from `seed` (its
-    /// see [`rollout`](Self::rollout)).
+    /// `stats.sampled_tokens` is left to [`rollout`](Self::rollout)).
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,
@@ -118,14 +121,29 @@ pub trait RolloutStrategy {
         seed: u64,
     ) -> Result<RolloutBatch>;
 
-    /// Rolls out `problems` with generators derived from `seed`.
+    /// Rolls out `problems` with generators derived from `seed`: [`sample`](Self::sample), with
+    /// `stats.sampled_tokens` set to the completion tokens the policy's meter counted meanwhile
+    /// (every decode call, wherever it was made; see [`RolloutContext::policy`]).
     fn rollout(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],
         seed: u64,
     ) -> Result<RolloutBatch> {
-        self.sample(ctx, problems, seed)
+        if let Some(before) = ctx.policy.metered_tokens() {
+            let mut batch = self.sample(ctx, problems, seed)?;
+            let after = ctx.policy.metered_tokens().unwrap_or(before);
+            batch.stats.sampled_tokens = after.saturating_sub(before) as usize;
+            return Ok(batch);
+        }
+        let meter = MeteredPolicy::new(ctx.policy);
+        let metered = RolloutContext {
+            policy: &meter,
+            ..ctx.clone()
+        };
+        let mut batch = self.sample(&metered, problems, seed)?;
+        batch.stats.sampled_tokens = meter.sampled_tokens() as usize;
+        Ok(batch)
     }
 }
 

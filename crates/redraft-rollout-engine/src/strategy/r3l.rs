@@ -1,8 +1,13 @@
 //! R^3L reflect-then-retry (ALGORITHMS.md §2.1–2.2).
 
-use redraft_feedback_protocol::{Feedback, FeedbackKind, FeedbackRequest, FeedbackSource};
-use redraft_tokenizer::Message;
-use redraft_verifier::Problem;
+use std::ops::Range;
+
+use redraft_feedback_protocol::{
+    AuxSftRules, Exchange, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot,
+    PivotUnit, ReflectRetryRecord, RetryRecord, select_aux_sft,
+};
+use redraft_tokenizer::{Conversation, Message, Tokenizer};
+use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -14,6 +19,7 @@ use crate::episode::{
 };
 use crate::error::{Error, Result};
 use crate::prompts::{guidance_system, guided_messages};
+use crate::sampling::FinishReason;
 
 /// Configuration of [`R3l`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +35,9 @@ pub struct R3lConfig {
     /// (the default, R^3L's math code path) every retry restarts from attempt 0 with the
     /// guidance as the system prompt.
     pub replay_to_pivot: bool,
+    /// Which auxiliary SFT items (guided retries, reflections) a retry yields. Default: the
+    /// released code's math rule.
+    pub aux_sft: AuxSftRules,
 }
 
 impl Default for R3lConfig {
@@ -37,6 +46,7 @@ impl Default for R3lConfig {
             base_per_problem: 4,
             max_attempts: 3,
             replay_to_pivot: false,
+            aux_sft: AuxSftRules::default(),
         }
     }
 }
@@ -50,18 +60,23 @@ impl Default for R3lConfig {
 /// 2. Each base is sent to the feedback provider (R^3L's `SelfReflection`, possibly over the
 ///    policy itself via [`PolicyChat`](crate::PolicyChat)); the record is kept on the base, and
 ///    invalid reports are counted in [`RolloutStats::invalid_reflections`](crate::RolloutStats).
-/// 3. When the feedback [triggers a retry](Feedback::triggers_retry), the retry is sampled with
+/// 3. When the feedback [triggers a retry](Feedback::triggers_retry) (a reflection that does not
+///    judge the base a success; a critic's feedback on a failed base), the retry is sampled with
 ///    the guidance (the feedback text) as a system message: from attempt 0, or with
 ///    `replay_to_pivot` from the pivot turn `k`, after replaying the base's first `k` attempts
-///    ([`TokenKind::Replayed`](crate::TokenKind), not trainable). Every attempt of every base
+///    ([`TokenKind::Replayed`](crate::TokenKind), not trainable). The pivot also marks what of
+///    the retried base is trained ([`Sequence::untrained`](crate::Sequence::untrained);
+///    `pivot_plan`, docs/algorithms/r3l.md). Every attempt of every base
 ///    (and then of every retry) of the step is decoded in one batch through
 ///    [`Policy::generate`](crate::Policy::generate); the replayed prefix is prefilled again (no
 ///    KV cache is kept between attempts).
-/// 4. Two copies of each retry are kept: the guided one (in a [`GroupUse::Sft`] group when it
-///    beat its base and solved the problem, as R^3L's auxiliary SFT task, else in a
-///    [`GroupUse::Unused`] group) and the
-///    context-distilled one: the same sampled ids (and sampling log-probs) re-expressed under the
+/// 4. Two copies of each retry are kept: the guided one and the context-distilled one: the same
+///    sampled ids (and sampling log-probs, marked for re-scoring) re-expressed under the
 ///    original prompt with the guidance removed, which joins the bases' RL group.
+/// 5. [`select_aux_sft`] (rules `aux_sft`) decides the auxiliary SFT items of each base: the
+///    guided retry and the reflection (when the policy wrote it: [`Exchange`]) join the
+///    problem's [`GroupUse::Sft`] group; guided retries that are not items are kept in a
+///    [`GroupUse::Unused`] group.
 #[derive(Debug, Clone)]
 pub struct R3l {
     config: R3lConfig,
@@ -94,6 +109,8 @@ struct Session {
     /// `sample_rng(seed, problem, stage + a, sample)`.
     stage: u64,
     sample: usize,
+    /// Sampled ids kept out of training (pivotal credit of a retried base).
+    untrained: Vec<Range<usize>>,
 }
 
 /// Runs the attempts of every session until each has ended (a correct attempt or
@@ -161,11 +178,15 @@ fn run_attempts(
 
 fn episode(problem: usize, session: &Session, provenance: Provenance) -> Episode {
     let reward = session.turns.last().map_or(0.0, |t| t.reward);
+    let mut sequence = session.builder.finish();
+    sequence.untrained = session.untrained.clone();
+    // A distilled copy's log-probs were sampled under the guided context.
+    sequence.rescore = provenance.distilled;
     Episode {
         problem,
         group: 0,
         sample: 0,
-        sequences: vec![session.builder.finish()],
+        sequences: vec![sequence],
         turns: session.turns.clone(),
         feedback: session.feedback.clone(),
         reward,
@@ -219,8 +240,9 @@ impl RolloutStrategy for R3l {
         // 3. Retries of the bases whose feedback asks for one, batched like the bases.
         let mut guided: Vec<Session> = Vec::new();
         let mut distilled: Vec<SequenceBuilder> = Vec::new();
-        // Per base: (pivot, index into `guided`) of its retry.
+        // Per base: (pivot, index into `guided`) of its retry, and its feedback.
         let mut retry_of: Vec<Option<(usize, usize)>> = vec![None; bases.len()];
+        let mut feedback_of: Vec<Option<Feedback>> = vec![None; bases.len()];
         for (b, (base, result)) in bases.iter_mut().zip(results).enumerate() {
             let last_turn = base.turns.len() - 1;
             let fb = match result {
@@ -243,14 +265,12 @@ impl RolloutStrategy for R3l {
                 feedback: Some(fb.clone()),
                 error: None,
             });
+            feedback_of[b] = Some(fb.clone());
             if !fb.triggers_retry() {
                 continue;
             }
-            let pivot = if c.replay_to_pivot {
-                fb.pivot.map_or(0, |pv| pv.index).min(last_turn)
-            } else {
-                0
-            };
+            let (pivot, untrained) = pivot_plan(fb.pivot, base, c.replay_to_pivot, tok)?;
+            base.untrained = untrained;
             let guidance = guidance_system(&ctx.templates, &fb.text)?;
             let (session, copy) = retry(ctx, &problems[base.problem], base, pivot, &guidance, b)?;
             retry_of[b] = Some((pivot, guided.len()));
@@ -275,7 +295,35 @@ impl RolloutStrategy for R3l {
             for (k, b) in members.enumerate() {
                 let base = &bases[b];
                 explore.push(episode(p, base, Provenance::base(StrategyKind::R3l)));
-                let Some((pivot, r)) = retry_of[b] else {
+                let base_reward = base.turns.last().map_or(0.0, |t| t.reward);
+                let Some(fb) = &feedback_of[b] else {
+                    continue;
+                };
+                let retry = retry_of[b].map(|(pivot, r)| (pivot, &guided[r], &distilled[r]));
+                let record = ReflectRetryRecord {
+                    base_reward,
+                    base_steps: base.turns.len(),
+                    verdict: fb.reflection_verdict(),
+                    retry: retry.map(|(_, g, _)| RetryRecord {
+                        reward: g.turns.last().map_or(0.0, |t| t.reward),
+                        steps: g.turns.len(),
+                    }),
+                };
+                let selected = select_aux_sft(&record, &c.aux_sft);
+                if selected.reflection
+                    && let Some(exchange) = &fb.exchange
+                {
+                    // The verdict the reflection led to: its retry's, else its base's.
+                    let last = retry.map_or(base, |(_, g, _)| g).turns.last();
+                    let verdict = last.map_or_else(|| base_verdict(base), |t| t.verdict.clone());
+                    let provenance = Provenance {
+                        base: Some(start + k),
+                        reflection: true,
+                        ..Provenance::base(StrategyKind::R3l)
+                    };
+                    sft.push(reflection_episode(ctx, p, exchange, verdict, provenance)?);
+                }
+                let Some((pivot, guided, distilled)) = retry else {
                     continue;
                 };
                 let provenance = Provenance {
@@ -285,16 +333,14 @@ impl RolloutStrategy for R3l {
                 };
                 distills.push(episode(
                     p,
-                    &distilled[r],
+                    distilled,
                     Provenance {
                         distilled: true,
                         ..provenance.clone()
                     },
                 ));
-                let retry_reward = guided[r].turns.last().map_or(0.0, |t| t.reward);
-                let base_reward = base.turns.last().map_or(0.0, |t| t.reward);
-                let guided = episode(p, &guided[r], provenance);
-                if retry_reward > base_reward && retry_reward >= 1.0 {
+                let guided = episode(p, guided, provenance);
+                if selected.guided_retry {
                     sft.push(guided);
                 } else {
                     unused.push(guided);
@@ -326,6 +372,7 @@ impl Session {
             done: false,
             stage,
             sample,
+            untrained: Vec::new(),
         }
     }
 }
@@ -412,4 +459,190 @@ fn distill(ctx: &RolloutContext<'_>, guided: &Session, prefix: SequenceBuilder) 
     }
     out.feedback = guided.feedback.clone();
     Ok(out)
+}
+
+/// The verdict of a base's last attempt (every base has one).
+fn base_verdict(base: &Session) -> Verdict {
+    base.turns[base.turns.len() - 1].verdict.clone()
+}
+
+/// Where the retry of `base` restarts (the attempts it replays) and which of the base's sampled
+/// ids pivotal credit keeps out of training (docs/algorithms/r3l.md, "The pivot"), by the
+/// pivot's unit:
+///
+/// * [`PivotUnit::Turn`] `k` (a self-reflection's `retry_from_step`): the base's attempts before
+///   `k` are judged sound; they are not trained on the base, and with `replay_to_pivot` the
+///   retry replays them and restarts at attempt `k` (else it restarts from attempt 0);
+/// * [`PivotUnit::Step`] `k` (a critic's `Diagnosis::first_error` in the base's last attempt):
+///   the `k` scratchpad steps before the first wrong one were verified; the tokens of that
+///   attempt before the wrong step's first byte are not trained. The retry restarts from
+///   attempt 0 (a step is not an attempt boundary to replay to). `k = 0` keeps everything.
+fn pivot_plan(
+    pivot: Option<Pivot>,
+    base: &Session,
+    replay_to_pivot: bool,
+    tokenizer: &dyn Tokenizer,
+) -> Result<(usize, Vec<Range<usize>>)> {
+    let Some(pivot) = pivot else {
+        return Ok((0, Vec::new()));
+    };
+    match pivot.unit {
+        PivotUnit::Turn => {
+            let k = pivot.index.min(base.turns.len().saturating_sub(1));
+            let untrained = base.turns[..k].iter().map(|t| t.sampled.clone()).collect();
+            Ok((if replay_to_pivot { k } else { 0 }, untrained))
+        }
+        PivotUnit::Step => {
+            let last = &base.turns[base.turns.len() - 1];
+            let error = last.verdict.diagnosis.first_error.as_ref();
+            let Some(byte) = error.filter(|_| pivot.index > 0).map(|e| e.span.start) else {
+                return Ok((0, Vec::new()));
+            };
+            let ids = &base.builder.ids()[last.sampled.clone()];
+            let n = tokens_before_byte(ids, byte, tokenizer)?;
+            let start = last.sampled.start;
+            Ok((
+                0,
+                if n > 0 {
+                    vec![start..start + n]
+                } else {
+                    Vec::new()
+                },
+            ))
+        }
+    }
+}
+
+/// The most leading ids of `ids` whose decoded text is at most `byte` bytes long.
+fn tokens_before_byte(ids: &[u32], byte: usize, tokenizer: &dyn Tokenizer) -> Result<usize> {
+    let (mut lo, mut hi) = (0, ids.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if tokenizer.decode(&ids[..mid], true)?.len() <= byte {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// A reflection as an auxiliary SFT episode: its prompt messages, then the report as the
+/// assistant turn (re-tokenized from the text the policy wrote, with the end-of-turn token, so
+/// it is re-scored: [`Sequence::rescore`](crate::Sequence::rescore)), reward 1.
+fn reflection_episode(
+    ctx: &RolloutContext<'_>,
+    problem: usize,
+    exchange: &Exchange,
+    verdict: Verdict,
+    provenance: Provenance,
+) -> Result<Episode> {
+    let tok = ctx.tokenizer;
+    let mut b = SequenceBuilder::new(tok)?;
+    for m in &exchange.messages {
+        b.prompt(tok, m.clone())?;
+    }
+    b.open(tok)?;
+    let mut ids = tok.encode(&exchange.response)?;
+    let end = Conversation::for_tokenizer(tok)?.turn_end_ids(tok)?;
+    ids.extend(end.first().copied());
+    let range = b.sampled(&ids, &vec![0.0; ids.len()])?;
+    b.close(tok)?;
+    let mut sequence = b.finish();
+    sequence.rescore = true;
+    Ok(Episode {
+        problem,
+        group: 0,
+        sample: 0,
+        sequences: vec![sequence],
+        turns: vec![Turn {
+            sequence: 0,
+            sampled: range,
+            text: exchange.response.clone(),
+            finish_reason: FinishReason::Stop,
+            verdict,
+            reward: 1.0,
+        }],
+        feedback: Vec::new(),
+        reward: 1.0,
+        provenance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redraft_tokenizer::ByteTokenizer;
+    use redraft_verifier::{Diagnosis, DiagnosisKind, FirstError};
+
+    /// A base whose attempts are `texts` (each failed; the last with its first error at byte
+    /// `error_at`, as step `step`).
+    fn base(texts: &[&str], step: usize, error_at: usize) -> Session {
+        let tok = ByteTokenizer::new();
+        let mut builder = SequenceBuilder::new(&tok).unwrap();
+        builder.prompt(&tok, Message::user("q")).unwrap();
+        let mut session = Session::new(0, builder, stage::ATTEMPT, 0);
+        for (i, text) in texts.iter().enumerate() {
+            session.builder.open(&tok).unwrap();
+            let ids = tok.encode(text).unwrap();
+            let range = session
+                .builder
+                .sampled(&ids, &vec![0.0; ids.len()])
+                .unwrap();
+            session.builder.close(&tok).unwrap();
+            let diagnosis =
+                Diagnosis::new(DiagnosisKind::WrongStep, "").with_first_error(FirstError {
+                    step,
+                    span: error_at..error_at + 1,
+                    expected: String::new(),
+                    found: String::new(),
+                });
+            session.turns.push(Turn {
+                sequence: 0,
+                sampled: range,
+                text: (*text).to_string(),
+                finish_reason: FinishReason::Stop,
+                verdict: Verdict::wrong(diagnosis),
+                reward: 0.0,
+            });
+            if i + 1 < texts.len() {
+                session
+                    .builder
+                    .feedback(&tok, Message::user("again"))
+                    .unwrap();
+            }
+        }
+        session
+    }
+
+    #[test]
+    fn the_pivot_unit_decides_what_is_kept_out_of_training() {
+        let tok = ByteTokenizer::new();
+        let b = base(&["a=1\nb=3", "a=1\nb=5\nc=9"], 1, 5);
+        let (first, last) = (b.turns[0].sampled.clone(), b.turns[1].sampled.clone());
+        // A turn pivot: the attempts before it; replayed only with `replay_to_pivot`.
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(1)), &b, false, &tok).unwrap(),
+            (0, vec![first.clone()])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(1)), &b, true, &tok).unwrap(),
+            (1, vec![first])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(0)), &b, true, &tok).unwrap(),
+            (0, vec![])
+        );
+        // A step pivot: the verified steps of the last attempt (its first 5 bytes), never a
+        // replay; step 0 verifies nothing.
+        assert_eq!(
+            pivot_plan(Some(Pivot::step(1)), &b, true, &tok).unwrap(),
+            (0, vec![last.start..last.start + 5])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::step(0)), &b, false, &tok).unwrap(),
+            (0, vec![])
+        );
+        assert_eq!(pivot_plan(None, &b, true, &tok).unwrap(), (0, vec![]));
+    }
 }
