@@ -806,7 +806,7 @@ fn sampled_tokens_are_every_decoded_token_exactly_once() {
         ("r3l, reflection by the policy", r3l, &random, &by_policy),
     ];
     for (name, config, model, provider) in cases {
-        let (batch, recorded) = recorded_rollout(&config, model, |p| provider(p));
+        let (batch, recorded) = recorded_rollout(&config, model, provider);
         assert!(recorded > 0, "{name}");
         assert_eq!(batch.stats.sampled_tokens, recorded, "{name}");
     }

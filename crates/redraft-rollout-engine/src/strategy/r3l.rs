@@ -501,14 +501,8 @@ fn pivot_plan(
             let ids = &base.builder.ids()[last.sampled.clone()];
             let n = tokens_before_byte(ids, byte, tokenizer)?;
             let start = last.sampled.start;
-            Ok((
-                0,
-                if n > 0 {
-                    vec![start..start + n]
-                } else {
-                    Vec::new()
-                },
-            ))
+            let verified = std::iter::once(start..start + n).filter(|r| !r.is_empty());
+            Ok((0, verified.collect()))
         }
     }
 }
@@ -616,6 +610,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one range of ids, not a range of values
     fn the_pivot_unit_decides_what_is_kept_out_of_training() {
         let tok = ByteTokenizer::new();
         let b = base(&["a=1\nb=3", "a=1\nb=5\nc=9"], 1, 5);
