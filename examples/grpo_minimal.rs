@@ -16,7 +16,7 @@ use redraft::model::burn::tensor::{Int, Tensor, TensorData};
 use redraft::model::{CausalLm, DeviceSpec, ModelConfig, next_token_logprobs};
 use redraft::objectives::{ObjectiveConfig, PolicyBatch, RlvrOptions};
 use redraft::rollout::{
-    RolloutContext, RolloutStrategy, SamplingParams, SingleTurn, SingleTurnConfig,
+    LocalPolicy, RolloutContext, RolloutStrategy, SamplingParams, SingleTurn, SingleTurnConfig,
 };
 use redraft::tokenizer::{ByteTokenizer, Tokenizer};
 use redraft::verifier::{Difficulty, TaskFamily};
@@ -57,13 +57,13 @@ fn train(steps: u64) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
         let problems = (0..4)
             .map(|i| TaskFamily::Arithmetic.generate_one(0, step * 4 + i, &difficulty))
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = model.valid();
+        let policy = LocalPolicy::for_tokenizer(model.valid(), plain.clone(), &tokenizer);
         let sampling = SamplingParams {
             max_new_tokens: 24,
             vocab_limit: Some(tokenizer.vocab_size()),
             ..SamplingParams::default()
         };
-        let ctx = RolloutContext::new(&policy, &tokenizer, &plain, sampling);
+        let ctx = RolloutContext::new(&policy, &tokenizer, sampling);
         let batch = strategy.rollout(&ctx, &problems, step)?;
 
         // 4. Credit: group-normalised advantages, one per sample, on its sampled tokens.

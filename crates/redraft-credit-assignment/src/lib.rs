@@ -20,7 +20,7 @@
 //! * [`advantage`]: GRPO, Dr.GRPO, RLOO, OPMD mean baseline, batch-std scaling;
 //! * [`dapo`]: overlong reward shaping, dynamic-sampling group filter;
 //! * [`multiturn`]: RLTF per-turn returns and the RLTF-SD advantage;
-//! * [`r3l`]: pivotal credit masks, positive amplification, auxiliary SFT selection;
+//! * [`r3l`]: pivotal credit masks, positive amplification;
 //! * [`mulferl`]: routing of base / regenerated groups into GRPO groups and preference pairs;
 //! * [`masks`]: token masks (log-prob threshold, prefix);
 //! * [`aggregation`]: loss-aggregation modes as per-token weights;
@@ -60,7 +60,4 @@ pub use multiturn::{
     RLTF_GAMMA, RLTF_SD_RL_COEF, SdBaseline, SelfDistillation, discounted_returns,
     first_turn_baseline, per_turn_advantages,
 };
-pub use r3l::{
-    AuxSftRules, AuxSftSelection, PositiveAmplification, ReflectRetryRecord, ReflectionVerdict,
-    RetryRecord, SFT_ADVANTAGE, assistant_segments, pivot_mask, pivot_masks, select_aux_sft,
-};
+pub use r3l::{PositiveAmplification, SFT_ADVANTAGE, assistant_segments, pivot_mask, pivot_masks};

@@ -55,11 +55,12 @@ pub use merge::{GroupJudge, GroupJudgeConfig};
 pub use openai::{OpenAiClient, OpenAiConfig};
 pub use provider::{FeedbackProvider, ProviderStats, StatsRecorder};
 pub use reflection::{
-    InvalidReflection, ReflectionOutcome, ReflectionReport, SelfReflection, SelfReflectionConfig,
-    TrajectoryOutcome, parse_reflection,
+    AuxSftRules, AuxSftSelection, InvalidReflection, ReflectRetryRecord, ReflectionOutcome,
+    ReflectionReport, ReflectionVerdict, RetryRecord, SelfReflection, SelfReflectionConfig,
+    TrajectoryOutcome, parse_reflection, select_aux_sft,
 };
 pub use templates::{Templates, forced_prefix};
 pub use types::{
-    FEEDBACK_FORMAT_VERSION, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot,
-    PivotUnit,
+    Exchange, FEEDBACK_FORMAT_VERSION, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource,
+    Pivot, PivotUnit,
 };

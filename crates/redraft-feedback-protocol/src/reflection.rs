@@ -13,7 +13,7 @@ use crate::chat::{ChatModel, ChatRequest};
 use crate::error::Result;
 use crate::provider::{FeedbackProvider, ProviderStats, StatsRecorder};
 use crate::templates::{R3L_REFLECTION_SYSTEM, Templates, TrajectoryStep};
-use crate::types::{Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot};
+use crate::types::{Exchange, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot};
 
 /// The keys a report must have, in the order the guidance writes them.
 pub const REPORT_KEYS: [&str; 5] = [
@@ -378,7 +378,7 @@ impl FeedbackProvider for SelfReflection {
             }
         }
         let responses = self.model.complete(&chat);
-        for (i, resp) in index.into_iter().zip(responses) {
+        for ((i, resp), asked) in index.into_iter().zip(responses).zip(&chat) {
             let request = &requests[i];
             out[i] = Some(resp.and_then(|resp| {
                 let turns = request
@@ -403,6 +403,10 @@ impl FeedbackProvider for SelfReflection {
                 }
                 fb.verdict = Some(request.verdict.clone());
                 fb.reflection = Some(outcome);
+                fb.exchange = Some(Exchange {
+                    messages: asked.messages.clone(),
+                    response: resp.text.clone(),
+                });
                 fb.latency_ms = if resp.latency.is_zero() {
                     start.elapsed().as_secs_f64() * 1e3
                 } else {
@@ -423,5 +427,198 @@ impl FeedbackProvider for SelfReflection {
         let mut s = self.stats.snapshot();
         s.retries = self.model.retries();
         s
+    }
+}
+
+/// What a reflection (or other feedback) on a base trajectory concluded, in R^3L's terms
+/// (ALGORITHMS.md §2.1, steps 2–3 in the project's reference; see docs/algorithms/r3l.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReflectionVerdict {
+    /// The report failed `validate_reflect_report`: no retry, no SFT item.
+    Invalid,
+    /// Valid report with `trajectory_outcome == "success"` (or a correct attempt): no retry.
+    Success,
+    /// A retry: a valid report with any other outcome (`success_but_inefficient`, `failure`;
+    /// the model's judgement, not the reward), or other feedback on a failed attempt.
+    NeedsRetry,
+}
+
+/// One retry of a base trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// Reward of the retry (the distilled copy has the same tokens and reward).
+    pub reward: f32,
+    /// Number of environment steps (assistant turns) the retry used.
+    pub steps: usize,
+}
+
+/// A base trajectory, its reflection, and its retry if one was made.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReflectRetryRecord {
+    /// Reward of the base trajectory.
+    pub base_reward: f32,
+    /// Number of environment steps (assistant turns) of the base trajectory.
+    pub base_steps: usize,
+    /// What the reflection concluded.
+    pub verdict: ReflectionVerdict,
+    /// The retry, when `verdict` is `NeedsRetry` and the retry ran (ignored otherwise).
+    pub retry: Option<RetryRecord>,
+}
+
+/// Which auxiliary SFT items (advantage 1, singleton groups) a record yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuxSftSelection {
+    /// Train the reflection (reflection prompt → report).
+    pub reflection: bool,
+    /// Train the guided retry (prefix ⊕ guidance → retry suffix).
+    pub guided_retry: bool,
+}
+
+/// Rules for selecting auxiliary SFT items. The default is the released code's math rule
+/// ([`code_math`](Self::code_math)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuxSftRules {
+    /// A reward at or above this is a success. Default 1.0.
+    #[serde(default = "default_one")]
+    pub success_threshold: f32,
+    /// Code: an improved retry must also be a success (`R(retry) > R(base)` **and**
+    /// `R(retry) ≥ threshold`). Paper: `false` ("retry achieves strictly higher reward").
+    pub require_success: bool,
+    /// Code, ALFWorld only: a successful retry that used fewer steps than its base also
+    /// qualifies (`R(retry) ≥ threshold and steps(retry) < steps(base)`).
+    pub fewer_steps_counts: bool,
+    /// Code only (not in the paper): when the base succeeded and the reflection said
+    /// "success", the reflection is an SFT item.
+    pub reflect_on_verified_success: bool,
+}
+
+fn default_one() -> f32 {
+    1.0
+}
+
+impl Default for AuxSftRules {
+    fn default() -> Self {
+        Self::code_math()
+    }
+}
+
+impl AuxSftRules {
+    /// Released code, math / WebShop / ScienceWorld workflows.
+    pub fn code_math() -> Self {
+        Self {
+            success_threshold: 1.0,
+            require_success: true,
+            fewer_steps_counts: false,
+            reflect_on_verified_success: true,
+        }
+    }
+
+    /// Released code, ALFWorld workflow (adds the fewer-steps rule).
+    pub fn code_alfworld() -> Self {
+        Self {
+            fewer_steps_counts: true,
+            ..Self::code_math()
+        }
+    }
+
+    /// The paper's rule: strictly higher reward only.
+    pub fn paper() -> Self {
+        Self {
+            success_threshold: 1.0,
+            require_success: false,
+            fewer_steps_counts: false,
+            reflect_on_verified_success: false,
+        }
+    }
+}
+
+/// Selects the auxiliary SFT items a reflect-then-retry record yields (the one place R^3L decides
+/// them; docs/algorithms/r3l.md):
+///
+/// * verdict `Success`: the reflection, iff `reflect_on_verified_success` and
+///   `R(base) ≥ threshold` (code-only rule);
+/// * verdict `NeedsRetry` with a retry: reflection **and** guided retry iff
+///   `R(retry) > R(base)` (and `R(retry) ≥ threshold` when `require_success`), or, with
+///   `fewer_steps_counts`, `R(retry) ≥ threshold` and `steps(retry) < steps(base)`;
+/// * otherwise nothing (a non-finite reward never qualifies).
+pub fn select_aux_sft(record: &ReflectRetryRecord, rules: &AuxSftRules) -> AuxSftSelection {
+    let thr = rules.success_threshold;
+    match (record.verdict, record.retry) {
+        (ReflectionVerdict::NeedsRetry, Some(retry)) => {
+            let improved = retry.reward > record.base_reward
+                && (!rules.require_success || retry.reward >= thr);
+            let faster =
+                rules.fewer_steps_counts && retry.reward >= thr && retry.steps < record.base_steps;
+            let yes = improved || faster;
+            AuxSftSelection {
+                reflection: yes,
+                guided_retry: yes,
+            }
+        }
+        (ReflectionVerdict::Success, _) => AuxSftSelection {
+            reflection: rules.reflect_on_verified_success && record.base_reward >= thr,
+            guided_retry: false,
+        },
+        _ => AuxSftSelection::default(),
+    }
+}
+
+#[cfg(test)]
+mod aux_sft_tests {
+    use super::*;
+
+    #[test]
+    fn aux_sft_rules() {
+        let code = AuxSftRules::code_math();
+        let rec = |base_reward, verdict, retry: Option<(f32, usize)>| ReflectRetryRecord {
+            base_reward,
+            base_steps: 10,
+            verdict,
+            retry: retry.map(|(reward, steps)| RetryRecord { reward, steps }),
+        };
+        let both = AuxSftSelection {
+            reflection: true,
+            guided_retry: true,
+        };
+        let none = AuxSftSelection::default();
+        use ReflectionVerdict::*;
+        assert_eq!(
+            select_aux_sft(&rec(0.0, NeedsRetry, Some((1.0, 10))), &code),
+            both
+        );
+        // improved but not a success: code no, paper yes
+        assert_eq!(
+            select_aux_sft(&rec(0.0, NeedsRetry, Some((0.5, 10))), &code),
+            none
+        );
+        assert_eq!(
+            select_aux_sft(
+                &rec(0.0, NeedsRetry, Some((0.5, 10))),
+                &AuxSftRules::paper()
+            ),
+            both
+        );
+        // success but inefficient base, successful faster retry: ALFWorld rule only
+        let r = rec(1.0, NeedsRetry, Some((1.0, 5)));
+        assert_eq!(select_aux_sft(&r, &code), none);
+        assert_eq!(select_aux_sft(&r, &AuxSftRules::code_alfworld()), both);
+        // code-only reflection SFT on a verified success
+        let s = rec(1.0, Success, None);
+        assert_eq!(
+            select_aux_sft(&s, &code),
+            AuxSftSelection {
+                reflection: true,
+                guided_retry: false
+            }
+        );
+        assert_eq!(select_aux_sft(&s, &AuxSftRules::paper()), none);
+        assert_eq!(select_aux_sft(&rec(0.0, Success, None), &code), none);
+        assert_eq!(select_aux_sft(&rec(1.0, Invalid, None), &code), none);
+        assert_eq!(
+            select_aux_sft(&rec(f32::NAN, NeedsRetry, Some((f32::NAN, 1))), &code),
+            none
+        );
     }
 }

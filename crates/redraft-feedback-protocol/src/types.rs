@@ -4,7 +4,7 @@ use redraft_tokenizer::Message;
 use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
 
-use crate::reflection::ReflectionOutcome;
+use crate::reflection::{ReflectionOutcome, ReflectionVerdict};
 
 /// Version of the serialised [`Feedback`] / [`FeedbackRequest`] format, written into every value
 /// (values without it read as this version). Bumped on incompatible changes, so that a reader can
@@ -122,6 +122,19 @@ pub struct Feedback {
     /// The parsed reflection report, for [`FeedbackKind::SelfReflection`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reflection: Option<ReflectionOutcome>,
+    /// The chat the feedback was written in, when a model wrote it as the answer to a chat that
+    /// can be trained on (R^3L's self-reflection: its auxiliary SFT item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<Exchange>,
+}
+
+/// A chat prompt and the model's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The prompt messages.
+    pub messages: Vec<Message>,
+    /// The model's text.
+    pub response: String,
 }
 
 impl Feedback {
@@ -137,16 +150,28 @@ impl Feedback {
             source,
             latency_ms: 0.0,
             reflection: None,
+            exchange: None,
         }
     }
 
-    /// Whether this feedback asks for a retry. Critiques and correctness-only feedback always do;
-    /// a self-reflection only when its report is valid and its outcome is not `success` (R^3L's
-    /// retry trigger: the model's own judgement, not the reward).
+    /// Whether this feedback asks for a retry. A self-reflection does when its report is valid
+    /// and its outcome is not `success` (R^3L's retry trigger: the model's own judgement, not the
+    /// reward); any other feedback when the attempt it is about failed (its verdict is not
+    /// correct, or it carries none).
     pub fn triggers_retry(&self) -> bool {
+        self.reflection_verdict() == ReflectionVerdict::NeedsRetry
+    }
+
+    /// What this feedback concluded about the attempt, in R^3L's terms: a self-reflection's
+    /// report (invalid, `success`, or anything else: retry); for other feedback, a retry when
+    /// the attempt failed (its verdict is not correct, or it carries none), else success.
+    pub fn reflection_verdict(&self) -> ReflectionVerdict {
         match &self.reflection {
-            Some(r) => r.triggers_retry(),
-            None => true,
+            Some(r) if !r.is_valid() => ReflectionVerdict::Invalid,
+            Some(r) if r.triggers_retry() => ReflectionVerdict::NeedsRetry,
+            Some(_) => ReflectionVerdict::Success,
+            None if self.verdict.as_ref().is_some_and(|v| v.correct) => ReflectionVerdict::Success,
+            None => ReflectionVerdict::NeedsRetry,
         }
     }
 }
@@ -246,5 +271,25 @@ pub fn reference_of(problem: &Problem) -> String {
     match problem {
         Problem::Math(m) => m.answer.clone(),
         other => other.solution(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redraft_verifier::{Diagnosis, DiagnosisKind};
+
+    #[test]
+    fn only_failed_attempts_trigger_a_retry() {
+        let critique = |verdict: Option<Verdict>| {
+            let mut fb = Feedback::new(FeedbackKind::Critique, "c", FeedbackSource::new("x"));
+            fb.verdict = verdict;
+            fb
+        };
+        let wrong = Verdict::wrong(Diagnosis::new(DiagnosisKind::WrongAnswer, "no"));
+        assert!(critique(Some(wrong)).triggers_retry());
+        assert!(!critique(Some(Verdict::correct("yes"))).triggers_retry());
+        // Without a verdict nothing says the attempt succeeded.
+        assert!(critique(None).triggers_retry());
     }
 }

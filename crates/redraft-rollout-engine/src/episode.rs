@@ -52,6 +52,14 @@ pub struct Sequence {
     pub trainable_mask: Vec<bool>,
     /// The messages (closed sampled turns as assistant messages).
     pub messages: Vec<Message>,
+    /// Sampled ids the strategy keeps out of training: R^3L's pivotal credit, the prefix of a
+    /// retried base before its pivot (docs/algorithms/r3l.md). Empty for other strategies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrained: Vec<Range<usize>>,
+    /// Whether `logprobs` were computed under another context than this sequence's (R^3L's
+    /// distilled copies, re-tokenized reflections): the trainer re-scores the sequence.
+    #[serde(default)]
+    pub rescore: bool,
 }
 
 impl Sequence {
@@ -63,6 +71,17 @@ impl Sequence {
             .filter(|(_, m)| **m)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// The ids to train: [`trainable_mask`](Self::trainable_mask) less the
+    /// [`untrained`](Self::untrained) ranges.
+    pub fn credit_mask(&self) -> Vec<bool> {
+        let mut mask = self.trainable_mask.clone();
+        for r in &self.untrained {
+            let end = r.end.min(mask.len());
+            mask[r.start.min(end)..end].fill(false);
+        }
+        mask
     }
 
     /// Number of ids before the first sampled one (the prompt length).
@@ -133,8 +152,12 @@ pub struct Provenance {
     /// For a regeneration, the group (index into [`RolloutBatch::groups`]) whose failures the
     /// feedback was about.
     pub parent_group: Option<usize>,
+    /// Whether this is the policy's reflection on the base episode (R^3L's auxiliary SFT item).
+    #[serde(default)]
+    pub reflection: bool,
     /// Prompt tokens whose keys and values were reused from an earlier episode's KV cache
-    /// instead of being recomputed.
+    /// instead of being recomputed (0 at present: R^3L's batched retries prefill their
+    /// replayed prefix again).
     pub reused_prefix_tokens: usize,
 }
 
@@ -148,6 +171,7 @@ impl Provenance {
             round: None,
             distilled: false,
             parent_group: None,
+            reflection: false,
             reused_prefix_tokens: 0,
         }
     }
@@ -231,7 +255,10 @@ pub struct PreferencePair {
 pub struct RolloutStats {
     /// Sampled turns.
     pub turns: usize,
-    /// Sampled tokens.
+    /// Completion tokens the policy sampled during the rollout, each counted once wherever it
+    /// was sampled (turns, retries, reflections sampled by the policy through a shared meter):
+    /// set by [`RolloutStrategy::rollout`](crate::RolloutStrategy::rollout) from the policy's
+    /// meter, never from the episodes (a distilled copy re-expresses tokens sampled once).
     pub sampled_tokens: usize,
     /// Feedback requests sent.
     pub feedback_requests: usize,
@@ -239,7 +266,7 @@ pub struct RolloutStats {
     pub feedback_failures: usize,
     /// Self-reflections whose report was invalid (no retry).
     pub invalid_reflections: usize,
-    /// Prompt tokens reused from a KV cache instead of recomputed.
+    /// Prompt tokens reused from a KV cache instead of recomputed (0 at present).
     pub reused_prefix_tokens: usize,
 }
 
@@ -272,11 +299,6 @@ impl RolloutBatch {
             e.group = id;
             e.sample = i;
             self.stats.turns += e.turns.len();
-            self.stats.sampled_tokens += e
-                .sequences
-                .iter()
-                .map(|s| s.trainable_mask.iter().filter(|m| **m).count())
-                .sum::<usize>();
             self.stats.reused_prefix_tokens += e.provenance.reused_prefix_tokens;
             self.episodes.push(e);
         }
@@ -400,6 +422,8 @@ impl SequenceBuilder {
             logprobs,
             trainable_mask,
             messages: transcript.messages,
+            untrained: Vec::new(),
+            rescore: false,
         }
     }
 }

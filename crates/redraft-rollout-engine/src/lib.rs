@@ -1,11 +1,13 @@
 //! redraft-rollout-engine: experience collection on redraft-model.
 //!
-//! This first part holds batched sampling with the KV cache ([`generate`]); multi-turn episodes
-//! and the feedback strategies build on it.
+//! Batched sampling with the KV cache ([`generate_rows`], the one decode loop), behind the
+//! [`Policy`] seam that strategies sample through ([`LocalPolicy`], metered by
+//! [`MeteredPolicy`]); multi-turn episodes and the feedback strategies build on it.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod episode;
 mod error;
+mod policy;
 mod policy_chat;
 pub mod prompts;
 mod sampling;
@@ -16,6 +18,7 @@ pub use episode::{
     RolloutStats, Sequence, StrategyKind, TokenKind, Turn,
 };
 pub use error::{Error, Result};
+pub use policy::{LocalPolicy, MeteredPolicy, Policy};
 pub use policy_chat::PolicyChat;
 pub use sampling::{
     Completion, FinishReason, RowRequest, SamplingParams, generate, generate_rows, row_rng,

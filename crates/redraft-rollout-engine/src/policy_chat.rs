@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use redraft_feedback_protocol::{ChatModel, ChatRequest, ChatResponse, Usage};
-use redraft_model::CausalLm;
-use redraft_model::burn::tensor::Device;
 use redraft_tokenizer::{Conversation, Tokenizer};
 
-use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
+use crate::policy::Policy;
+use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
 use crate::strategy::derive_seed;
 
 /// The policy answering chat requests with the tokenizer's chat template.
@@ -21,12 +20,12 @@ use crate::strategy::derive_seed;
 /// end-of-turn tokens and at the request's stop strings (which are cut from the text, as an
 /// OpenAI-compatible server does). Call `n` (counted from 0) of [`ChatModel::complete`] draws
 /// request `i` from the generator derived from `(params.seed, n)`, row `i`: a sequence of calls
-/// is reproducible.
+/// is reproducible. Sampling goes through the [`Policy`], so a
+/// [`MeteredPolicy`](crate::MeteredPolicy) shared with the rollout counts these tokens too.
 pub struct PolicyChat {
     name: String,
-    model: CausalLm,
+    policy: Arc<dyn Policy>,
     tokenizer: Arc<dyn Tokenizer>,
-    device: Device,
     params: SamplingParams,
     calls: AtomicU64,
 }
@@ -42,18 +41,16 @@ impl std::fmt::Debug for PolicyChat {
 }
 
 impl PolicyChat {
-    /// The policy `model` with its tokenizer, on `device`, sampling with `params`.
+    /// The `policy` with its tokenizer, sampling with `params`.
     pub fn new(
-        model: CausalLm,
+        policy: Arc<dyn Policy>,
         tokenizer: Arc<dyn Tokenizer>,
-        device: Device,
         params: SamplingParams,
     ) -> Self {
         Self {
             name: "policy".into(),
-            model,
+            policy,
             tokenizer,
-            device,
             params,
             calls: AtomicU64::new(0),
         }
@@ -153,12 +150,7 @@ impl ChatModel for PolicyChat {
                         })
                         .unwrap_or(false)
             };
-            let pad = tok
-                .special_tokens()
-                .pad
-                .or(tok.special_tokens().eos)
-                .unwrap_or(0);
-            match generate_rows(&self.model, rows, pad, &self.device, &stop) {
+            match self.policy.generate(rows, &stop) {
                 Ok(completions) => {
                     for ((c, &i), plen) in completions.into_iter().zip(&owners).zip(prompt_lens) {
                         out[i] = Some(tok.decode(&c.tokens, true).map_err(model_error).map(

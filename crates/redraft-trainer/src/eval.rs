@@ -11,8 +11,8 @@ use redraft_feedback_protocol::{
 use redraft_model::CausalLm;
 use redraft_model::burn::tensor::Device;
 use redraft_rollout_engine::{
-    PolicyChat, Rltf, RltfConfig, RolloutContext, RolloutStrategy, SamplingParams, SingleTurn,
-    SingleTurnConfig,
+    LocalPolicy, PolicyChat, Rltf, RltfConfig, RolloutContext, RolloutStrategy, SamplingParams,
+    SingleTurn, SingleTurnConfig,
 };
 use redraft_tokenizer::{Message, Tokenizer};
 use redraft_verifier::Problem;
@@ -124,14 +124,18 @@ impl Evaluator<'_> {
         }
     }
 
-    fn context(&self) -> RolloutContext<'_> {
-        RolloutContext::new(
-            self.policy,
+    /// The policy as a sampler.
+    fn local(&self) -> LocalPolicy {
+        LocalPolicy::for_tokenizer(
+            self.policy.clone(),
+            self.device.clone(),
             self.tokenizer.as_ref(),
-            self.device,
-            self.sampling(),
         )
-        .with_templates(self.templates.clone())
+    }
+
+    fn context<'a>(&'a self, policy: &'a LocalPolicy) -> RolloutContext<'a> {
+        RolloutContext::new(policy, self.tokenizer.as_ref(), self.sampling())
+            .with_templates(self.templates.clone())
     }
 
     /// Evaluates on `problems` with sampling seed `seed`.
@@ -142,7 +146,8 @@ impl Evaluator<'_> {
         let start = Instant::now();
         let k = self.config.samples;
         let single = SingleTurn::new(SingleTurnConfig { group_size: k })?;
-        let batch = single.rollout(&self.context(), problems, seed)?;
+        let policy = self.local();
+        let batch = single.rollout(&self.context(&policy), problems, seed)?;
         let mut sampled_tokens = batch.stats.sampled_tokens;
         let mut p1 = Vec::new();
         let mut pk = Vec::new();
@@ -205,7 +210,8 @@ impl Evaluator<'_> {
             early_termination: true,
             ..RltfConfig::default()
         })?;
-        let ctx = self.context().with_feedback(provider);
+        let policy = self.local();
+        let ctx = self.context(&policy).with_feedback(provider);
         let batch = strategy.rollout(&ctx, problems, seed)?;
         let rates: Vec<f64> = batch
             .groups
@@ -235,9 +241,8 @@ impl SelfCritic {
     fn new(eval: &Evaluator<'_>) -> Result<Self> {
         Ok(Self {
             chat: PolicyChat::new(
-                eval.policy.clone(),
+                Arc::new(eval.local()),
                 eval.tokenizer.clone(),
-                eval.device.clone(),
                 eval.sampling(),
             )
             .with_name("self-critic"),

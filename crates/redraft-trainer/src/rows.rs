@@ -25,7 +25,8 @@ pub struct Row {
     /// Per target: the advantage (0 where not trained).
     pub advantages: Vec<f32>,
     /// Per target: the sampling log-prob; `None` when the row was not sampled as it stands
-    /// (RLTF-SD's re-scored revision): the trainer scores it with the pre-update policy.
+    /// (RLTF-SD's re-scored revision, R^3L's distilled copies and reflections, marked
+    /// [`Sequence::rescore`]): the trainer scores it with the pre-update policy.
     pub old_logprobs: Option<Vec<f32>>,
     /// The objective term the row feeds.
     pub kind: RowKind,
@@ -51,7 +52,7 @@ impl Row {
             ids: seq.ids.clone(),
             mask,
             advantages,
-            old_logprobs: Some(seq.logprobs[1..].to_vec()),
+            old_logprobs: (!seq.rescore).then(|| seq.logprobs[1..].to_vec()),
             kind,
             problem,
         }

@@ -17,7 +17,8 @@ use redraft_model::burn::tensor::Tensor;
 use redraft_model::{CausalLm, ModelConfig, SaveDType};
 use redraft_objectives::{Objective, PairRows, PolicyBatch, RowKind};
 use redraft_rollout_engine::{
-    PolicyChat, RolloutBatch, RolloutContext, RolloutStrategy, SamplingParams, derive_seed,
+    LocalPolicy, MeteredPolicy, Policy, PolicyChat, RolloutBatch, RolloutContext, RolloutStrategy,
+    SamplingParams, derive_seed,
 };
 use redraft_tokenizer::{ByteTokenizer, Tokenizer, load_tokenizer};
 use serde::{Deserialize, Serialize};
@@ -437,11 +438,17 @@ impl Trainer {
         let total = self.config.steps;
         let per_step = self.config.rollout.prompts_per_step;
         // 1. Rollout with an inference copy of the policy.
+        // Every token sampled for the step (the strategy's turns and the reflections R^3L's
+        // provider samples from the policy) goes through one meter.
         let policy = self.learner.policy();
-        let provider = self.provider(&policy)?;
+        let meter = Arc::new(MeteredPolicy::new(LocalPolicy::for_tokenizer(
+            policy.clone(),
+            self.learner.infer_device().clone(),
+            self.tokenizer.as_ref(),
+        )));
+        let provider = self.provider(meter.clone())?;
         let sampling = self.sampling();
-        let device = self.learner.infer_device().clone();
-        let mut ctx = RolloutContext::new(&policy, self.tokenizer.as_ref(), &device, sampling)
+        let mut ctx = RolloutContext::new(meter.as_ref(), self.tokenizer.as_ref(), sampling)
             .with_templates(self.templates.clone());
         if let Some(p) = provider.as_deref() {
             ctx = ctx.with_feedback(p);
@@ -583,14 +590,13 @@ impl Trainer {
     }
 
     /// The feedback provider of this step (R^3L's self-reflection samples from `policy`).
-    fn provider(&self, policy: &CausalLm) -> Result<Option<Box<dyn FeedbackProvider>>> {
+    fn provider(&self, policy: Arc<dyn Policy>) -> Result<Option<Box<dyn FeedbackProvider>>> {
         let Some(config) = self.config.feedback() else {
             return Ok(None);
         };
         let chat: Arc<dyn ChatModel> = Arc::new(PolicyChat::new(
-            policy.clone(),
+            policy,
             self.tokenizer.clone(),
-            self.learner.infer_device().clone(),
             self.sampling(),
         ));
         Ok(Some(config.build(Some(chat))?))

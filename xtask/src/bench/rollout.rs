@@ -7,9 +7,11 @@
 //!   a prompt gets its first token shifted by `g` (mod the vocabulary), so every row is distinct
 //!   and all B × G rows are prefilled, the same work as the engine would do without forking
 //!   (same lengths, same batch, same decode);
-//! - pivot-prefix reuse: R^3L's retry from turn k continues from a truncated copy of the base
-//!   trajectory's cache ([`KvCache::truncate`]) instead of prefilling the replayed prefix again.
-//!   Both ways decode one batch-1 continuation as `strategy/r3l.rs` does.
+//! - pivot-prefix reuse: a retry from turn k continuing from a truncated copy of the base
+//!   trajectory's cache ([`KvCache::truncate`]) instead of prefilling the replayed prefix again,
+//!   both ways one batch-1 continuation. This measures the primitive only: the R^3L strategy no
+//!   longer reuses caches (it batches all retries through `Policy::generate` and prefills the
+//!   replayed prefix again; docs/algorithms/r3l.md).
 //!
 //! Settings follow scripts/torch_reference.py: prompts of P uniform random tokens, no
 //! padding, temperature 1, no top-k/top-p, no early stop; medians over timed iterations after a

@@ -14,8 +14,6 @@ mod single_turn;
 
 use rand_chacha::ChaCha8Rng;
 use redraft_feedback_protocol::{FeedbackProvider, Templates};
-use redraft_model::CausalLm;
-use redraft_model::burn::tensor::Device;
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
 use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
@@ -27,18 +25,21 @@ pub use single_turn::{SingleTurn, SingleTurnConfig};
 
 use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::{Error, Result};
+use crate::policy::{MeteredPolicy, Policy};
 pub(crate) use crate::prompts::problem_messages;
-use crate::sampling::{FinishReason, RowRequest, SamplingParams, generate_rows, row_rng};
+use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
 
-/// What a strategy samples with: the policy, its tokenizer and device, how to sample, the
-/// feedback provider and the prompt templates.
+/// What a strategy samples with: the policy, its tokenizer, how to sample, the feedback
+/// provider and the prompt templates.
+#[derive(Clone)]
 pub struct RolloutContext<'a> {
-    /// The policy.
-    pub model: &'a CausalLm,
+    /// The policy every turn is sampled from. When it is a [`MeteredPolicy`], the rollout's
+    /// [`RolloutStats::sampled_tokens`](crate::RolloutStats) is what the meter counted during
+    /// the rollout (share the meter with a [`PolicyChat`](crate::PolicyChat) feedback provider
+    /// to count the reflections it samples); otherwise a meter is put over it for the rollout.
+    pub policy: &'a dyn Policy,
     /// Its tokenizer (must have a chat template).
     pub tokenizer: &'a dyn Tokenizer,
-    /// The device the model lives on.
-    pub device: &'a Device,
     /// Sampling parameters of every policy turn; `seed` is ignored (the rollout seed is used)
     /// and the end-of-sequence and end-of-turn tokens are added to `stop_tokens`.
     pub sampling: SamplingParams,
@@ -52,15 +53,13 @@ pub struct RolloutContext<'a> {
 impl<'a> RolloutContext<'a> {
     /// A context without feedback provider, with the default templates.
     pub fn new(
-        model: &'a CausalLm,
+        policy: &'a dyn Policy,
         tokenizer: &'a dyn Tokenizer,
-        device: &'a Device,
         sampling: SamplingParams,
     ) -> Self {
         Self {
-            model,
+            policy,
             tokenizer,
-            device,
             sampling,
             feedback: None,
             templates: Templates::new(),
@@ -84,11 +83,6 @@ impl<'a> RolloutContext<'a> {
             name: "feedback",
             reason: format!("the {strategy} strategy needs a feedback provider"),
         })
-    }
-
-    pub(crate) fn pad_id(&self) -> u32 {
-        let special = self.tokenizer.special_tokens();
-        special.pad.or(special.eos).unwrap_or(0)
     }
 
     /// The sampling parameters of a policy turn: `sampling` plus eos and end-of-turn stops.
@@ -118,13 +112,39 @@ pub trait RolloutStrategy {
     /// Which strategy this is.
     fn kind(&self) -> StrategyKind;
 
-    /// Rolls out `problems` with generators derived from `seed`.
-    fn rollout(
+    /// The strategy's episodes for `problems`, with generators derived from `seed` (its
+    /// `stats.sampled_tokens` is left to [`rollout`](Self::rollout)).
+    fn sample(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],
         seed: u64,
     ) -> Result<RolloutBatch>;
+
+    /// Rolls out `problems` with generators derived from `seed`: [`sample`](Self::sample), with
+    /// `stats.sampled_tokens` set to the completion tokens the policy's meter counted meanwhile
+    /// (every decode call, wherever it was made; see [`RolloutContext::policy`]).
+    fn rollout(
+        &self,
+        ctx: &RolloutContext<'_>,
+        problems: &[Problem],
+        seed: u64,
+    ) -> Result<RolloutBatch> {
+        if let Some(before) = ctx.policy.metered_tokens() {
+            let mut batch = self.sample(ctx, problems, seed)?;
+            let after = ctx.policy.metered_tokens().unwrap_or(before);
+            batch.stats.sampled_tokens = after.saturating_sub(before) as usize;
+            return Ok(batch);
+        }
+        let meter = MeteredPolicy::new(ctx.policy);
+        let metered = RolloutContext {
+            policy: &meter,
+            ..ctx.clone()
+        };
+        let mut batch = self.sample(&metered, problems, seed)?;
+        batch.stats.sampled_tokens = meter.sampled_tokens() as usize;
+        Ok(batch)
+    }
 }
 
 /// The configuration of a strategy, tagged by `type`.
@@ -248,7 +268,7 @@ pub(crate) fn sample_turns(
             rng,
         })
         .collect();
-    let completions = generate_rows(ctx.model, rows, ctx.pad_id(), ctx.device, &|_, _| false)?;
+    let completions = ctx.policy.generate(rows, &|_, _| false)?;
     let mut out = Vec::with_capacity(completions.len());
     for (b, c) in builders.iter_mut().zip(completions) {
         let range = b.sampled(&c.tokens, &c.logprobs)?;

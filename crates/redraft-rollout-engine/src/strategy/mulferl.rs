@@ -138,7 +138,7 @@ impl RolloutStrategy for MulFeRl {
         StrategyKind::Mulferl
     }
 
-    fn rollout(
+    fn sample(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],
@@ -227,7 +227,7 @@ impl RolloutStrategy for MulFeRl {
                 }
                 // Merged critiques of a whole group can outgrow a small context: the group is
                 // dropped and counted, the run goes on.
-                let context = ctx.model.config().max_position_embeddings;
+                let context = ctx.policy.max_context();
                 if b.ids().len() >= context {
                     batch.stats.feedback_failures += 1;
                     tracing::warn!(

@@ -1,21 +1,25 @@
 //! R^3L reflect-then-retry (ALGORITHMS.md §2.1–2.2).
 
-use rand_chacha::ChaCha8Rng;
-use redraft_feedback_protocol::{Feedback, FeedbackKind, FeedbackRequest, FeedbackSource};
-use redraft_model::burn::tensor::{Int, Tensor, TensorData};
-use redraft_model::{KvCache, LogitsFor};
-use redraft_tokenizer::Message;
-use redraft_verifier::Problem;
+use std::ops::Range;
+
+use redraft_feedback_protocol::{
+    AuxSftRules, Exchange, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot,
+    PivotUnit, ReflectRetryRecord, RetryRecord, select_aux_sft,
+};
+use redraft_tokenizer::{Conversation, Message, Tokenizer};
+use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
 
-use super::{RolloutContext, RolloutStrategy, positive, problem_messages, sample_rng, stage};
+use super::{
+    RolloutContext, RolloutStrategy, positive, problem_messages, sample_rng, sample_turns, stage,
+};
 use crate::episode::{
     Episode, FeedbackRecord, GroupUse, Provenance, RolloutBatch, SequenceBuilder, StrategyKind,
     Turn,
 };
 use crate::error::{Error, Result};
 use crate::prompts::{guidance_system, guided_messages};
-use crate::sampling::{Completion, FinishReason, SamplingParams, sample_token};
+use crate::sampling::FinishReason;
 
 /// Configuration of [`R3l`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +35,9 @@ pub struct R3lConfig {
     /// (the default, R^3L's math code path) every retry restarts from attempt 0 with the
     /// guidance as the system prompt.
     pub replay_to_pivot: bool,
+    /// Which auxiliary SFT items (guided retries, reflections) a retry yields. Default: the
+    /// released code's math rule.
+    pub aux_sft: AuxSftRules,
 }
 
 impl Default for R3lConfig {
@@ -39,6 +46,7 @@ impl Default for R3lConfig {
             base_per_problem: 4,
             max_attempts: 3,
             replay_to_pivot: false,
+            aux_sft: AuxSftRules::default(),
         }
     }
 }
@@ -52,19 +60,23 @@ impl Default for R3lConfig {
 /// 2. Each base is sent to the feedback provider (R^3L's `SelfReflection`, possibly over the
 ///    policy itself via [`PolicyChat`](crate::PolicyChat)); the record is kept on the base, and
 ///    invalid reports are counted in [`RolloutStats::invalid_reflections`](crate::RolloutStats).
-/// 3. When the feedback [triggers a retry](Feedback::triggers_retry), the retry is sampled with
+/// 3. When the feedback [triggers a retry](Feedback::triggers_retry) (a reflection that does not
+///    judge the base a success; a critic's feedback on a failed base), the retry is sampled with
 ///    the guidance (the feedback text) as a system message: from attempt 0, or with
 ///    `replay_to_pivot` from the pivot turn `k`, after replaying the base's first `k` attempts
-///    ([`TokenKind::Replayed`](crate::TokenKind), not trainable). Such a retry does not recompute
-///    the replayed prefix: each trajectory is decoded with its own KV cache, and the retry
-///    continues from a copy of the base's cache truncated to the prefix
-///    ([`KvCache::truncate`]); [`Provenance::reused_prefix_tokens`] says how many tokens that
-///    saved.
-/// 4. Two copies of each retry are kept: the guided one (in a [`GroupUse::Sft`] group when it
-///    beat its base and solved the problem, as R^3L's auxiliary SFT task, else in a
-///    [`GroupUse::Unused`] group) and the
-///    context-distilled one: the same sampled ids (and sampling log-probs) re-expressed under the
+///    ([`TokenKind::Replayed`](crate::TokenKind), not trainable). The pivot also marks what of
+///    the retried base is trained ([`Sequence::untrained`](crate::Sequence::untrained);
+///    `pivot_plan`, docs/algorithms/r3l.md). Every attempt of every base
+///    (and then of every retry) of the step is decoded in one batch through
+///    [`Policy::generate`](crate::Policy::generate); the replayed prefix is prefilled again (no
+///    KV cache is kept between attempts).
+/// 4. Two copies of each retry are kept: the guided one and the context-distilled one: the same
+///    sampled ids (and sampling log-probs, marked for re-scoring) re-expressed under the
 ///    original prompt with the guidance removed, which joins the bases' RL group.
+/// 5. [`select_aux_sft`] (rules `aux_sft`) decides the auxiliary SFT items of each base: the
+///    guided retry and the reflection (when the policy wrote it: [`Exchange`]) join the
+///    problem's [`GroupUse::Sft`] group; guided retries that are not items are kept in a
+///    [`GroupUse::Unused`] group.
 #[derive(Debug, Clone)]
 pub struct R3l {
     config: R3lConfig,
@@ -79,129 +91,102 @@ impl R3l {
     }
 }
 
-/// A trajectory being decoded with its own KV cache.
+/// A trajectory: its sequence, attempts and feedback, and where its next attempt stands.
 #[derive(Clone)]
 struct Session {
+    /// Index of the problem.
+    problem: usize,
     builder: SequenceBuilder,
-    cache: KvCache,
-    /// Number of ids of `builder` whose keys and values are in `cache`.
-    cached: usize,
-    /// Per attempt: the number of ids before its generation prompt.
-    attempt_starts: Vec<usize>,
     turns: Vec<Turn>,
     feedback: Vec<FeedbackRecord>,
     /// Per attempt: the feedback user message that followed it.
     feedback_messages: Vec<String>,
+    /// The next attempt's index.
+    next: usize,
+    /// Whether the trajectory has ended (a correct attempt, or the last one).
+    done: bool,
+    /// The stage and sample index of its generators: attempt `a` draws from
+    /// `sample_rng(seed, problem, stage + a, sample)`.
+    stage: u64,
+    sample: usize,
+    /// Sampled ids kept out of training (pivotal credit of a retried base).
+    untrained: Vec<Range<usize>>,
 }
 
-/// Samples one turn for the session's open assistant turn, feeding only the ids not yet cached.
-fn decode_turn(
-    ctx: &RolloutContext<'_>,
-    session: &mut Session,
-    params: &SamplingParams,
-    rng: &mut ChaCha8Rng,
-) -> Result<Completion> {
-    let model = ctx.model;
-    let ids = session.builder.ids().to_vec();
-    let room = model
-        .config()
-        .max_position_embeddings
-        .saturating_sub(ids.len());
-    let limit = params.max_new_tokens.min(room);
-    let mut out = Completion {
-        tokens: Vec::new(),
-        logprobs: Vec::new(),
-        finish_reason: FinishReason::Length,
-    };
-    let mut feed: Vec<i64> = ids[session.cached..]
-        .iter()
-        .map(|t| i64::from(*t))
-        .collect();
-    while out.tokens.len() < limit {
-        let n = feed.len();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(feed, [1, n]), ctx.device);
-        let logits = model.forward_cached(input, &mut session.cache, LogitsFor::Last)?;
-        session.cached += n;
-        let host = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::InvalidParam {
-                name: "logits",
-                reason: format!("{e:?}"),
-            })?;
-        let (token, logprob) = sample_token(&host, params, rng);
-        out.tokens.push(token);
-        out.logprobs.push(logprob);
-        if params.stop_tokens.contains(&token) {
-            out.finish_reason = FinishReason::Stop;
-            break;
-        }
-        feed = vec![i64::from(token)];
-    }
-    Ok(out)
-}
-
-/// Runs attempts `from..max_attempts` of a session whose assistant turn is open; stops after a
-/// correct attempt.
+/// Runs the attempts of every session until each has ended (a correct attempt or
+/// `max_attempts`): each round samples the next attempt of all open sessions in one batch.
 fn run_attempts(
     ctx: &RolloutContext<'_>,
-    problem: &Problem,
-    session: &mut Session,
-    from: usize,
+    problems: &[Problem],
+    sessions: &mut [Session],
     max_attempts: usize,
-    mut rng_for: impl FnMut(usize) -> ChaCha8Rng,
+    seed: u64,
 ) -> Result<()> {
-    let params = ctx.turn_params()?;
-    for a in from..max_attempts {
-        let mut rng = rng_for(a);
-        let c = decode_turn(ctx, session, &params, &mut rng)?;
-        let range = session.builder.sampled(&c.tokens, &c.logprobs)?;
-        session.builder.close(ctx.tokenizer)?;
-        let text = ctx.text(&c.tokens)?;
-        let verdict = problem.verify(&text);
-        let correct = verdict.correct;
-        let retry_text = ctx.templates.r3l_math_feedback(&verdict)?;
-        session.turns.push(Turn {
-            sequence: 0,
-            sampled: range,
-            text,
-            finish_reason: c.finish_reason,
-            reward: verdict.reward,
-            verdict,
-        });
-        if correct || a + 1 == max_attempts {
-            break;
-        }
-        let text = retry_text.unwrap_or_default();
-        let mut fb = Feedback::new(
-            FeedbackKind::CorrectnessOnly,
-            text.clone(),
-            FeedbackSource::new("r3l_math_feedback"),
-        );
-        fb.verdict = Some(session.turns[session.turns.len() - 1].verdict.clone());
-        session.feedback.push(FeedbackRecord {
-            turn: Some(session.turns.len() - 1),
-            feedback: Some(fb),
-            error: None,
-        });
-        session.feedback_messages.push(text.clone());
-        session
-            .builder
-            .feedback(ctx.tokenizer, Message::user(text))?;
-        session.attempt_starts.push(session.builder.ids().len());
-        session.builder.open(ctx.tokenizer)?;
+    for s in sessions.iter_mut() {
+        s.done = s.next >= max_attempts;
     }
-    Ok(())
+    loop {
+        let mut open: Vec<&mut Session> = sessions.iter_mut().filter(|s| !s.done).collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let rngs = open
+            .iter()
+            .map(|s| sample_rng(seed, s.problem, s.stage + s.next as u64, s.sample))
+            .collect();
+        let mut builders: Vec<&mut SequenceBuilder> =
+            open.iter_mut().map(|s| &mut s.builder).collect();
+        let sampled = sample_turns(ctx, &mut builders, rngs)?;
+        for (session, t) in open.into_iter().zip(sampled) {
+            let text = ctx.text(&t.tokens)?;
+            let verdict = problems[session.problem].verify(&text);
+            let correct = verdict.correct;
+            let retry_text = ctx.templates.r3l_math_feedback(&verdict)?;
+            session.turns.push(Turn {
+                sequence: 0,
+                sampled: t.range,
+                text,
+                finish_reason: t.finish_reason,
+                reward: verdict.reward,
+                verdict,
+            });
+            session.next += 1;
+            if correct || session.next >= max_attempts {
+                session.done = true;
+                continue;
+            }
+            let text = retry_text.unwrap_or_default();
+            let mut fb = Feedback::new(
+                FeedbackKind::CorrectnessOnly,
+                text.clone(),
+                FeedbackSource::new("r3l_math_feedback"),
+            );
+            fb.verdict = Some(session.turns[session.turns.len() - 1].verdict.clone());
+            session.feedback.push(FeedbackRecord {
+                turn: Some(session.turns.len() - 1),
+                feedback: Some(fb),
+                error: None,
+            });
+            session.feedback_messages.push(text.clone());
+            session
+                .builder
+                .feedback(ctx.tokenizer, Message::user(text))?;
+            session.builder.open(ctx.tokenizer)?;
+        }
+    }
 }
 
 fn episode(problem: usize, session: &Session, provenance: Provenance) -> Episode {
     let reward = session.turns.last().map_or(0.0, |t| t.reward);
+    let mut sequence = session.builder.finish();
+    sequence.untrained = session.untrained.clone();
+    // A distilled copy's log-probs were sampled under the guided context.
+    sequence.rescore = provenance.distilled;
     Episode {
         problem,
         group: 0,
         sample: 0,
-        sequences: vec![session.builder.finish()],
+        sequences: vec![sequence],
         turns: session.turns.clone(),
         feedback: session.feedback.clone(),
         reward,
@@ -214,7 +199,7 @@ impl RolloutStrategy for R3l {
         StrategyKind::R3l
     }
 
-    fn rollout(
+    fn sample(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],
@@ -223,39 +208,26 @@ impl RolloutStrategy for R3l {
         let provider = ctx.provider("r3l")?;
         let c = &self.config;
         let tok = ctx.tokenizer;
-        // 1. Base trajectories.
-        let mut bases: Vec<(usize, Session)> = Vec::new();
+        // 1. Base trajectories, every attempt batched across all of them.
+        let mut bases: Vec<Session> = Vec::new();
         for (p, problem) in problems.iter().enumerate() {
-            let messages = problem_messages(problem);
+            let mut builder = SequenceBuilder::new(tok)?;
+            for m in &problem_messages(problem) {
+                builder.prompt(tok, m.clone())?;
+            }
+            builder.open(tok)?;
             for s in 0..c.base_per_problem {
-                let mut builder = SequenceBuilder::new(tok)?;
-                for m in &messages {
-                    builder.prompt(tok, m.clone())?;
-                }
-                let start = builder.ids().len();
-                builder.open(tok)?;
-                let mut session = Session {
-                    builder,
-                    cache: ctx.model.new_cache(vec![0]),
-                    cached: 0,
-                    attempt_starts: vec![start],
-                    turns: Vec::new(),
-                    feedback: Vec::new(),
-                    feedback_messages: Vec::new(),
-                };
-                run_attempts(ctx, problem, &mut session, 0, c.max_attempts, |a| {
-                    sample_rng(seed, p, stage::ATTEMPT + a as u64, s)
-                })?;
-                bases.push((p, session));
+                bases.push(Session::new(p, builder.clone(), stage::ATTEMPT, s));
             }
         }
+        run_attempts(ctx, problems, &mut bases, c.max_attempts, seed)?;
         // 2. Reflection on every base.
         let requests: Vec<FeedbackRequest> = bases
             .iter()
-            .map(|(p, s)| {
+            .map(|s| {
                 let last = &s.turns[s.turns.len() - 1];
                 FeedbackRequest::new(
-                    problems[*p].clone(),
+                    problems[s.problem].clone(),
                     last.text.clone(),
                     last.verdict.clone(),
                 )
@@ -265,9 +237,13 @@ impl RolloutStrategy for R3l {
         let results = provider.feedback(&requests);
         let mut batch = RolloutBatch::default();
         batch.stats.feedback_requests = requests.len();
-        // 3. Retries, problem by problem.
-        let mut retries: Vec<Option<(usize, Session, Session)>> = Vec::new();
-        for ((p, base), result) in bases.iter_mut().zip(results) {
+        // 3. Retries of the bases whose feedback asks for one, batched like the bases.
+        let mut guided: Vec<Session> = Vec::new();
+        let mut distilled: Vec<SequenceBuilder> = Vec::new();
+        // Per base: (pivot, index into `guided`) of its retry, and its feedback.
+        let mut retry_of: Vec<Option<(usize, usize)>> = vec![None; bases.len()];
+        let mut feedback_of: Vec<Option<Feedback>> = vec![None; bases.len()];
+        for (b, (base, result)) in bases.iter_mut().zip(results).enumerate() {
             let last_turn = base.turns.len() - 1;
             let fb = match result {
                 Ok(fb) => fb,
@@ -278,7 +254,6 @@ impl RolloutStrategy for R3l {
                         feedback: None,
                         error: Some(e.to_string()),
                     });
-                    retries.push(None);
                     continue;
                 }
             };
@@ -290,80 +265,85 @@ impl RolloutStrategy for R3l {
                 feedback: Some(fb.clone()),
                 error: None,
             });
+            feedback_of[b] = Some(fb.clone());
             if !fb.triggers_retry() {
-                retries.push(None);
                 continue;
             }
-            let pivot = if c.replay_to_pivot {
-                fb.pivot.map_or(0, |pv| pv.index).min(base.turns.len() - 1)
-            } else {
-                0
-            };
+            let (pivot, untrained) = pivot_plan(fb.pivot, base, c.replay_to_pivot, tok)?;
+            base.untrained = untrained;
             let guidance = guidance_system(&ctx.templates, &fb.text)?;
-            let (guided, distilled) = self.retry(ctx, &problems[*p], base, pivot, &guidance)?;
-            let mut guided = guided;
-            let mut distilled = distilled;
-            let base_index = retries.len();
-            run_attempts(
-                ctx,
-                &problems[*p],
-                &mut guided,
-                pivot,
-                c.max_attempts,
-                |a| sample_rng(seed, *p, stage::RETRY + a as u64, base_index),
-            )?;
-            // The distilled copy: the same sampled ids under the original context.
-            distill(ctx, &guided, &mut distilled)?;
-            retries.push(Some((pivot, guided, distilled)));
+            let (session, copy) = retry(ctx, &problems[base.problem], base, pivot, &guidance, b)?;
+            retry_of[b] = Some((pivot, guided.len()));
+            guided.push(session);
+            distilled.push(copy);
         }
+        run_attempts(ctx, problems, &mut guided, c.max_attempts, seed)?;
+        // The distilled copies: the same sampled ids under the original context.
+        let distilled: Vec<Session> = guided
+            .iter()
+            .zip(distilled)
+            .map(|(g, copy)| distill(ctx, g, copy))
+            .collect::<Result<_>>()?;
         // 4. Groups: bases and distilled copies per problem; guided retries that improved.
-        type Item = (Session, Option<(usize, Session, Session)>);
-        let mut per_problem: Vec<Vec<Item>> = (0..problems.len()).map(|_| Vec::new()).collect();
-        for ((p, base), retry) in bases.into_iter().zip(retries) {
-            per_problem[p].push((base, retry));
-        }
-        for (p, items) in per_problem.into_iter().enumerate() {
+        for p in 0..problems.len() {
             let start = batch.episodes.len();
             let mut explore = Vec::new();
             let mut distills = Vec::new();
             let mut sft = Vec::new();
             let mut unused = Vec::new();
-            for (k, (base, retry)) in items.iter().enumerate() {
+            let members = (0..bases.len()).filter(|&b| bases[b].problem == p);
+            for (k, b) in members.enumerate() {
+                let base = &bases[b];
                 explore.push(episode(p, base, Provenance::base(StrategyKind::R3l)));
-                if let Some((pivot, guided, distilled)) = retry {
-                    let reused = if *pivot > 0 {
-                        base.attempt_starts[*pivot]
-                    } else {
-                        0
-                    };
+                let base_reward = base.turns.last().map_or(0.0, |t| t.reward);
+                let Some(fb) = &feedback_of[b] else {
+                    continue;
+                };
+                let retry = retry_of[b].map(|(pivot, r)| (pivot, &guided[r], &distilled[r]));
+                let record = ReflectRetryRecord {
+                    base_reward,
+                    base_steps: base.turns.len(),
+                    verdict: fb.reflection_verdict(),
+                    retry: retry.map(|(_, g, _)| RetryRecord {
+                        reward: g.turns.last().map_or(0.0, |t| t.reward),
+                        steps: g.turns.len(),
+                    }),
+                };
+                let selected = select_aux_sft(&record, &c.aux_sft);
+                if selected.reflection
+                    && let Some(exchange) = &fb.exchange
+                {
+                    // The verdict the reflection led to: its retry's, else its base's.
+                    let last = retry.map_or(base, |(_, g, _)| g).turns.last();
+                    let verdict = last.map_or_else(|| base_verdict(base), |t| t.verdict.clone());
                     let provenance = Provenance {
                         base: Some(start + k),
-                        pivot: Some(*pivot),
+                        reflection: true,
                         ..Provenance::base(StrategyKind::R3l)
                     };
-                    distills.push(episode(
-                        p,
-                        distilled,
-                        Provenance {
-                            distilled: true,
-                            ..provenance.clone()
-                        },
-                    ));
-                    let retry_reward = guided.turns.last().map_or(0.0, |t| t.reward);
-                    let base_reward = base.turns.last().map_or(0.0, |t| t.reward);
-                    let guided = episode(
-                        p,
-                        guided,
-                        Provenance {
-                            reused_prefix_tokens: reused,
-                            ..provenance
-                        },
-                    );
-                    if retry_reward > base_reward && retry_reward >= 1.0 {
-                        sft.push(guided);
-                    } else {
-                        unused.push(guided);
-                    }
+                    sft.push(reflection_episode(ctx, p, exchange, verdict, provenance)?);
+                }
+                let Some((pivot, guided, distilled)) = retry else {
+                    continue;
+                };
+                let provenance = Provenance {
+                    base: Some(start + k),
+                    pivot: Some(pivot),
+                    ..Provenance::base(StrategyKind::R3l)
+                };
+                distills.push(episode(
+                    p,
+                    distilled,
+                    Provenance {
+                        distilled: true,
+                        ..provenance.clone()
+                    },
+                ));
+                let guided = episode(p, guided, provenance);
+                if selected.guided_retry {
+                    sft.push(guided);
+                } else {
+                    unused.push(guided);
                 }
             }
             explore.extend(distills);
@@ -379,121 +359,285 @@ impl RolloutStrategy for R3l {
     }
 }
 
-impl R3l {
-    /// The guided retry session (open at attempt `pivot`, its prefix cached) and the distilled
-    /// session's prefix (no guidance).
-    fn retry(
-        &self,
-        ctx: &RolloutContext<'_>,
-        problem: &Problem,
-        base: &Session,
-        pivot: usize,
-        guidance: &str,
-    ) -> Result<(Session, Session)> {
-        let tok = ctx.tokenizer;
-        let messages = problem_messages(problem);
-        let replay = |b: &mut SequenceBuilder| -> Result<Vec<usize>> {
-            let mut starts = vec![b.ids().len()];
-            for a in 0..pivot {
-                b.open(tok)?;
-                let t = &base.turns[a];
-                let seq = base.builder.finish();
-                b.replayed(
-                    &seq.ids[t.sampled.clone()],
-                    &seq.logprobs[t.sampled.clone()],
-                )?;
-                b.close(tok)?;
-                b.feedback(tok, Message::user(base.feedback_messages[a].clone()))?;
-                starts.push(b.ids().len());
-            }
-            Ok(starts)
-        };
-        let mut guided = SequenceBuilder::new(tok)?;
-        let mut distilled = SequenceBuilder::new(tok)?;
-        let (cache, cached, starts);
-        if pivot == 0 {
-            let all = guided_messages(guidance, problem);
-            let (system, prompt) = all.split_at(1);
-            guided.feedback(tok, system[0].clone())?;
-            for m in prompt {
-                guided.prompt(tok, m.clone())?;
-            }
-            for m in &messages {
-                distilled.prompt(tok, m.clone())?;
-            }
-            starts = vec![guided.ids().len()];
-            cache = ctx.model.new_cache(vec![0]);
-            cached = 0;
-        } else {
-            for m in &messages {
-                guided.prompt(tok, m.clone())?;
-                distilled.prompt(tok, m.clone())?;
-            }
-            starts = replay(&mut guided)?;
-            replay(&mut distilled)?;
-            let prefix = base.attempt_starts[pivot];
-            if guided.ids().len() != prefix || !base.builder.ids().starts_with(guided.ids()) {
-                return Err(Error::InvalidParam {
-                    name: "pivot",
-                    reason: "the replayed prefix differs from the base trajectory".into(),
-                });
-            }
-            // Reuse the base's keys and values for the replayed prefix.
-            let mut c = base.cache.clone();
-            c.truncate(prefix);
-            cache = c;
-            cached = prefix;
-            guided.feedback(tok, Message::system(guidance.to_owned()))?;
-        }
-        let mut attempt_starts = starts;
-        if let Some(last) = attempt_starts.last_mut() {
-            *last = guided.ids().len();
-        }
-        guided.open(tok)?;
-        let session = Session {
-            builder: guided,
-            cache,
-            cached,
-            attempt_starts,
+impl Session {
+    /// A trajectory of problem `problem` whose assistant turn is open in `builder`.
+    fn new(problem: usize, builder: SequenceBuilder, stage: u64, sample: usize) -> Self {
+        Self {
+            problem,
+            builder,
             turns: Vec::new(),
             feedback: Vec::new(),
             feedback_messages: Vec::new(),
-        };
-        let distilled = Session {
-            builder: distilled,
-            cache: ctx.model.new_cache(vec![0]),
-            cached: 0,
-            attempt_starts: Vec::new(),
-            turns: Vec::new(),
-            feedback: Vec::new(),
-            feedback_messages: Vec::new(),
-        };
-        Ok((session, distilled))
+            next: 0,
+            done: false,
+            stage,
+            sample,
+            untrained: Vec::new(),
+        }
     }
 }
 
-/// Appends the guided retry's attempts (sampled ids verbatim) and feedback turns to the
-/// distilled session.
-fn distill(ctx: &RolloutContext<'_>, guided: &Session, distilled: &mut Session) -> Result<()> {
+/// The guided retry of `base` (base number `index`; open at attempt `pivot`) and the distilled
+/// copy's prefix (no guidance).
+fn retry(
+    ctx: &RolloutContext<'_>,
+    problem: &Problem,
+    base: &Session,
+    pivot: usize,
+    guidance: &str,
+    index: usize,
+) -> Result<(Session, SequenceBuilder)> {
+    let tok = ctx.tokenizer;
+    let messages = problem_messages(problem);
+    let seq = base.builder.finish();
+    let replay = |b: &mut SequenceBuilder| -> Result<()> {
+        for a in 0..pivot {
+            b.open(tok)?;
+            let t = &base.turns[a];
+            b.replayed(
+                &seq.ids[t.sampled.clone()],
+                &seq.logprobs[t.sampled.clone()],
+            )?;
+            b.close(tok)?;
+            b.feedback(tok, Message::user(base.feedback_messages[a].clone()))?;
+        }
+        Ok(())
+    };
+    let mut guided = SequenceBuilder::new(tok)?;
+    let mut distilled = SequenceBuilder::new(tok)?;
+    if pivot == 0 {
+        let all = guided_messages(guidance, problem);
+        let (system, prompt) = all.split_at(1);
+        guided.feedback(tok, system[0].clone())?;
+        for m in prompt {
+            guided.prompt(tok, m.clone())?;
+        }
+        for m in &messages {
+            distilled.prompt(tok, m.clone())?;
+        }
+    } else {
+        for m in &messages {
+            guided.prompt(tok, m.clone())?;
+            distilled.prompt(tok, m.clone())?;
+        }
+        replay(&mut guided)?;
+        replay(&mut distilled)?;
+        if !base.builder.ids().starts_with(guided.ids()) {
+            return Err(Error::InvalidParam {
+                name: "pivot",
+                reason: "the replayed prefix differs from the base trajectory".into(),
+            });
+        }
+        guided.feedback(tok, Message::system(guidance.to_owned()))?;
+    }
+    guided.open(tok)?;
+    let mut session = Session::new(base.problem, guided, stage::RETRY, index);
+    session.next = pivot;
+    Ok((session, distilled))
+}
+
+/// The distilled copy of a guided retry: `prefix` (the original context, replayed attempts
+/// included) followed by the retry's attempts (sampled ids verbatim) and feedback turns.
+fn distill(ctx: &RolloutContext<'_>, guided: &Session, prefix: SequenceBuilder) -> Result<Session> {
     let tok = ctx.tokenizer;
     let seq = guided.builder.finish();
+    let mut out = Session::new(guided.problem, prefix, guided.stage, guided.sample);
     for (i, t) in guided.turns.iter().enumerate() {
-        distilled.builder.open(tok)?;
-        let range = distilled.builder.sampled(
+        out.builder.open(tok)?;
+        let range = out.builder.sampled(
             &seq.ids[t.sampled.clone()],
             &seq.logprobs[t.sampled.clone()],
         )?;
-        distilled.builder.close(tok)?;
-        distilled.turns.push(Turn {
+        out.builder.close(tok)?;
+        out.turns.push(Turn {
             sampled: range,
             ..t.clone()
         });
         if let Some(text) = guided.feedback_messages.get(i) {
-            distilled
-                .builder
-                .feedback(tok, Message::user(text.clone()))?;
+            out.builder.feedback(tok, Message::user(text.clone()))?;
         }
     }
-    distilled.feedback = guided.feedback.clone();
-    Ok(())
+    out.feedback = guided.feedback.clone();
+    Ok(out)
+}
+
+/// The verdict of a base's last attempt (every base has one).
+fn base_verdict(base: &Session) -> Verdict {
+    base.turns[base.turns.len() - 1].verdict.clone()
+}
+
+/// Where the retry of `base` restarts (the attempts it replays) and which of the base's sampled
+/// ids pivotal credit keeps out of training (docs/algorithms/r3l.md, "The pivot"), by the
+/// pivot's unit:
+///
+/// * [`PivotUnit::Turn`] `k` (a self-reflection's `retry_from_step`): the base's attempts before
+///   `k` are judged sound; they are not trained on the base, and with `replay_to_pivot` the
+///   retry replays them and restarts at attempt `k` (else it restarts from attempt 0);
+/// * [`PivotUnit::Step`] `k` (a critic's `Diagnosis::first_error` in the base's last attempt):
+///   the `k` scratchpad steps before the first wrong one were verified; the tokens of that
+///   attempt before the wrong step's first byte are not trained. The retry restarts from
+///   attempt 0 (a step is not an attempt boundary to replay to). `k = 0` keeps everything.
+fn pivot_plan(
+    pivot: Option<Pivot>,
+    base: &Session,
+    replay_to_pivot: bool,
+    tokenizer: &dyn Tokenizer,
+) -> Result<(usize, Vec<Range<usize>>)> {
+    let Some(pivot) = pivot else {
+        return Ok((0, Vec::new()));
+    };
+    match pivot.unit {
+        PivotUnit::Turn => {
+            let k = pivot.index.min(base.turns.len().saturating_sub(1));
+            let untrained = base.turns[..k].iter().map(|t| t.sampled.clone()).collect();
+            Ok((if replay_to_pivot { k } else { 0 }, untrained))
+        }
+        PivotUnit::Step => {
+            let last = &base.turns[base.turns.len() - 1];
+            let error = last.verdict.diagnosis.first_error.as_ref();
+            let Some(byte) = error.filter(|_| pivot.index > 0).map(|e| e.span.start) else {
+                return Ok((0, Vec::new()));
+            };
+            let ids = &base.builder.ids()[last.sampled.clone()];
+            let n = tokens_before_byte(ids, byte, tokenizer)?;
+            let start = last.sampled.start;
+            let verified = std::iter::once(start..start + n).filter(|r| !r.is_empty());
+            Ok((0, verified.collect()))
+        }
+    }
+}
+
+/// The most leading ids of `ids` whose decoded text is at most `byte` bytes long.
+fn tokens_before_byte(ids: &[u32], byte: usize, tokenizer: &dyn Tokenizer) -> Result<usize> {
+    let (mut lo, mut hi) = (0, ids.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if tokenizer.decode(&ids[..mid], true)?.len() <= byte {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// A reflection as an auxiliary SFT episode: its prompt messages, then the report as the
+/// assistant turn (re-tokenized from the text the policy wrote, with the end-of-turn token, so
+/// it is re-scored: [`Sequence::rescore`](crate::Sequence::rescore)), reward 1.
+fn reflection_episode(
+    ctx: &RolloutContext<'_>,
+    problem: usize,
+    exchange: &Exchange,
+    verdict: Verdict,
+    provenance: Provenance,
+) -> Result<Episode> {
+    let tok = ctx.tokenizer;
+    let mut b = SequenceBuilder::new(tok)?;
+    for m in &exchange.messages {
+        b.prompt(tok, m.clone())?;
+    }
+    b.open(tok)?;
+    let mut ids = tok.encode(&exchange.response)?;
+    let end = Conversation::for_tokenizer(tok)?.turn_end_ids(tok)?;
+    ids.extend(end.first().copied());
+    let range = b.sampled(&ids, &vec![0.0; ids.len()])?;
+    b.close(tok)?;
+    let mut sequence = b.finish();
+    sequence.rescore = true;
+    Ok(Episode {
+        problem,
+        group: 0,
+        sample: 0,
+        sequences: vec![sequence],
+        turns: vec![Turn {
+            sequence: 0,
+            sampled: range,
+            text: exchange.response.clone(),
+            finish_reason: FinishReason::Stop,
+            verdict,
+            reward: 1.0,
+        }],
+        feedback: Vec::new(),
+        reward: 1.0,
+        provenance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redraft_tokenizer::ByteTokenizer;
+    use redraft_verifier::{Diagnosis, DiagnosisKind, FirstError};
+
+    /// A base whose attempts are `texts` (each failed; the last with its first error at byte
+    /// `error_at`, as step `step`).
+    fn base(texts: &[&str], step: usize, error_at: usize) -> Session {
+        let tok = ByteTokenizer::new();
+        let mut builder = SequenceBuilder::new(&tok).unwrap();
+        builder.prompt(&tok, Message::user("q")).unwrap();
+        let mut session = Session::new(0, builder, stage::ATTEMPT, 0);
+        for (i, text) in texts.iter().enumerate() {
+            session.builder.open(&tok).unwrap();
+            let ids = tok.encode(text).unwrap();
+            let range = session
+                .builder
+                .sampled(&ids, &vec![0.0; ids.len()])
+                .unwrap();
+            session.builder.close(&tok).unwrap();
+            let diagnosis =
+                Diagnosis::new(DiagnosisKind::WrongStep, "").with_first_error(FirstError {
+                    step,
+                    span: error_at..error_at + 1,
+                    expected: String::new(),
+                    found: String::new(),
+                });
+            session.turns.push(Turn {
+                sequence: 0,
+                sampled: range,
+                text: (*text).to_string(),
+                finish_reason: FinishReason::Stop,
+                verdict: Verdict::wrong(diagnosis),
+                reward: 0.0,
+            });
+            if i + 1 < texts.len() {
+                session
+                    .builder
+                    .feedback(&tok, Message::user("again"))
+                    .unwrap();
+            }
+        }
+        session
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one range of ids, not a range of values
+    fn the_pivot_unit_decides_what_is_kept_out_of_training() {
+        let tok = ByteTokenizer::new();
+        let b = base(&["a=1\nb=3", "a=1\nb=5\nc=9"], 1, 5);
+        let (first, last) = (b.turns[0].sampled.clone(), b.turns[1].sampled.clone());
+        // A turn pivot: the attempts before it; replayed only with `replay_to_pivot`.
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(1)), &b, false, &tok).unwrap(),
+            (0, vec![first.clone()])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(1)), &b, true, &tok).unwrap(),
+            (1, vec![first])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::turn(0)), &b, true, &tok).unwrap(),
+            (0, vec![])
+        );
+        // A step pivot: the verified steps of the last attempt (its first 5 bytes), never a
+        // replay; step 0 verifies nothing.
+        assert_eq!(
+            pivot_plan(Some(Pivot::step(1)), &b, true, &tok).unwrap(),
+            (0, vec![last.start..last.start + 5])
+        );
+        assert_eq!(
+            pivot_plan(Some(Pivot::step(0)), &b, false, &tok).unwrap(),
+            (0, vec![])
+        );
+        assert_eq!(pivot_plan(None, &b, true, &tok).unwrap(), (0, vec![]));
+    }
 }

@@ -67,7 +67,7 @@ impl RolloutStrategy for Rltf {
         StrategyKind::Rltf
     }
 
-    fn rollout(
+    fn sample(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],

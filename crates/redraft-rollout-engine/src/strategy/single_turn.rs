@@ -41,7 +41,7 @@ impl RolloutStrategy for SingleTurn {
         StrategyKind::SingleTurn
     }
 
-    fn rollout(
+    fn sample(
         &self,
         ctx: &RolloutContext<'_>,
         problems: &[Problem],

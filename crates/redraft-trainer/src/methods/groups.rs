@@ -65,6 +65,8 @@ pub(crate) mod fixtures {
             logprobs: vec![-0.5; n],
             trainable_mask: (0..n).map(|i| i >= prompt).collect(),
             messages: Vec::new(),
+            untrained: Vec::new(),
+            rescore: false,
         };
         Episode {
             problem,

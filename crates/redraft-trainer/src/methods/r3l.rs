@@ -7,10 +7,14 @@
 //! 2. **Credit:** bases and distilled retries of a problem form one group; positive
 //!    amplification turns their rewards into advantages (the released code's form by
 //!    default: successes get 1, non-negative advantages of failures ×α); **pivotal credit**
-//!    zeroes the first `k` assistant turns of a retried base and of its distilled retry.
-//!    Guided retries that improved become auxiliary rows (advantage 1).
+//!    (marked by the strategy, [`Sequence::credit_mask`]) trains a retried base only from the
+//!    reflection's pivot on, while a distilled retry trains every token it sampled itself.
+//!    Guided retries that improved, and the reflections that led to them, are the strategy's
+//!    auxiliary SFT items: auxiliary rows (advantage 1).
 //! 3. **Objective:** the OPMD-based R^3L loss (τ = 1, token-mean, k2 KL β = 0.001) with the
 //!    auxiliary rows in the RL loss.
+//!
+//! [`Sequence::credit_mask`]: redraft_rollout_engine::Sequence::credit_mask
 //!
 //! ```toml
 //! [method]
@@ -24,9 +28,7 @@
 //! type = "verifier_critic"
 //! ```
 
-use std::collections::HashMap;
-
-use redraft_credit_assignment::{AdvantageFn, PositiveAmplification, pivot_mask};
+use redraft_credit_assignment::{AdvantageFn, PositiveAmplification};
 use redraft_feedback_protocol::ProviderConfig;
 use redraft_objectives::{
     ObjectiveConfig, R3lBase, R3lConfig as R3lObjectiveConfig, RlvrOptions, RowKind,
@@ -87,16 +89,12 @@ impl TrainMethod for R3lMethod {
         Some(self.feedback.clone())
     }
 
-    /// 2. Credit: positive amplification, pivotal masks, auxiliary guided retries.
+    /// 2. Credit: positive amplification over each problem's bases and distilled retries; the
+    /// strategy's pivotal-credit masks ([`Sequence::credit_mask`]); the strategy's auxiliary
+    /// SFT items (guided retries, successful reflections: its [`GroupUse::Sft`] groups) as
+    /// auxiliary rows.
     fn rows(&self, batch: &RolloutBatch, _ctx: &RowContext<'_>) -> Result<TrainRows> {
         let mut out = TrainRowsBuilder::default();
-        // Pivots of retried bases: base episode → k.
-        let pivots: HashMap<usize, usize> = batch
-            .episodes
-            .iter()
-            .filter(|e| e.provenance.distilled)
-            .filter_map(|e| Some((e.provenance.base?, e.provenance.pivot?)))
-            .collect();
         for group in &batch.groups {
             let episodes = members(batch, &group.episodes);
             match group.usage {
@@ -104,15 +102,15 @@ impl TrainMethod for R3lMethod {
                     let rewards: Vec<f32> = episodes.iter().map(|e| e.reward).collect();
                     let adv = self.positive_amplification.group_advantages(&rewards)?;
                     out.rows.stats.groups_used += 1;
-                    for ((i, e), a) in group.episodes.iter().zip(&episodes).zip(adv) {
-                        let k = if e.provenance.distilled {
-                            e.provenance.pivot.unwrap_or(0)
-                        } else {
-                            pivots.get(i).copied().unwrap_or(0)
-                        };
+                    for (e, a) in episodes.iter().zip(adv) {
                         let seq = &e.sequences[0];
-                        let mask = pivot_mask(&seq.trainable_mask, k);
-                        let row = Row::from_sequence(seq, &mask, a, RowKind::Policy, e.problem);
+                        let row = Row::from_sequence(
+                            seq,
+                            &seq.credit_mask(),
+                            a,
+                            RowKind::Policy,
+                            e.problem,
+                        );
                         out.push_policy(row, a);
                     }
                 }
@@ -121,7 +119,7 @@ impl TrainMethod for R3lMethod {
                         let seq = &e.sequences[0];
                         let row = Row::from_sequence(
                             seq,
-                            &seq.trainable_mask,
+                            &seq.credit_mask(),
                             1.0,
                             RowKind::Auxiliary,
                             e.problem,
@@ -180,13 +178,18 @@ mod tests {
     }
 
     #[test]
-    fn rows_amplify_successes_and_mask_the_turns_before_the_pivot() {
+    fn rows_amplify_successes_and_follow_the_strategys_pivotal_masks() {
         let mut batch = RolloutBatch::default();
         let base = two_attempts(0.0);
+        let mut base = base;
         let mut distilled = two_attempts(1.0);
         distilled.provenance.distilled = true;
         distilled.provenance.base = Some(0);
         distilled.provenance.pivot = Some(1);
+        // The strategy marks the attempts before the pivot k = 1 (ids 2..4) as not trained.
+        base.sequences[0].untrained = vec![2..4];
+        distilled.sequences[0].untrained = vec![2..4];
+        distilled.sequences[0].rescore = true;
         batch.push_group(0, 0, GroupUse::Rl, vec![base, distilled]);
         let guided = two_attempts(1.0);
         batch.push_group(0, 0, GroupUse::Sft, vec![guided]);
@@ -200,6 +203,8 @@ mod tests {
         assert_eq!(b.mask, trained);
         assert_eq!(d.mask, trained);
         assert_eq!(b.advantages[5], -0.5);
+        assert!(b.old_logprobs.is_some());
+        assert!(d.old_logprobs.is_none(), "a distilled copy is re-scored");
         assert_eq!(d.advantages[5], 1.0);
         assert_eq!(aux.kind, RowKind::Auxiliary);
         assert_eq!(aux.mask, vec![false, true, true, false, true, true]);

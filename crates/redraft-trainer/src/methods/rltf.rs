@@ -100,6 +100,8 @@ pub(crate) mod fixtures {
             logprobs: vec![-0.25; n],
             trainable_mask: (0..n).map(|i| i >= 4).collect(),
             messages: Vec::new(),
+            untrained: Vec::new(),
+            rescore: false,
         });
         e.turns.push(Turn {
             sequence: 1,
