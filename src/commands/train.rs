@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use redraft::trainer::{EvalRecord, Observer, TrainConfig, Trainer, new_run_dir};
-use serde_json::{Map, Value};
+use redraft::trainer::{EvalRecord, Observer, RunDir, StepMetrics, TrainConfig, Trainer};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -31,7 +30,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             let config = TrainConfig::load(path, &args.overrides)?;
             let dir = match &args.run_dir {
                 Some(d) => d.clone(),
-                None => new_run_dir(&std::env::current_dir()?, &config.run_name())?,
+                None => RunDir::new_under(&std::env::current_dir()?, &config.run_name())?,
             };
             Trainer::new(config, &dir)?
         }
@@ -80,18 +79,17 @@ impl Observer for Progress {
         }
     }
 
-    fn rl_step(&mut self, step: u64, total: u64, m: &Map<String, Value>) {
-        let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    fn rl_step(&mut self, step: u64, total: u64, m: &StepMetrics) {
         eprintln!(
             "{} reward {:.3} pass {:.3} loss {:+.4} grad {:.2} tokens {} ({:.0}/s) {:.1}s/step",
             self.bar("rl", step, total),
-            get("reward_mean"),
-            get("pass_rate"),
-            get("loss"),
-            get("grad_norm"),
-            get("sampled_tokens"),
-            get("tokens_per_s"),
-            get("step_s"),
+            m.reward_mean,
+            m.pass_rate,
+            m.total_loss().unwrap_or(f64::NAN),
+            m.loss.get("grad_norm").copied().unwrap_or(f64::NAN),
+            m.sampled_tokens,
+            m.tokens_per_s,
+            m.step_s,
         );
         self.start.get_or_insert_with(std::time::Instant::now);
     }

@@ -36,7 +36,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         root.join(&args.config)
     };
     let config = ModelConfig::from_file(&config_path)?;
-    let dir = redraft_trainer::new_run_dir(&root, "demo")?;
+    let dir = redraft_trainer::RunDir::new_under(&root, "demo")?;
     let model_dir = dir.join("model");
     let device = args.device.device()?;
 

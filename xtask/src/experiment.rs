@@ -26,9 +26,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use redraft_trainer::eval::Rate;
 use redraft_trainer::report::{LinePlot, Report, Series, Table, format_mean_stderr, format_value};
-use redraft_trainer::summary::transcripts;
-use redraft_trainer::trainer::{files, read_jsonl};
-use redraft_trainer::{EvalRecord, Observer, TrainConfig, Trainer, new_run_dir};
+use redraft_trainer::summary::last_transcripts;
+use redraft_trainer::trainer::files;
+use redraft_trainer::{EvalRecord, Observer, RunDir, StepMetrics, TrainConfig, Trainer};
 use serde_json::{Value, json};
 
 use crate::workspace_root;
@@ -252,7 +252,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let name = exp.name.clone();
-    let dir = new_run_dir(&root, &name)?;
+    let dir = RunDir::new_under(&root, &name)?;
     std::fs::write(
         dir.join("experiment.json"),
         serde_json::to_string_pretty(&json!({
@@ -517,10 +517,10 @@ fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Resu
         );
         let mut reward = Vec::new();
         for r in &cell.runs {
-            let metrics = read_jsonl(&r.dir.join(files::METRICS))?;
+            let metrics = RunDir::open(&r.dir).metrics()?;
             reward.push(Series {
                 label: r.method.clone(),
-                points: redraft_trainer::summary::metric_series(&metrics, "reward_mean"),
+                points: redraft_trainer::summary::metric_series(&metrics, |m| m.reward_mean),
             });
         }
         report.plot(
@@ -534,7 +534,7 @@ fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Resu
         );
         let mut items = Vec::new();
         for r in &cell.runs {
-            if let Ok(mut t) = transcripts(&r.dir.join(files::TRANSCRIPTS))
+            if let Ok(mut t) = last_transcripts(&RunDir::open(&r.dir))
                 && let Some(mut last) = t.pop()
             {
                 last.title = format!("{} ({})", r.method, last.title);
@@ -701,15 +701,14 @@ impl Observer for Lines {
         }
     }
 
-    fn rl_step(&mut self, step: u64, _total: u64, m: &serde_json::Map<String, Value>) {
-        let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    fn rl_step(&mut self, step: u64, _total: u64, m: &StepMetrics) {
         if step.is_multiple_of(5) {
             eprintln!(
                 "  {} step {step}: reward {:.3} pass {:.3} tokens {} ({:.0}s)",
                 self.label,
-                get("reward_mean"),
-                get("pass_rate"),
-                get("sampled_tokens_total"),
+                m.reward_mean,
+                m.pass_rate,
+                m.sampled_tokens_total,
                 self.start.elapsed().as_secs_f64()
             );
         }

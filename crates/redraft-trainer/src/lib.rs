@@ -25,7 +25,9 @@
 //! * [`learner`] — the policy, AdamW, one clipped and guarded update;
 //! * [`eval`] — pass@1, pass@k, multi-turn and self-feedback success;
 //! * [`checkpoint`] — atomic checkpoints and exact resume;
-//! * [`trainer`] — the loop, metrics and transcripts;
+//! * [`metrics`] — the typed records of metrics.jsonl and transcripts.jsonl;
+//! * [`run_dir`] — the run folder: every file a run reads or writes;
+//! * [`trainer`] — the loop;
 //! * [`summary`] and [`report`] — report.md and its SVG plots;
 //! * [`error`] — the error type.
 
@@ -37,9 +39,11 @@ pub mod error;
 pub mod eval;
 pub mod learner;
 pub mod methods;
+pub mod metrics;
 pub mod problems;
 pub mod report;
 pub mod rows;
+pub mod run_dir;
 pub mod sft;
 pub mod summary;
 pub mod trainer;
@@ -50,5 +54,7 @@ pub use error::{Error, Result};
 pub use eval::{EvalReport, Evaluator, Rate, pass_at_k};
 pub use learner::Learner;
 pub use methods::{Method, MethodConfig, TrainMethod};
+pub use metrics::{MetricsRecord, StepMetrics};
 pub use problems::ProblemSource;
-pub use trainer::{EvalRecord, Observer, RunSummary, Silent, Trainer, new_run_dir};
+pub use run_dir::RunDir;
+pub use trainer::{EvalRecord, Observer, RunSummary, Silent, Trainer};

@@ -1,16 +1,14 @@
 //! The end-of-run report of one training run: report.md with the configuration, the
 //! evaluation table, SVG plots of pass@1 and reward, and a few transcripts.
 
-use std::path::Path;
-
-use serde_json::{Map, Value};
-
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::metrics::{MetricsRecord, TranscriptRecord};
 use crate::report::{
     LinePlot, Report, Series, Table, Transcript, TranscriptTurn, format_mean_stderr, format_value,
 };
-use crate::trainer::{EvalRecord, files, read_jsonl};
+use crate::run_dir::RunDir;
+use crate::trainer::EvalRecord;
 
 /// Transcripts shown in a report.
 const REPORT_TRANSCRIPTS: usize = 4;
@@ -48,12 +46,15 @@ pub fn eval_table(evals: &[EvalRecord]) -> Table {
     table
 }
 
-/// `(x, y)` points of an RL metric against the step.
-pub fn metric_series(metrics: &[Map<String, Value>], key: &str) -> Vec<(f64, f64)> {
+/// `(step, value)` points of an RL step metric.
+pub fn metric_series(
+    metrics: &[MetricsRecord],
+    value: impl Fn(&crate::metrics::StepMetrics) -> f64,
+) -> Vec<(f64, f64)> {
     metrics
         .iter()
-        .filter(|m| m.get("stage").and_then(Value::as_str) == Some("rl"))
-        .filter_map(|m| Some((m.get("step")?.as_f64()?, m.get(key)?.as_f64()?)))
+        .filter_map(MetricsRecord::rl)
+        .map(|m| (m.step as f64, value(m)))
         .collect()
 }
 
@@ -61,12 +62,8 @@ pub fn metric_series(metrics: &[Map<String, Value>], key: &str) -> Vec<(f64, f64
 ///
 /// # Errors
 /// [`Error::Io`] when a file cannot be written.
-pub fn write_report(
-    run_dir: &Path,
-    config: &TrainConfig,
-    evals: &[EvalRecord],
-    metrics: &[Map<String, Value>],
-) -> Result<()> {
+pub fn write_report(run_dir: &RunDir, config: &TrainConfig, evals: &[EvalRecord]) -> Result<()> {
+    let metrics = run_dir.metrics()?;
     let name = config.run_name();
     let mut report = Report::new(&format!("redraft run: {name}"));
     let config_text = config.to_toml()?;
@@ -113,68 +110,46 @@ pub fn write_report(
             y_label: "mean reward".into(),
             series: vec![Series {
                 label: name,
-                points: metric_series(metrics, "reward_mean"),
+                points: metric_series(&metrics, |m| m.reward_mean),
             }],
         },
     );
-    let transcripts = transcripts(&run_dir.join(files::TRANSCRIPTS))?;
+    let transcripts = last_transcripts(run_dir)?;
     if !transcripts.is_empty() {
         report.transcripts("Transcripts (last steps)", &transcripts);
     }
-    report.write(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    let path = run_dir.path();
+    report.write(path).map_err(|e| Error::io(path, e))?;
     Ok(())
 }
 
-/// The last few transcripts of transcripts.jsonl, for reading.
-pub fn transcripts(path: &Path) -> Result<Vec<Transcript>> {
-    let records = read_jsonl(path)?;
+/// The last few transcripts of a run, for reading.
+///
+/// # Errors
+/// [`Error::Io`] when transcripts.jsonl cannot be read.
+pub fn last_transcripts(run_dir: &RunDir) -> Result<Vec<Transcript>> {
+    let records = run_dir.transcripts()?;
     let start = records.len().saturating_sub(REPORT_TRANSCRIPTS);
     Ok(records[start..].iter().map(transcript).collect())
 }
 
-fn transcript(m: &Map<String, Value>) -> Transcript {
-    let feedback: Vec<(Option<u64>, Option<String>)> = m
-        .get("feedback")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|f| {
-                    (
-                        f.get("turn").and_then(Value::as_u64),
-                        f.get("text").and_then(Value::as_str).map(str::to_string),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let attempts = m
-        .get("turns")
-        .and_then(Value::as_array)
-        .map(|turns| {
-            turns
-                .iter()
-                .enumerate()
-                .map(|(k, t)| TranscriptTurn {
-                    response: t["response"].as_str().unwrap_or_default().to_string(),
-                    correct: t["correct"].as_bool().unwrap_or(false),
-                    feedback: feedback
-                        .iter()
-                        .find(|(turn, _)| *turn == Some(k as u64))
-                        .and_then(|(_, text)| text.clone()),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn transcript(r: &TranscriptRecord) -> Transcript {
     Transcript {
-        title: format!(
-            "step {}",
-            m.get("step").and_then(Value::as_u64).unwrap_or(0)
-        ),
-        problem: m
-            .get("problem")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        attempts,
+        title: format!("step {}", r.step),
+        problem: r.problem.clone(),
+        attempts: r
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(k, t)| TranscriptTurn {
+                response: t.response.clone(),
+                correct: t.correct,
+                feedback: r
+                    .feedback
+                    .iter()
+                    .find(|f| f.turn == Some(k))
+                    .and_then(|f| f.text.clone()),
+            })
+            .collect(),
     }
 }

@@ -3,8 +3,6 @@
 //! evaluations, checkpoints, per-step metrics and the end-of-run report.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,12 +15,11 @@ use redraft_model::burn::tensor::Tensor;
 use redraft_model::{CausalLm, ModelConfig, SaveDType};
 use redraft_objectives::{Objective, PairRows, PolicyBatch, RowKind};
 use redraft_rollout_engine::{
-    LocalPolicy, MeteredPolicy, Policy, PolicyChat, RolloutBatch, RolloutContext, RolloutStrategy,
+    LocalPolicy, MeteredPolicy, Policy, PolicyChat, RolloutContext, RolloutStrategy,
     SamplingParams, derive_seed,
 };
 use redraft_tokenizer::{ByteTokenizer, Tokenizer, load_tokenizer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainConfig;
@@ -31,27 +28,12 @@ use crate::eval::{EvalReport, Evaluator};
 use crate::learner::{Learner, Padded, UpdateOutcome, upload};
 use crate::methods::RowContext;
 use crate::methods::dapo::collect_groups_with_signal;
+use crate::metrics::{MetricsRecord, SftMetrics, StepFacts, StepMetrics, TranscriptRecord};
 use crate::problems::ProblemSource;
 use crate::rows::{Row, TrainRows};
 use crate::sft::sft_rows;
 
-/// File names inside a run folder.
-pub mod files {
-    /// The run configuration.
-    pub const CONFIG: &str = "config.toml";
-    /// One JSON object per SFT or RL step.
-    pub const METRICS: &str = "metrics.jsonl";
-    /// One JSON object per evaluation.
-    pub const EVALS: &str = "eval.jsonl";
-    /// A few episodes of the last steps, for reading.
-    pub const TRANSCRIPTS: &str = "transcripts.jsonl";
-    /// The tokenizer of a randomly initialised model.
-    pub const TOKENIZER: &str = "tokenizer";
-    /// The frozen reference model (when a KL term or pair loss needs one).
-    pub const REFERENCE: &str = "reference";
-    /// The final policy.
-    pub const FINAL: &str = "final";
-}
+pub use crate::run_dir::{RunDir, files};
 
 /// One evaluation, as written to eval.jsonl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +51,7 @@ pub trait Observer {
     /// After each SFT step.
     fn sft_step(&mut self, _step: u64, _total: u64, _loss: f64) {}
     /// After each RL step, with its metrics record.
-    fn rl_step(&mut self, _step: u64, _total: u64, _metrics: &Map<String, Value>) {}
+    fn rl_step(&mut self, _step: u64, _total: u64, _metrics: &StepMetrics) {}
     /// After each evaluation.
     fn eval(&mut self, _record: &EvalRecord) {}
     /// After each checkpoint.
@@ -96,7 +78,7 @@ pub struct RunSummary {
 /// A training run.
 pub struct Trainer {
     config: TrainConfig,
-    run_dir: PathBuf,
+    run_dir: RunDir,
     tokenizer: Arc<dyn Tokenizer>,
     tokenizer_dir: PathBuf,
     learner: Learner,
@@ -106,8 +88,6 @@ pub struct Trainer {
     objective: Box<dyn Objective>,
     templates: Templates,
     state: TrainState,
-    last_batch: Option<RolloutBatch>,
-    last_problems: Vec<redraft_verifier::Problem>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -126,23 +106,8 @@ impl Trainer {
     /// [`Error::Config`] for an invalid configuration or a non-empty folder; loading errors.
     pub fn new(config: TrainConfig, run_dir: &Path) -> Result<Self> {
         config.validate()?;
-        if run_dir.exists()
-            && std::fs::read_dir(run_dir)
-                .map_err(|e| Error::io(run_dir, e))?
-                .next()
-                .is_some()
-        {
-            return Err(Error::config(
-                ".",
-                format!(
-                    "{} is not empty: resume it with --resume or choose another folder",
-                    run_dir.display()
-                ),
-            ));
-        }
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        redraft_model::write_atomic(&run_dir.join(files::CONFIG), config.to_toml()?.as_bytes())?;
-        Self::build(config, run_dir, TrainState::default())
+        let dir = RunDir::create(run_dir, &config)?;
+        Self::build(config, dir, TrainState::default())
     }
 
     /// Continues the run in `run_dir` from its latest checkpoint (or from the start when it
@@ -152,36 +117,29 @@ impl Trainer {
     /// # Errors
     /// [`Error::Checkpoint`] for a broken checkpoint; loading errors.
     pub fn resume(run_dir: &Path) -> Result<Self> {
-        let Some(dir) = checkpoint::latest(run_dir)? else {
-            let config = TrainConfig::load(&run_dir.join(files::CONFIG), &[])?;
-            truncate_log(&run_dir.join(files::METRICS), |_| false)?;
-            truncate_log(&run_dir.join(files::EVALS), |_| false)?;
-            return Self::build(config, run_dir, TrainState::default());
+        let dir = RunDir::open(run_dir);
+        let Some(checkpoint) = checkpoint::latest(run_dir)? else {
+            let config = dir.config()?;
+            let state = TrainState::default();
+            dir.truncate_to(&state)?;
+            return Self::build(config, dir, state);
         };
-        let loaded = checkpoint::read(&dir)?;
+        let loaded = checkpoint::read(&checkpoint)?;
         let state = loaded.state.clone();
-        let mut trainer = Self::build(loaded.config, run_dir, state.clone())?;
-        checkpoint::restore(&dir, &mut trainer.learner, &trainer.config)?;
+        let mut trainer = Self::build(loaded.config, dir, state.clone())?;
+        checkpoint::restore(&checkpoint, &mut trainer.learner, &trainer.config)?;
+        trainer.run_dir.truncate_to(&state)?;
         if trainer.objective.needs_reference() && state.step > 0 {
-            let path = run_dir.join(files::REFERENCE);
+            let path = trainer.run_dir.join(files::REFERENCE);
             trainer.reference = Some(CausalLm::from_pretrained(
                 &path,
                 trainer.learner.infer_device(),
             )?);
         }
-        truncate_log(&run_dir.join(files::METRICS), |v| {
-            match v.get("stage").and_then(Value::as_str) {
-                Some("sft") => v["step"].as_u64().is_some_and(|s| s <= state.sft_step),
-                _ => v["step"].as_u64().is_some_and(|s| s <= state.step),
-            }
-        })?;
-        truncate_log(&run_dir.join(files::EVALS), |v| {
-            v["step"].as_u64().is_some_and(|s| s <= state.step)
-        })?;
         Ok(trainer)
     }
 
-    fn build(config: TrainConfig, run_dir: &Path, state: TrainState) -> Result<Self> {
+    fn build(config: TrainConfig, run_dir: RunDir, state: TrainState) -> Result<Self> {
         let spec = config.device_spec()?;
         let device = spec.train_device()?;
         let infer_device = spec.device()?;
@@ -208,7 +166,7 @@ impl Trainer {
         let strategy = config.method.method().strategy(&config.rollout)?;
         let objective = config.method.method().objective()?;
         Ok(Self {
-            run_dir: run_dir.to_path_buf(),
+            run_dir,
             tokenizer,
             tokenizer_dir,
             learner,
@@ -218,8 +176,6 @@ impl Trainer {
             objective,
             templates: Templates::with_overrides(&config.templates)?,
             state,
-            last_batch: None,
-            last_problems: Vec::new(),
             config,
         })
     }
@@ -236,7 +192,7 @@ impl Trainer {
 
     /// The run folder.
     pub fn run_dir(&self) -> &Path {
-        &self.run_dir
+        self.run_dir.path()
     }
 
     /// Runs the remaining SFT and RL steps with evaluations and checkpoints, then writes the
@@ -286,10 +242,10 @@ impl Trainer {
         let dir = self.checkpoint()?;
         observer.checkpoint(&dir);
         self.save_final()?;
-        let evals = read_evals(&self.run_dir.join(files::EVALS))?;
-        crate::summary::write_report(&self.run_dir, &self.config, &evals, &self.metrics()?)?;
+        let evals = self.run_dir.evals()?;
+        crate::summary::write_report(&self.run_dir, &self.config, &evals)?;
         Ok(RunSummary {
-            run_dir: self.run_dir.clone(),
+            run_dir: self.run_dir.path().to_path_buf(),
             evals,
             state: self.state.clone(),
         })
@@ -301,15 +257,8 @@ impl Trainer {
             && self.state.sampled_tokens >= self.config.max_sampled_tokens
     }
 
-    /// The step records of metrics.jsonl.
-    fn metrics(&self) -> Result<Vec<Map<String, Value>>> {
-        read_jsonl(&self.run_dir.join(files::METRICS))
-    }
-
     fn has_eval_at(&self, step: u64) -> Result<bool> {
-        Ok(read_evals(&self.run_dir.join(files::EVALS))?
-            .iter()
-            .any(|e| e.step == step))
+        Ok(self.run_dir.evals()?.iter().any(|e| e.step == step))
     }
 
     /// The policy's current weights as the frozen reference, when the objective needs one.
@@ -334,7 +283,7 @@ impl Trainer {
     /// See [`checkpoint::save`].
     pub fn checkpoint(&self) -> Result<PathBuf> {
         checkpoint::save(
-            &self.run_dir,
+            self.run_dir.path(),
             &self.learner,
             &self.tokenizer_dir,
             &self.config,
@@ -413,18 +362,19 @@ impl Trainer {
             self.state.skipped_updates += 1;
         }
         let loss = outcome.metrics.get("loss").copied().unwrap_or(f64::NAN);
-        let mut record = Map::new();
-        record.insert("stage".into(), json!("sft"));
-        record.insert("step".into(), json!(self.state.sft_step));
-        record.insert("lr".into(), json!(lr));
-        record.insert("loss".into(), json!(loss));
-        record.insert("grad_norm".into(), json!(finite_or_null(outcome.grad_norm)));
-        record.insert("tokens".into(), json!(trained));
-        record.insert("skipped".into(), json!(outcome.skipped));
-        record.insert("too_long".into(), json!(too_long));
-        record.insert("step_s".into(), json!(start.elapsed().as_secs_f64()));
-        self.state.train_s += start.elapsed().as_secs_f64();
-        append_jsonl(&self.run_dir.join(files::METRICS), &record)?;
+        let step_s = start.elapsed().as_secs_f64();
+        self.state.train_s += step_s;
+        self.run_dir
+            .append_metrics(&MetricsRecord::Sft(SftMetrics {
+                step: self.state.sft_step,
+                lr,
+                loss: Some(loss).filter(|x| x.is_finite()),
+                grad_norm: Some(outcome.grad_norm).filter(|x| x.is_finite()),
+                tokens: trained,
+                skipped: outcome.skipped.map(str::to_string),
+                too_long,
+                step_s,
+            }))?;
         Ok(loss)
     }
 
@@ -432,7 +382,7 @@ impl Trainer {
     ///
     /// # Errors
     /// Rollout, credit, objective or model failures.
-    pub fn rl_step(&mut self) -> Result<Map<String, Value>> {
+    pub fn rl_step(&mut self) -> Result<StepMetrics> {
         let start = Instant::now();
         let step = self.state.step;
         let total = self.config.steps;
@@ -523,24 +473,26 @@ impl Trainer {
         let step_s = start.elapsed().as_secs_f64();
         self.state.train_s += step_s;
         let stats = provider.as_ref().map(|p| p.stats());
-        let record = step_record(StepFacts {
+        let metrics = StepMetrics::of(StepFacts {
             step: self.state.step,
             lr,
             batch: &batch,
             rows: &rows,
             outcomes: &outcomes,
-            skipped,
             total_sampled: self.state.sampled_tokens,
             rollout_s,
             update_s,
             step_s,
             feedback: stats.as_ref(),
         });
-        append_jsonl(&self.run_dir.join(files::METRICS), &record)?;
-        self.last_problems = problems;
-        self.last_batch = Some(batch);
-        self.write_transcripts()?;
-        Ok(record)
+        self.run_dir
+            .append_metrics(&MetricsRecord::Rl(metrics.clone()))?;
+        self.run_dir.append_transcripts(&TranscriptRecord::of_step(
+            self.state.step,
+            &batch,
+            &problems,
+        ))?;
+        Ok(metrics)
     }
 
     /// Evaluates the current policy on the held-out problems and appends to eval.jsonl.
@@ -573,7 +525,7 @@ impl Trainer {
             sampled_tokens: self.state.sampled_tokens,
             report,
         };
-        append_jsonl(&self.run_dir.join(files::EVALS), &record)?;
+        self.run_dir.append_eval(&record)?;
         Ok(record)
     }
 
@@ -702,46 +654,8 @@ impl Trainer {
             },
         )
     }
-
-    /// Writes a few episodes of the last step (failed first attempts with feedback first).
-    fn write_transcripts(&self) -> Result<()> {
-        let Some(batch) = &self.last_batch else {
-            return Ok(());
-        };
-        let mut chosen: Vec<&redraft_rollout_engine::Episode> = batch
-            .episodes
-            .iter()
-            .filter(|e| e.turns.len() > 1 || !e.feedback.is_empty())
-            .take(TRANSCRIPTS_PER_STEP)
-            .collect();
-        if chosen.is_empty() {
-            chosen = batch.episodes.iter().take(TRANSCRIPTS_PER_STEP).collect();
-        }
-        for e in chosen {
-            let problem = &self.last_problems[e.problem];
-            let record = json!({
-                "step": self.state.step,
-                "problem": problem.prompt(),
-                "turns": e.turns.iter().map(|t| json!({
-                    "response": t.text,
-                    "correct": t.verdict.correct,
-                    "reward": t.reward,
-                })).collect::<Vec<_>>(),
-                "feedback": e.feedback.iter().map(|f| json!({
-                    "turn": f.turn,
-                    "text": f.feedback.as_ref().map(|f| f.text.clone()),
-                    "error": f.error,
-                })).collect::<Vec<_>>(),
-                "provenance": e.provenance,
-            });
-            let map = record.as_object().cloned().unwrap_or_default();
-            append_jsonl(&self.run_dir.join(files::TRANSCRIPTS), &map)?;
-        }
-        Ok(())
-    }
 }
 
-const TRANSCRIPTS_PER_STEP: usize = 2;
 const SFT_SALT: u64 = 0x5F7;
 const ROLLOUT_SALT: u64 = 0x2011;
 const EVAL_SALT: u64 = 0xE7A1;
@@ -780,217 +694,4 @@ fn flatten<'r, T: Copy + 'r>(
         out.extend(std::iter::repeat_n(pad, padded.time - v.len()));
     }
     out
-}
-
-struct StepFacts<'a> {
-    step: u64,
-    lr: f64,
-    batch: &'a RolloutBatch,
-    rows: &'a TrainRows,
-    outcomes: &'a [UpdateOutcome],
-    skipped: usize,
-    total_sampled: u64,
-    rollout_s: f64,
-    update_s: f64,
-    step_s: f64,
-    feedback: Option<&'a redraft_feedback_protocol::ProviderStats>,
-}
-
-/// The metrics record of one RL step.
-fn step_record(f: StepFacts<'_>) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("stage".into(), json!("rl"));
-    m.insert("step".into(), json!(f.step));
-    m.insert("lr".into(), json!(f.lr));
-    // Rewards and pass rates per turn index, over base episodes (retries and regenerations
-    // are reported separately).
-    let mut per_turn: BTreeMap<usize, (f64, f64, usize)> = BTreeMap::new();
-    let mut base_reward = Vec::new();
-    let mut solved = 0usize;
-    let mut base = 0usize;
-    for e in f
-        .batch
-        .episodes
-        .iter()
-        .filter(|e| e.provenance.base.is_none() && e.provenance.round.is_none())
-    {
-        base += 1;
-        base_reward.push(f64::from(e.reward));
-        solved += usize::from(e.solved());
-        for (k, t) in e.turns.iter().enumerate() {
-            let entry = per_turn.entry(k).or_default();
-            entry.0 += f64::from(t.reward);
-            entry.1 += f64::from(u8::from(t.verdict.correct));
-            entry.2 += 1;
-        }
-    }
-    let first_pass = per_turn.get(&0).map_or(0.0, |(_, c, n)| c / *n as f64);
-    m.insert("pass_rate".into(), json!(first_pass));
-    m.insert(
-        "solved_rate".into(),
-        json!(solved as f64 / base.max(1) as f64),
-    );
-    m.insert(
-        "reward_mean".into(),
-        json!(base_reward.iter().sum::<f64>() / base_reward.len().max(1) as f64),
-    );
-    for (k, (r, c, n)) in &per_turn {
-        m.insert(format!("turn{k}/reward"), json!(r / *n as f64));
-        m.insert(format!("turn{k}/pass_rate"), json!(c / *n as f64));
-        m.insert(format!("turn{k}/count"), json!(n));
-    }
-    let derived: Vec<&redraft_rollout_engine::Episode> = f
-        .batch
-        .episodes
-        .iter()
-        .filter(|e| e.provenance.base.is_some() || e.provenance.round.is_some())
-        .collect();
-    if !derived.is_empty() {
-        let ok = derived.iter().filter(|e| e.solved()).count();
-        m.insert("feedback_episodes".into(), json!(derived.len()));
-        m.insert(
-            "feedback_episode_solved_rate".into(),
-            json!(ok as f64 / derived.len() as f64),
-        );
-    }
-    let s = &f.rows.stats;
-    m.insert("advantage/mean".into(), json!(s.advantage_mean));
-    m.insert("advantage/std".into(), json!(s.advantage_std));
-    m.insert("advantage/min".into(), json!(s.advantage_min));
-    m.insert("advantage/max".into(), json!(s.advantage_max));
-    m.insert("groups_used".into(), json!(s.groups_used));
-    m.insert("groups_filtered".into(), json!(s.groups_filtered));
-    m.insert("sampling_tries".into(), json!(s.sampling_tries));
-    for (kind, n) in &s.rows {
-        m.insert(format!("rows/{kind}"), json!(n));
-    }
-    m.insert("pairs".into(), json!(f.rows.pairs.len()));
-    // Loss terms, averaged over the updates that ran.
-    let ran: Vec<&UpdateOutcome> = f.outcomes.iter().filter(|o| o.skipped.is_none()).collect();
-    let mut sums: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-    for o in &ran {
-        for (k, v) in &o.metrics {
-            if v.is_finite() {
-                let e = sums.entry(k.as_str()).or_default();
-                e.0 += v;
-                e.1 += 1;
-            }
-        }
-        let e = sums.entry("grad_norm").or_default();
-        e.0 += o.grad_norm;
-        e.1 += 1;
-    }
-    for (k, (v, n)) in sums {
-        m.insert(k.to_string(), json!(v / n as f64));
-    }
-    m.insert("updates".into(), json!(f.outcomes.len()));
-    m.insert("skipped_updates".into(), json!(f.skipped));
-    let st = &f.batch.stats;
-    m.insert("sampled_tokens".into(), json!(st.sampled_tokens));
-    m.insert("sampled_tokens_total".into(), json!(f.total_sampled));
-    m.insert(
-        "tokens_per_s".into(),
-        json!(st.sampled_tokens as f64 / f.rollout_s.max(1e-9)),
-    );
-    m.insert(
-        "reused_prefix_tokens".into(),
-        json!(st.reused_prefix_tokens),
-    );
-    m.insert("feedback_requests".into(), json!(st.feedback_requests));
-    m.insert("feedback_failures".into(), json!(st.feedback_failures));
-    m.insert("invalid_reflections".into(), json!(st.invalid_reflections));
-    if let Some(fb) = f.feedback {
-        m.insert(
-            "feedback_latency_ms".into(),
-            json!(finite_or_null(fb.mean_latency_ms())),
-        );
-    }
-    m.insert("rollout_s".into(), json!(f.rollout_s));
-    m.insert("update_s".into(), json!(f.update_s));
-    m.insert("step_s".into(), json!(f.step_s));
-    m
-}
-
-fn finite_or_null(x: f64) -> Value {
-    if x.is_finite() { json!(x) } else { Value::Null }
-}
-
-/// Appends one JSON line and flushes it.
-pub(crate) fn append_jsonl(path: &Path, record: &(impl Serialize + ?Sized)) -> Result<()> {
-    let mut line = serde_json::to_string(record).map_err(|e| Error::TensorRead(e.to_string()))?;
-    line.push('\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    f.write_all(line.as_bytes())
-        .map_err(|e| Error::io(path, e))?;
-    f.flush().map_err(|e| Error::io(path, e))
-}
-
-/// The JSON objects of a JSONL file such as metrics.jsonl (a missing file is empty; a torn
-/// last line is ignored).
-///
-/// # Errors
-/// [`Error::Io`] when the file exists but cannot be read.
-pub fn read_jsonl(path: &Path) -> Result<Vec<Map<String, Value>>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Map<String, Value>>(l).ok())
-        .collect())
-}
-
-/// The evaluations of an eval.jsonl file.
-pub fn read_evals(path: &Path) -> Result<Vec<EvalRecord>> {
-    Ok(read_jsonl(path)?
-        .into_iter()
-        .filter_map(|m| serde_json::from_value(Value::Object(m)).ok())
-        .collect())
-}
-
-/// Keeps the lines of a JSONL file for which `keep` holds (and drops a torn last line),
-/// rewriting it atomically.
-fn truncate_log(path: &Path, keep: impl Fn(&Map<String, Value>) -> bool) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let kept: Vec<String> = read_jsonl(path)?
-        .into_iter()
-        .filter(|m| keep(m))
-        .map(|m| Value::Object(m).to_string() + "\n")
-        .collect();
-    redraft_model::write_atomic(path, kept.concat().as_bytes())?;
-    Ok(())
-}
-
-/// A new run folder `root/runs/<name>-<unix seconds>` (with a `-k` suffix if that exists):
-/// never an earlier run's folder.
-///
-/// # Errors
-/// [`Error::Io`] when `root/runs` cannot be created.
-pub fn new_run_dir(root: &Path, name: &str) -> Result<PathBuf> {
-    let runs = root.join("runs");
-    std::fs::create_dir_all(&runs).map_err(|e| Error::io(&runs, e))?;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut attempt = 0u32;
-    loop {
-        let dir = runs.join(if attempt == 0 {
-            format!("{name}-{secs}")
-        } else {
-            format!("{name}-{secs}-{attempt}")
-        });
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => attempt += 1,
-            Err(e) => return Err(Error::io(&dir, e)),
-        }
-    }
 }

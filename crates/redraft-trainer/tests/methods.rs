@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use redraft_trainer::{Method, Silent, TrainConfig, Trainer};
-use serde_json::Value;
+use redraft_trainer::{Method, RunDir, Silent, StepMetrics, TrainConfig, Trainer};
 
 /// The one-layer model the integration tests train (shared with the CLI tests).
 const TINY: &str = concat!(
@@ -48,25 +47,14 @@ fn config(method: Method, extra: &[&str]) -> TrainConfig {
     TrainConfig::parse(&text, &overrides).unwrap()
 }
 
-fn lines(path: &Path) -> Vec<serde_json::Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn train(method: Method, extra: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+fn train(method: Method, extra: &[&str]) -> Vec<StepMetrics> {
     train_with_state(method, extra).0
 }
 
 fn train_with_state(
     method: Method,
     extra: &[&str],
-) -> (
-    Vec<serde_json::Map<String, Value>>,
-    redraft_trainer::TrainState,
-) {
+) -> (Vec<StepMetrics>, redraft_trainer::TrainState) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut trainer = Trainer::new(config(method, extra), &run).unwrap();
@@ -78,16 +66,20 @@ fn train_with_state(
     assert_eq!(summary.evals[0].step, 0);
     assert_eq!(summary.evals[1].step, 2);
     assert_eq!(summary.evals[1].report.problems, 3);
-    let metrics = lines(&run.join("metrics.jsonl"));
-    let rl: Vec<_> = metrics.into_iter().filter(|m| m["stage"] == "rl").collect();
+    let rl: Vec<StepMetrics> = RunDir::open(&run)
+        .metrics()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.rl().cloned())
+        .collect();
     assert_eq!(rl.len(), 2, "{method}");
     for m in &rl {
-        assert!(m["sampled_tokens"].as_u64().unwrap() > 0, "{method}");
-        assert_eq!(m["skipped_updates"], 0, "{method}");
+        assert!(m.sampled_tokens > 0, "{method}");
+        assert_eq!(m.skipped_updates, 0, "{method}");
         // A step whose groups were all filtered or dropped has nothing to update.
-        if m["updates"].as_u64().unwrap() > 0 {
-            assert!(m["loss"].as_f64().unwrap().is_finite(), "{method}: {m:?}");
-            assert!(m["grad_norm"].as_f64().unwrap().is_finite(), "{method}");
+        if m.updates > 0 {
+            assert!(m.total_loss().unwrap().is_finite(), "{method}: {m:?}");
+            assert!(m.loss["grad_norm"].is_finite(), "{method}");
         }
     }
     // Checkpoints, the final model and the report.
@@ -117,20 +109,20 @@ fn train_with_state(
     (rl, summary.state)
 }
 
-fn sum(rl: &[serde_json::Map<String, Value>], key: &str) -> f64 {
-    rl.iter().filter_map(|m| m.get(key)?.as_f64()).sum()
+fn sum(rl: &[StepMetrics], value: impl Fn(&StepMetrics) -> usize) -> usize {
+    rl.iter().map(value).sum()
 }
 
 #[test]
 fn grpo_dr_grpo_and_opmd_train_on_every_group() {
     for m in [Method::Grpo, Method::DrGrpo, Method::Opmd] {
         let (rl, state) = train_with_state(m, &[]);
-        assert_eq!(sum(&rl, "feedback_requests"), 0.0, "{m}");
+        assert_eq!(sum(&rl, |m| m.feedback_requests), 0, "{m}");
         // A random model fails everything; these methods keep every group (advantage 0).
-        assert_eq!(sum(&rl, "groups_used"), 4.0, "{m}");
+        assert_eq!(sum(&rl, |m| m.groups_used), 4, "{m}");
         assert_eq!(
-            sum(&rl, "sampling_tries"),
-            2.0,
+            sum(&rl, |m| m.sampling_tries),
+            2,
             "{m}: one batch of problems per step"
         );
         assert!(state.cursor >= 4, "{m}");
@@ -144,9 +136,7 @@ fn dapo_samples_again_until_its_groups_carry_signal() {
     let (rl, state) = train_with_state(Method::Dapo, &["method.dynamic_sampling.max_tries=3"]);
     let mut tries = 0;
     for m in &rl {
-        let t = m["sampling_tries"].as_u64().unwrap();
-        let used = m["groups_used"].as_u64().unwrap();
-        let filtered = m["groups_filtered"].as_u64().unwrap();
+        let (t, used, filtered) = (m.sampling_tries, m.groups_used, m.groups_filtered);
         assert!((1..=3).contains(&t), "{m:?}");
         assert!(used <= 2, "{m:?}");
         assert!(used == 2 || t == 3, "stopped short with tries left: {m:?}");
@@ -154,7 +144,11 @@ fn dapo_samples_again_until_its_groups_carry_signal() {
         tries += t;
     }
     // Each try drew a fresh batch of two problems (the stream skips held-out problems).
-    assert!(state.cursor >= 2 * tries, "{} < 2 × {tries}", state.cursor);
+    assert!(
+        state.cursor >= 2 * tries as u64,
+        "{} < 2 × {tries}",
+        state.cursor
+    );
     // A random model solves (almost) nothing: the cap is what ended the sampling.
     assert!(tries > 2, "{rl:?}");
 }
@@ -162,11 +156,22 @@ fn dapo_samples_again_until_its_groups_carry_signal() {
 #[test]
 fn rltf_sd_and_fm_train_on_revisions() {
     let rl = train(Method::RltfSd, &[]);
-    assert!(sum(&rl, "feedback_requests") > 0.0);
-    assert!(sum(&rl, "rows/self_distillation") > 0.0, "{rl:?}");
+    assert!(sum(&rl, |m| m.feedback_requests) > 0);
+    assert!(
+        sum(&rl, |m| m
+            .rows
+            .get("self_distillation")
+            .copied()
+            .unwrap_or(0))
+            > 0,
+        "{rl:?}"
+    );
     let rl = train(Method::RltfFm, &[]);
-    assert!(sum(&rl, "rows/auxiliary") > 0.0, "{rl:?}");
-    assert!(rl.iter().any(|m| m.contains_key("fm_loss")));
+    assert!(
+        sum(&rl, |m| m.rows.get("auxiliary").copied().unwrap_or(0)) > 0,
+        "{rl:?}"
+    );
+    assert!(rl.iter().any(|m| m.loss.contains_key("fm_loss")));
 }
 
 #[test]
@@ -180,10 +185,10 @@ fn r3l_trains_with_self_reflection_and_with_a_critic() {
             "method.strategy.base_per_problem=2",
         ],
     );
-    assert!(sum(&rl, "feedback_requests") > 0.0, "{rl:?}");
+    assert!(sum(&rl, |m| m.feedback_requests) > 0, "{rl:?}");
     assert_eq!(
-        sum(&rl, "invalid_reflections") + sum(&rl, "feedback_failures"),
-        sum(&rl, "feedback_requests"),
+        sum(&rl, |m| m.invalid_reflections) + sum(&rl, |m| m.feedback_failures),
+        sum(&rl, |m| m.feedback_requests),
         "{rl:?}"
     );
     // The verifier's critique triggers retries and their distilled copies.
@@ -195,12 +200,12 @@ fn r3l_trains_with_self_reflection_and_with_a_critic() {
             "method.strategy.base_per_problem=2",
         ],
     );
-    assert!(sum(&rl, "feedback_episodes") > 0.0, "{rl:?}");
+    assert!(sum(&rl, |m| m.feedback_episodes) > 0, "{rl:?}");
 }
 
 #[test]
 fn mulferl_regenerates_failed_groups() {
     let rl = train(Method::Mulferl, &[]);
-    assert!(sum(&rl, "feedback_requests") > 0.0, "{rl:?}");
-    assert!(sum(&rl, "feedback_episodes") > 0.0, "{rl:?}");
+    assert!(sum(&rl, |m| m.feedback_requests) > 0, "{rl:?}");
+    assert!(sum(&rl, |m| m.feedback_episodes) > 0, "{rl:?}");
 }
