@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use redraft_trainer::config::set_key;
 use redraft_trainer::eval::Rate;
 use redraft_trainer::report::{LinePlot, Report, Series, Table, format_mean_stderr, format_value};
 use redraft_trainer::summary::last_transcripts;
@@ -126,11 +127,11 @@ impl Experiment {
             .and_then(toml::Value::as_str)
             .map(PathBuf::from);
         if let Some(init) = init.filter(|p| p.is_relative()) {
-            set(
+            set_key(
                 &mut sft,
                 &["model", "init"],
                 root.join(init).display().to_string().into(),
-            );
+            )?;
         }
         let optional = |key: &str| match spec.get(key) {
             None => Ok(toml::Table::new()),
@@ -165,7 +166,7 @@ impl Experiment {
         if let Some(extra) = self.task_extra(task) {
             merge(&mut t, extra);
         }
-        set(&mut t, &["task", "family"], task.into());
+        set_key(&mut t, &["task", "family"], task.into())?;
         t.insert("seed".into(), (seed as i64).into());
         t.insert("steps".into(), 0.into());
         t.insert("name".into(), format!("{task}-sft").into());
@@ -192,17 +193,17 @@ impl Experiment {
         if let Some(extra) = self.per_method.get(method).and_then(toml::Value::as_table) {
             merge(&mut t, extra);
         }
-        set(&mut t, &["method", "type"], method.into());
+        set_key(&mut t, &["method", "type"], method.into())?;
         t.insert("name".into(), method.into());
         t.insert("seed".into(), (seed as i64).into());
         t.insert("max_sampled_tokens".into(), self.budget.into());
-        set(&mut t, &["task", "family"], task.into());
-        set(
+        set_key(&mut t, &["task", "family"], task.into())?;
+        set_key(
             &mut t,
             &["model", "path"],
             model.display().to_string().into(),
-        );
-        set(&mut t, &["eval", "at_start"], false.into());
+        )?;
+        set_key(&mut t, &["eval", "at_start"], false.into())?;
         if let Some(d) = device {
             t.insert("device".into(), d.into());
         }
@@ -759,19 +760,6 @@ fn table(spec: &toml::Table, key: &str) -> Result<toml::Table> {
 }
 
 /// Sets `path` in a table, creating intermediate tables.
-fn set(t: &mut toml::Table, path: &[&str], value: toml::Value) {
-    let (last, parents) = path.split_last().expect("non-empty path");
-    let mut cur = t;
-    for p in parents {
-        cur = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .expect("a table");
-    }
-    cur.insert(last.to_string(), value);
-}
-
 /// Merges `extra` into `t` (tables recursively, other values replaced).
 fn merge(t: &mut toml::Table, extra: &toml::Table) {
     for (k, v) in extra {

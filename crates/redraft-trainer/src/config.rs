@@ -545,22 +545,32 @@ fn apply_override(doc: &mut toml::Table, item: &str) -> Result<()> {
     if parts.iter().any(|p| p.is_empty()) {
         return Err(Error::config(key, "empty key segment in override"));
     }
+    set_key(doc, &parts, value)
+}
+
+/// Sets the value at the key path `path` (`["method", "objective", "kl_coef"]`) of a TOML
+/// document, creating the tables on the way: the one setter of `--set` overrides and of
+/// experiment presets.
+///
+/// # Errors
+/// [`Error::Config`] when the path is empty or runs through a value that is not a table.
+pub fn set_key(doc: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<()> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(Error::config(".", "an empty key path"));
+    };
     let mut table = doc;
-    for (i, part) in parts.iter().enumerate() {
-        if i + 1 == parts.len() {
-            table.insert((*part).to_string(), value);
-            return Ok(());
-        }
+    for (i, part) in parents.iter().enumerate() {
         let entry = table
             .entry((*part).to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = entry.as_table_mut().ok_or_else(|| {
             Error::config(
-                parts[..=i].join("."),
-                "is not a table, so it has no keys to override",
+                path[..=i].join("."),
+                "is not a table, so it has no keys to set",
             )
         })?;
     }
+    table.insert((*last).to_string(), value);
     Ok(())
 }
 
