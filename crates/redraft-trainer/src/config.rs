@@ -246,6 +246,10 @@ pub struct TrainConfig {
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Reward components (`[[reward]]` tables, tagged by `type`: `task`, `command`, `http`),
+    /// summed with their weights. Empty: the built-in verifier alone.
+    #[serde(default, rename = "reward", skip_serializing_if = "Vec::is_empty")]
+    pub reward: Vec<redraft_feedback_protocol::RewardConfig>,
 }
 
 fn default_device() -> String {
@@ -681,6 +685,8 @@ impl TrainConfig {
             (true, _) => {}
             (false, None) => {}
         }
+        redraft_feedback_protocol::validate_rewards(&self.reward)
+            .map_err(|e| Error::config("reward", e.to_string()))?;
         let credit = &self.credit;
         if credit.overlong.is_some() && self.method != Method::Dapo {
             return Err(Error::config(

@@ -19,6 +19,7 @@
 //! * [`config`] — the run configuration and its validation;
 //! * [`problems`] — training, SFT and held-out problem streams;
 //! * [`rows`] — each method's credit assignment, from episodes to training rows;
+//! * [`reward`] — the run's verifiers: `[[reward]]` components or a Rust verifier;
 //! * [`sft`] — supervised warm-start examples (solutions and feedback-conditioned revisions);
 //! * [`learner`] — the policy, AdamW, one clipped and guarded update;
 //! * [`eval`] — pass@1, pass@k, multi-turn and self-feedback success;
@@ -36,6 +37,7 @@ pub mod eval;
 pub mod learner;
 pub mod problems;
 pub mod report;
+pub mod reward;
 pub mod rows;
 pub mod sft;
 pub mod summary;

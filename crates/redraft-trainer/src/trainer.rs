@@ -105,6 +105,7 @@ pub struct Trainer {
     state: TrainState,
     last_batch: Option<RolloutBatch>,
     last_problems: Vec<redraft_verifier::Problem>,
+    rewards: crate::reward::Rewards,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -218,8 +219,19 @@ impl Trainer {
             state,
             last_batch: None,
             last_problems: Vec::new(),
+            rewards: crate::reward::Rewards::new(&config.reward)?,
             config,
         })
+    }
+
+    /// Scores with `verifier` (a reward written in Rust) instead of the built-in verifier: it
+    /// gives correctness and, with `[[reward]]` tables, the `task` component.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid `[[reward]]` table.
+    pub fn with_verifier(mut self, verifier: Arc<dyn redraft_verifier::Verifier>) -> Result<Self> {
+        self.rewards = crate::reward::Rewards::with_verifier(&self.config.reward, verifier)?;
+        Ok(self)
     }
 
     /// The configuration.
@@ -371,6 +383,7 @@ impl Trainer {
             c.revision_fraction,
             c.critique_fraction,
             seed,
+            self.rewards.correctness.as_ref(),
         )?;
         // Examples longer than the context cannot be trained on: counted, never silent.
         let context = self.learner.model().config().max_position_embeddings;
@@ -446,7 +459,8 @@ impl Trainer {
         let sampling = self.sampling();
         let device = self.learner.infer_device().clone();
         let mut ctx = RolloutContext::new(&policy, self.tokenizer.as_ref(), &device, sampling)
-            .with_templates(self.templates.clone());
+            .with_templates(self.templates.clone())
+            .with_verifier(self.rewards.reward.as_ref());
         if let Some(p) = provider.as_deref() {
             ctx = ctx.with_feedback(p);
         }
@@ -493,7 +507,7 @@ impl Trainer {
         let step_s = start.elapsed().as_secs_f64();
         self.state.train_s += step_s;
         let stats = provider.as_ref().map(|p| p.stats());
-        let record = step_record(StepFacts {
+        let mut record = step_record(StepFacts {
             step: self.state.step,
             lr,
             batch: &batch,
@@ -506,6 +520,7 @@ impl Trainer {
             step_s,
             feedback: stats.as_ref(),
         });
+        self.rewards.step_metrics(&batch, &mut record);
         append_jsonl(&self.run_dir.join(files::METRICS), &record)?;
         self.last_problems = problems;
         self.last_batch = Some(batch);
@@ -535,6 +550,7 @@ impl Trainer {
             max_new_tokens: self.config.rollout.max_new_tokens,
             feedback: Some(critic.as_ref()),
             templates: self.templates.clone(),
+            verifier: self.rewards.correctness.as_ref(),
         };
         let seed = derive_seed(self.config.seed, &[EVAL_SALT]);
         let report = evaluator.run(self.source.eval(), seed)?;

@@ -159,7 +159,7 @@ fn run_attempts(
         let range = session.builder.sampled(&c.tokens, &c.logprobs)?;
         session.builder.close(ctx.tokenizer)?;
         let text = ctx.text(&c.tokens)?;
-        let verdict = problem.verify(&text);
+        let verdict = ctx.verifier.verify(problem, &text);
         let correct = verdict.correct;
         let retry_text = ctx.templates.r3l_math_feedback(&verdict)?;
         session.turns.push(Turn {
