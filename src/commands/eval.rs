@@ -102,6 +102,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             Some(path) => load_templates(path)?,
             None => Templates::new(),
         },
+        verifier: redraft::verifier::default_verifier(),
     };
     let report = evaluator.run(source.eval(), args.seed)?;
     println!("problems        {}", report.problems);

@@ -72,6 +72,13 @@ pub enum ProviderConfig {
 }
 
 impl ProviderConfig {
+    /// Whether this provider states the reference answer in its feedback (only the verifier
+    /// critic with `reveal_answer = true`; judges that see the reference are told not to
+    /// reveal it).
+    pub fn reveals_answer(&self) -> bool {
+        matches!(self, ProviderConfig::VerifierCritic { critic } if critic.reveal_answer)
+    }
+
     /// Builds the provider. `policy` is the model that writes self-reflections (required by
     /// `self_reflection`, ignored otherwise).
     pub fn build(&self, policy: Option<Arc<dyn ChatModel>>) -> Result<Box<dyn FeedbackProvider>> {

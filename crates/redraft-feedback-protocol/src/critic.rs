@@ -12,30 +12,22 @@ use crate::error::Result;
 use crate::provider::{FeedbackProvider, ProviderStats, StatsRecorder};
 use crate::types::{Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot};
 
-fn yes() -> bool {
-    true
-}
-
 /// Options of the [`VerifierCritic`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// By default the critic says what is wrong and where but never states the expected values
+/// (the right step, the right answer), whatever the request allows: every method gets the same
+/// feedback rules, as the papers' judges (which see the reference but are told not to reveal
+/// it). Revealing is the explicit `reveal_answer = true`, and a run's report says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriticConfig {
-    /// Reveal expected values (the right step, the right answer) when the request allows the
-    /// reference. With `false` the critic never reveals them. Default `true`.
-    #[serde(default = "yes")]
-    pub reveal_when_allowed: bool,
+    /// State the expected values (the right step, the right answer) when the request allows
+    /// the reference. Default `false`: never.
+    #[serde(default)]
+    pub reveal_answer: bool,
     /// End incorrect critiques with RLTF's "Your previous attempt was incorrect." Default `false`.
     #[serde(default)]
     pub closing_sentence: bool,
-}
-
-impl Default for CriticConfig {
-    fn default() -> Self {
-        Self {
-            reveal_when_allowed: true,
-            closing_sentence: false,
-        }
-    }
 }
 
 /// A rendered critique: what is wrong and where, and hints.
@@ -77,7 +69,7 @@ impl VerifierCritic {
     /// The feedback for one request (never fails).
     pub fn feedback_one(&self, request: &FeedbackRequest) -> Feedback {
         let start = Instant::now();
-        let reveal = self.config.reveal_when_allowed && request.allow_reference;
+        let reveal = self.config.reveal_answer && request.allow_reference;
         let c = critique(&request.problem, &request.verdict, reveal);
         let mut text = c.text();
         if self.config.closing_sentence && !request.verdict.correct {

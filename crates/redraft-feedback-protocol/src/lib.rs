@@ -12,6 +12,9 @@
 //! - [`ChatModel`]: what the judges and the reflection run on; [`OpenAiClient`] implements it for
 //!   OpenAI-compatible `/v1/chat/completions` endpoints (timeouts, retries with backoff, bounded
 //!   concurrency, typed errors); the rollout engine implements it for the local policy.
+//! - Rewards ([`reward`]): [`RewardConfig`] selects the built-in verifier (`task`), an external
+//!   program speaking JSON lines ([`CommandReward`]) or an HTTP endpoint ([`HttpReward`]);
+//!   [`RewardSet`] sums weighted components as a [`redraft_verifier::Verifier`].
 //! - [`Templates`]: every prompt as minijinja data, defaulting to the papers' wording: RLTF's
 //!   revision prompt, MulFeRL's regeneration prompt and forced `<thinking><feedback>…</feedback>`
 //!   prefix ([`forced_prefix`]), R^3L's reflection, guidance and retry messages.
@@ -40,6 +43,7 @@ pub mod merge;
 pub mod openai;
 pub mod provider;
 pub mod reflection;
+pub mod reward;
 pub mod templates;
 pub mod types;
 
@@ -58,6 +62,9 @@ pub use reflection::{
     AuxSftRules, AuxSftSelection, InvalidReflection, ReflectRetryRecord, ReflectionOutcome,
     ReflectionReport, ReflectionVerdict, RetryRecord, SelfReflection, SelfReflectionConfig,
     TrajectoryOutcome, parse_reflection, select_aux_sft,
+};
+pub use reward::{
+    CommandReward, HttpReward, RewardConfig, RewardSet, RewardStats, validate_rewards,
 };
 pub use templates::{Templates, forced_prefix};
 pub use types::{

@@ -104,8 +104,10 @@ impl OpenAiConfig {
     }
 }
 
-/// The HTTP client. Cheap to share (`Arc`); thread-safe.
-pub struct OpenAiClient {
+/// A JSON endpoint reached by POST with the retry, backoff and timeout rules of
+/// [`OpenAiConfig`]: the transport shared by [`OpenAiClient`] and the HTTP reward
+/// ([`crate::reward::HttpReward`]).
+pub(crate) struct JsonEndpoint {
     config: OpenAiConfig,
     url: String,
     api_key: Option<String>,
@@ -113,19 +115,10 @@ pub struct OpenAiClient {
     retries: AtomicU64,
 }
 
-impl std::fmt::Debug for OpenAiClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiClient")
-            .field("url", &self.url)
-            .field("model", &self.config.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl OpenAiClient {
-    /// A client for `config`; reads the API key from its environment variable.
-    pub fn new(config: OpenAiConfig) -> Result<Self> {
+impl JsonEndpoint {
+    /// An endpoint at `url` with the limits of `config`; reads the API key from its
+    /// environment variable.
+    pub(crate) fn new(url: String, config: OpenAiConfig) -> Result<Self> {
         if config.max_concurrency == 0 {
             return Err(Error::Config("max_concurrency must be at least 1".into()));
         }
@@ -139,7 +132,6 @@ impl OpenAiClient {
                 _ => return Err(Error::MissingApiKey(var.clone())),
             },
         };
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_millis(config.timeout_ms))
             .build();
@@ -152,52 +144,29 @@ impl OpenAiClient {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &OpenAiConfig {
-        &self.config
-    }
-
-    /// The request body for `request`.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role, "content": m.content}))
-            .collect();
-        let mut body = json!({"model": self.config.model, "messages": messages});
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(n) = request.max_tokens {
-            body["max_tokens"] = json!(n);
-        }
-        if !request.stop.is_empty() {
-            body["stop"] = json!(request.stop);
-        }
-        body
-    }
-
-    /// Completes one request with retries; `index` seeds its jitter.
-    pub fn complete_one(&self, request: &ChatRequest, index: usize) -> Result<ChatResponse> {
+    /// Posts `body` with retries and parses a 2xx reply with `parse`; `index` seeds the
+    /// jitter. Returns the parsed reply and the latency over all attempts.
+    pub(crate) fn post<T>(
+        &self,
+        body: &Value,
+        index: usize,
+        parse: impl Fn(&str) -> Result<T>,
+    ) -> Result<(T, Duration)> {
         let start = Instant::now();
-        let body = self.body(request);
         let mut retry = 0;
         loop {
-            match self.attempt(&body) {
-                Ok(mut resp) => {
-                    resp.latency = start.elapsed();
-                    return Ok(resp);
-                }
+            match self.attempt(body, &parse) {
+                Ok(v) => return Ok((v, start.elapsed())),
                 Err((e, retry_after)) => {
                     if !e.is_retryable() || retry >= self.config.max_retries {
-                        tracing::debug!(error = %e, retry, "chat completion failed");
+                        tracing::debug!(error = %e, retry, url = %self.url, "request failed");
                         return Err(e);
                     }
                     let mut delay = self.config.backoff(index, retry);
                     if let Some(ra) = retry_after {
                         delay = ra.min(Duration::from_millis(self.config.backoff_max_ms));
                     }
-                    tracing::debug!(error = %e, retry, ?delay, "retrying chat completion");
+                    tracing::debug!(error = %e, retry, ?delay, url = %self.url, "retrying request");
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(delay);
                     retry += 1;
@@ -207,10 +176,11 @@ impl OpenAiClient {
     }
 
     /// One HTTP attempt; on failure also the server's `Retry-After`, if any.
-    fn attempt(
+    fn attempt<T>(
         &self,
         body: &Value,
-    ) -> std::result::Result<ChatResponse, (Error, Option<Duration>)> {
+        parse: &impl Fn(&str) -> Result<T>,
+    ) -> std::result::Result<T, (Error, Option<Duration>)> {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let start = Instant::now();
         let mut req = self
@@ -225,7 +195,7 @@ impl OpenAiClient {
                 let text = resp
                     .into_string()
                     .map_err(|e| (io_error(&e, start, timeout), None))?;
-                parse_completion(&text).map_err(|e| (e, None))
+                parse(&text).map_err(|e| (e, None))
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let retry_after = resp
@@ -244,6 +214,107 @@ impl OpenAiClient {
             }
             Err(ureq::Error::Transport(t)) => Err((transport_error(&t, start, timeout), None)),
         }
+    }
+
+    /// `f(i, &items[i])` for every item, on at most `max_concurrency` threads, in order.
+    pub(crate) fn map_bounded<I: Sync, T: Send>(
+        &self,
+        items: &[I],
+        f: impl Fn(usize, &I) -> Result<T> + Sync,
+    ) -> Vec<Result<T>> {
+        let workers = self.config.max_concurrency.min(items.len());
+        if workers <= 1 {
+            return items.iter().enumerate().map(|(i, r)| f(i, r)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<T>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(r) = items.get(i) else { break };
+                        let res = f(i, r);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| Err(Error::Model("request was not run".into())))
+            })
+            .collect()
+    }
+
+    /// Attempts retried so far.
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
+
+/// The HTTP client. Cheap to share (`Arc`); thread-safe.
+pub struct OpenAiClient {
+    endpoint: JsonEndpoint,
+}
+
+impl std::fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiClient")
+            .field("url", &self.endpoint.url)
+            .field("model", &self.endpoint.config.model)
+            .field(
+                "api_key",
+                &self.endpoint.api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl OpenAiClient {
+    /// A client for `config`; reads the API key from its environment variable.
+    pub fn new(config: OpenAiConfig) -> Result<Self> {
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Ok(Self {
+            endpoint: JsonEndpoint::new(url, config)?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.endpoint.config
+    }
+
+    /// The request body for `request`.
+    pub fn body(&self, request: &ChatRequest) -> Value {
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect();
+        let mut body = json!({"model": self.endpoint.config.model, "messages": messages});
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(n) = request.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        body
+    }
+
+    /// Completes one request with retries; `index` seeds its jitter.
+    pub fn complete_one(&self, request: &ChatRequest, index: usize) -> Result<ChatResponse> {
+        let (mut resp, latency) =
+            self.endpoint
+                .post(&self.body(request), index, parse_completion)?;
+        resp.latency = latency;
+        Ok(resp)
     }
 }
 
@@ -335,45 +406,16 @@ pub fn parse_completion(body: &str) -> Result<ChatResponse> {
 
 impl ChatModel for OpenAiClient {
     fn name(&self) -> &str {
-        &self.config.model
+        &self.endpoint.config.model
     }
 
     fn complete(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse>> {
-        let workers = self.config.max_concurrency.min(requests.len());
-        if workers <= 1 {
-            return requests
-                .iter()
-                .enumerate()
-                .map(|(i, r)| self.complete_one(r, i))
-                .collect();
-        }
-        let next = AtomicUsize::new(0);
-        let slots: Vec<Mutex<Option<Result<ChatResponse>>>> =
-            requests.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(r) = requests.get(i) else { break };
-                        let res = self.complete_one(r, i);
-                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
-                    }
-                });
-            }
-        });
-        slots
-            .into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unwrap_or_else(|| Err(Error::Model("request was not run".into())))
-            })
-            .collect()
+        self.endpoint
+            .map_bounded(requests, |i, r| self.complete_one(r, i))
     }
 
     fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
+        self.endpoint.retries()
     }
 }
 
@@ -423,7 +465,7 @@ mod tests {
     #[test]
     fn request_bodies_omit_unset_fields() {
         let client = OpenAiClient::new(OpenAiConfig::new("http://x/v1/", "m")).unwrap();
-        assert_eq!(client.url, "http://x/v1/chat/completions");
+        assert_eq!(client.endpoint.url, "http://x/v1/chat/completions");
         let body = client.body(&ChatRequest::new(vec![redraft_tokenizer::Message::user(
             "u",
         )]));

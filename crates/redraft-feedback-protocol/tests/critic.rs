@@ -269,19 +269,28 @@ fn critic_provider_respects_request_and_config() {
     assert_eq!(verdict.diagnosis.kind, DiagnosisKind::WrongAnswer);
     let req = FeedbackRequest::new(p, "so \\boxed{41}", verdict.clone());
 
+    // By default the critic never reveals, even when the request allows the reference.
     let critic = VerifierCritic::default();
     let out = critic.feedback(&[req.clone(), req.clone().with_reference(true)]);
     let (a, b) = (out[0].as_ref().unwrap(), out[1].as_ref().unwrap());
     assert_eq!(a.kind, FeedbackKind::Critique);
     assert!(!a.text.contains("42"), "{}", a.text);
-    assert!(b.text.contains("42"), "{}", b.text);
+    assert!(!b.text.contains("42"), "{}", b.text);
+    // `reveal_answer` reveals, and only where the request allows the reference.
+    let revealing = VerifierCritic::new(CriticConfig {
+        reveal_answer: true,
+        closing_sentence: false,
+    });
+    let out = revealing.feedback(&[req.clone(), req.clone().with_reference(true)]);
+    assert!(!out[0].as_ref().unwrap().text.contains("42"));
+    assert!(out[1].as_ref().unwrap().text.contains("42"));
     assert_eq!(a.pivot, Some(Pivot::step(0)));
     assert_eq!(a.verdict.as_ref(), Some(&verdict));
     assert_eq!(a.source.provider, "verifier_critic");
     assert!(!a.hints.is_empty());
 
     let never = VerifierCritic::new(CriticConfig {
-        reveal_when_allowed: false,
+        reveal_answer: false,
         closing_sentence: true,
     });
     let c = never

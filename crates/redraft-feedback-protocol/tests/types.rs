@@ -46,13 +46,12 @@ fn provider_configs_parse_from_toml() {
     let c: ProviderConfig = toml::from_str("type = \"correctness_only\"").unwrap();
     assert_eq!(c, ProviderConfig::CorrectnessOnly {});
     let c: ProviderConfig =
-        toml::from_str("type = \"verifier_critic\"\n[critic]\nreveal_when_allowed = false")
-            .unwrap();
+        toml::from_str("type = \"verifier_critic\"\n[critic]\nreveal_answer = true").unwrap();
     assert_eq!(
         c,
         ProviderConfig::VerifierCritic {
             critic: CriticConfig {
-                reveal_when_allowed: false,
+                reveal_answer: true,
                 closing_sentence: false
             }
         }

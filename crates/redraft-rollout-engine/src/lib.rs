@@ -25,6 +25,7 @@ pub use sampling::{
     sample_token,
 };
 pub use strategy::{
-    MulFeRl, MulFeRlConfig, R3l, R3lConfig, Rltf, RltfConfig, RolloutContext, RolloutStrategy,
-    RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round, derive_seed,
+    MulFeRl, MulFeRlConfig, R3l, R3lConfig, RegenPairing, Rltf, RltfConfig, RolloutContext,
+    RolloutStrategy, RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round,
+    derive_seed,
 };

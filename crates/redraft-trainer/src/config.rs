@@ -90,6 +90,10 @@ pub struct TrainConfig {
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Reward components (`[[reward]]` tables, tagged by `type`: `task`, `command`, `http`),
+    /// summed with their weights. Empty: the built-in verifier alone.
+    #[serde(default, rename = "reward", skip_serializing_if = "Vec::is_empty")]
+    pub reward: Vec<redraft_feedback_protocol::RewardConfig>,
 }
 
 fn default_device() -> String {
@@ -460,6 +464,8 @@ impl TrainConfig {
             return Err(Error::config("rollout.top_p", "must be in (0, 1]"));
         }
         self.method.method().validate(&self.rollout)?;
+        redraft_feedback_protocol::validate_rewards(&self.reward)
+            .map_err(|e| Error::config("reward", e.to_string()))?;
         let o = &self.optimizer;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
             return Err(Error::config("optimizer.lr", "must be positive"));

@@ -15,7 +15,7 @@ use redraft_rollout_engine::{
     SingleTurn, SingleTurnConfig,
 };
 use redraft_tokenizer::{Message, Tokenizer};
-use redraft_verifier::Problem;
+use redraft_verifier::{Problem, Verifier};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -112,6 +112,8 @@ pub struct Evaluator<'a> {
     pub feedback: Option<&'a dyn FeedbackProvider>,
     /// The prompt templates (the revision prompt of multi-turn success).
     pub templates: Templates,
+    /// What decides correctness (the run's verifier).
+    pub verifier: &'a dyn Verifier,
 }
 
 impl Evaluator<'_> {
@@ -136,6 +138,7 @@ impl Evaluator<'_> {
     fn context<'a>(&'a self, policy: &'a LocalPolicy) -> RolloutContext<'a> {
         RolloutContext::new(policy, self.tokenizer.as_ref(), self.sampling())
             .with_templates(self.templates.clone())
+            .with_verifier(self.verifier)
     }
 
     /// Evaluates on `problems` with sampling seed `seed`.

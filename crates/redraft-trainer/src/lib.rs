@@ -21,6 +21,7 @@
 //! * [`methods`] — one file per method: its strategy, credit assignment (rows), objective
 //!   and default feedback, configured by one `[method]` table;
 //! * [`rows`] — the training rows every method's credit assignment produces;
+//! * [`reward`] — the run's verifiers: `[[reward]]` components or a Rust verifier;
 //! * [`sft`] — supervised warm-start examples (solutions and feedback-conditioned revisions);
 //! * [`learner`] — the policy, AdamW, one clipped and guarded update;
 //! * [`eval`] — pass@1, pass@k, multi-turn and self-feedback success;
@@ -42,6 +43,7 @@ pub mod methods;
 pub mod metrics;
 pub mod problems;
 pub mod report;
+pub mod reward;
 pub mod rows;
 pub mod run_dir;
 pub mod sft;

@@ -137,6 +137,11 @@ pub struct StepMetrics {
     pub update_s: f64,
     /// Step wall time, seconds.
     pub step_s: f64,
+    /// Per `[[reward]]` component: its mean unweighted reward over the step's turns, and for
+    /// programs and endpoints `<name>/failures`, `/timeouts`, `/restarts` during the step
+    /// (empty without `[[reward]]` tables).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reward: BTreeMap<String, f64>,
 }
 
 /// What an RL step's metrics are computed from.
@@ -236,6 +241,7 @@ impl StepMetrics {
             rollout_s: f.rollout_s,
             update_s: f.update_s,
             step_s: f.step_s,
+            reward: BTreeMap::new(),
         }
     }
 

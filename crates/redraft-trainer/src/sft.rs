@@ -26,7 +26,7 @@ use redraft_rollout_engine::prompts::{
     revision_message,
 };
 use redraft_tokenizer::Tokenizer;
-use redraft_verifier::Problem;
+use redraft_verifier::{Problem, Verifier};
 
 use crate::error::Result;
 use crate::rows::{Row, supervised_ids};
@@ -36,7 +36,8 @@ const CORRUPTION_TRIES: usize = 16;
 
 /// Builds the SFT rows of `problems` (one each). Example `i` is a feedback example with
 /// probability `revision_fraction`, and such an example is a critique example with probability
-/// `critique_fraction` (else a revision), drawn from a generator seeded by `seed` and `i`.
+/// `critique_fraction` (else a revision), drawn from a generator seeded by `seed` and `i`;
+/// `verifier` decides which corruptions are wrong and diagnoses them for the critique.
 ///
 /// # Errors
 /// [`crate::Error::Tokenizer`] or [`crate::Error::Rollout`] when a prompt cannot be rendered.
@@ -47,6 +48,7 @@ pub fn sft_rows(
     revision_fraction: f64,
     critique_fraction: f64,
     seed: u64,
+    verifier: &dyn Verifier,
 ) -> Result<Vec<Row>> {
     let critic = VerifierCritic::new(CriticConfig::default());
     let mut rows = Vec::with_capacity(problems.len());
@@ -57,14 +59,14 @@ pub fn sft_rows(
         let solution = problem.solution();
         let revision = rng.random_bool(revision_fraction.clamp(0.0, 1.0));
         let corrupted = if revision {
-            corrupt(problem, &solution, &mut rng)
+            corrupt(problem, &solution, &mut rng, verifier)
         } else {
             None
         };
         let ids = match corrupted {
             None => supervised_ids(tokenizer, &problem_messages(problem), "", &solution)?,
             Some(wrong) => {
-                let verdict = problem.verify(&wrong);
+                let verdict = verifier.verify(problem, &wrong);
                 let request = FeedbackRequest::new(problem.clone(), wrong.clone(), verdict);
                 let critique = match critic.feedback(&[request]).pop() {
                     Some(Ok(f)) => f.text,
@@ -102,7 +104,12 @@ pub fn sft_rows(
 }
 
 /// The solution with one digit changed so that the verifier rejects it, if one is found.
-fn corrupt(problem: &Problem, solution: &str, rng: &mut ChaCha8Rng) -> Option<String> {
+fn corrupt(
+    problem: &Problem,
+    solution: &str,
+    rng: &mut ChaCha8Rng,
+    verifier: &dyn Verifier,
+) -> Option<String> {
     let digits: Vec<usize> = solution
         .char_indices()
         .filter(|(_, c)| c.is_ascii_digit())
@@ -118,7 +125,7 @@ fn corrupt(problem: &Problem, solution: &str, rng: &mut ChaCha8Rng) -> Option<St
         let mut bytes = solution.as_bytes().to_vec();
         bytes[at] = new;
         let candidate = String::from_utf8(bytes).ok()?;
-        if !problem.verify(&candidate).correct {
+        if !verifier.verify(problem, &candidate).correct {
             return Some(candidate);
         }
     }
@@ -155,8 +162,26 @@ mod tests {
     #[test]
     fn plain_and_revision_examples_train_only_the_solution() {
         let (tok, problems, templates) = setup();
-        let plain = sft_rows(&problems, &tok, &templates, 0.0, 0.0, 7).unwrap();
-        let mixed = sft_rows(&problems, &tok, &templates, 1.0, 0.0, 7).unwrap();
+        let plain = sft_rows(
+            &problems,
+            &tok,
+            &templates,
+            0.0,
+            0.0,
+            7,
+            redraft_verifier::default_verifier(),
+        )
+        .unwrap();
+        let mixed = sft_rows(
+            &problems,
+            &tok,
+            &templates,
+            1.0,
+            0.0,
+            7,
+            redraft_verifier::default_verifier(),
+        )
+        .unwrap();
         for (p, (a, b)) in problems.iter().zip(plain.iter().zip(&mixed)) {
             assert_eq!(a.kind, RowKind::Auxiliary);
             // The trained ids decode to the solution and the end-of-turn token.
@@ -180,7 +205,16 @@ mod tests {
     #[test]
     fn critique_examples_train_the_critique_under_the_feedback_modelling_prompt() {
         let (tok, problems, templates) = setup();
-        let rows = sft_rows(&problems, &tok, &templates, 1.0, 1.0, 7).unwrap();
+        let rows = sft_rows(
+            &problems,
+            &tok,
+            &templates,
+            1.0,
+            1.0,
+            7,
+            redraft_verifier::default_verifier(),
+        )
+        .unwrap();
         for (p, row) in problems.iter().zip(&rows) {
             let text = tok.decode(&row.ids, false).unwrap();
             assert!(text.contains("Your task is provide a critique"), "{text}");
@@ -189,7 +223,18 @@ mod tests {
             assert!(!critique.contains(&p.solution()), "{critique}");
         }
         // The same seed gives the same mix of examples.
-        let mixed = |seed| sft_rows(&problems, &tok, &templates, 0.5, 0.5, seed).unwrap();
+        let mixed = |seed| {
+            sft_rows(
+                &problems,
+                &tok,
+                &templates,
+                0.5,
+                0.5,
+                seed,
+                redraft_verifier::default_verifier(),
+            )
+            .unwrap()
+        };
         assert_eq!(mixed(3), mixed(3));
         assert_ne!(mixed(3), mixed(4));
     }

@@ -71,6 +71,14 @@ pub fn write_report(run_dir: &RunDir, config: &TrainConfig, evals: &[EvalRecord]
         "Configuration",
         &format!("Method `{}`.\n\n```toml\n{config_text}```", config.method),
     );
+    if config.feedback().is_some_and(|f| f.reveals_answer()) {
+        report.section(
+            "Feedback rules",
+            "This run's critic **reveals the reference answer** (`reveal_answer = true`): its \
+             feedback differs from the default rules every method shares, and its results are \
+             not comparable with runs under them.",
+        );
+    }
     report.table("Held-out evaluation", &eval_table(evals));
     let pass = |x: fn(&EvalRecord) -> f64| -> Vec<(f64, f64)> {
         evals

@@ -88,6 +88,7 @@ pub struct Trainer {
     objective: Box<dyn Objective>,
     templates: Templates,
     state: TrainState,
+    rewards: crate::reward::Rewards,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -176,8 +177,19 @@ impl Trainer {
             objective,
             templates: Templates::with_overrides(&config.templates)?,
             state,
+            rewards: crate::reward::Rewards::new(&config.reward)?,
             config,
         })
+    }
+
+    /// Scores with `verifier` (a reward written in Rust) instead of the built-in verifier: it
+    /// gives correctness and, with `[[reward]]` tables, the `task` component.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid `[[reward]]` table.
+    pub fn with_verifier(mut self, verifier: Arc<dyn redraft_verifier::Verifier>) -> Result<Self> {
+        self.rewards = crate::reward::Rewards::with_verifier(&self.config.reward, verifier)?;
+        Ok(self)
     }
 
     /// The configuration.
@@ -319,6 +331,7 @@ impl Trainer {
             c.revision_fraction,
             c.critique_fraction,
             seed,
+            self.rewards.correctness.as_ref(),
         )?;
         // Examples longer than the context cannot be trained on: counted, never silent.
         let context = self.learner.model().config().max_position_embeddings;
@@ -399,7 +412,8 @@ impl Trainer {
         let provider = self.provider(meter.clone())?;
         let sampling = self.sampling();
         let mut ctx = RolloutContext::new(meter.as_ref(), self.tokenizer.as_ref(), sampling)
-            .with_templates(self.templates.clone());
+            .with_templates(self.templates.clone())
+            .with_verifier(self.rewards.reward.as_ref());
         if let Some(p) = provider.as_deref() {
             ctx = ctx.with_feedback(p);
         }
@@ -473,7 +487,7 @@ impl Trainer {
         let step_s = start.elapsed().as_secs_f64();
         self.state.train_s += step_s;
         let stats = provider.as_ref().map(|p| p.stats());
-        let metrics = StepMetrics::of(StepFacts {
+        let mut metrics = StepMetrics::of(StepFacts {
             step: self.state.step,
             lr,
             batch: &batch,
@@ -485,6 +499,7 @@ impl Trainer {
             step_s,
             feedback: stats.as_ref(),
         });
+        metrics.reward = self.rewards.step_metrics(&batch);
         self.run_dir
             .append_metrics(&MetricsRecord::Rl(metrics.clone()))?;
         self.run_dir.append_transcripts(&TranscriptRecord::of_step(
@@ -517,6 +532,7 @@ impl Trainer {
             max_new_tokens: self.config.rollout.max_new_tokens,
             feedback: Some(critic.as_ref()),
             templates: self.templates.clone(),
+            verifier: self.rewards.correctness.as_ref(),
         };
         let seed = derive_seed(self.config.seed, &[EVAL_SALT]);
         let report = evaluator.run(self.source.eval(), seed)?;

@@ -48,10 +48,73 @@ pub use math::{MathOptions, check_math, math_equivalent};
 pub use tasks::{Difficulty, Problem, PromptStyle, TaskFamily};
 pub use verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
-/// Anything that checks a response to a problem.
+/// Anything that checks a response to a problem: the seam through which rollouts, SFT and
+/// evaluation get their rewards (the built-in [`DefaultVerifier`], a user's reward function, an
+/// external program or endpoint).
 pub trait Verifier: Send + Sync {
     /// The verdict on `response` as an answer to `problem`. Never panics.
     fn verify(&self, problem: &Problem, response: &str) -> Verdict;
+
+    /// The verdicts on a batch of `(problem, response)` pairs, in order. The default checks
+    /// them one by one; verifiers that reach a program or a server may run them concurrently.
+    fn verify_batch(&self, items: &[(&Problem, &str)]) -> Vec<Verdict> {
+        items.iter().map(|(p, r)| self.verify(p, r)).collect()
+    }
+}
+
+impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
+    fn verify(&self, problem: &Problem, response: &str) -> Verdict {
+        (**self).verify(problem, response)
+    }
+
+    fn verify_batch(&self, items: &[(&Problem, &str)]) -> Vec<Verdict> {
+        (**self).verify_batch(items)
+    }
+}
+
+/// A [`Verifier`] from a closure `(problem, response) -> Verdict`, for a reward function
+/// written in Rust.
+///
+/// ```
+/// use redraft_verifier::{FnVerifier, Verdict, Verifier, Diagnosis, DiagnosisKind};
+/// let short = FnVerifier::new(|_p, r: &str| {
+///     if r.len() < 10 { Verdict::correct("short") }
+///     else { Verdict::wrong(Diagnosis::new(DiagnosisKind::WrongAnswer, "too long")) }
+/// });
+/// # let _ = short;
+/// ```
+pub struct FnVerifier<F>(F);
+
+impl<F> FnVerifier<F>
+where
+    F: Fn(&Problem, &str) -> Verdict + Send + Sync,
+{
+    /// Wraps `f`.
+    pub fn new(f: F) -> Self {
+        Self(f)
+    }
+}
+
+impl<F> std::fmt::Debug for FnVerifier<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FnVerifier")
+    }
+}
+
+impl<F> Verifier for FnVerifier<F>
+where
+    F: Fn(&Problem, &str) -> Verdict + Send + Sync,
+{
+    fn verify(&self, problem: &Problem, response: &str) -> Verdict {
+        (self.0)(problem, response)
+    }
+}
+
+/// The shared [`DefaultVerifier`] with default options (what [`Problem::verify`] applies).
+pub fn default_verifier() -> &'static DefaultVerifier {
+    static DEFAULT: std::sync::LazyLock<DefaultVerifier> =
+        std::sync::LazyLock::new(DefaultVerifier::default);
+    &DEFAULT
 }
 
 /// The verifier for every [`Problem`]: math problems by answer equivalence, task families by

@@ -1,5 +1,6 @@
 //! The result of checking one response: [`Verdict`] and its structured [`Diagnosis`].
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Scalar reward in `[0, 1]`: 1 for a correct answer, partial credit where the task allows it.
+    /// Scalar reward: in `[0, 1]` from the built-in checkers (1 for a correct answer, partial
+    /// credit where the task allows it); a weighted or custom reward may be any finite value.
     pub reward: f32,
     /// Whether the final answer is correct.
     pub correct: bool,
@@ -16,6 +18,10 @@ pub struct Verdict {
     pub format_ok: bool,
     /// Where and how the response goes wrong.
     pub diagnosis: Diagnosis,
+    /// The reward of each named component when the reward combines several (`task`,
+    /// `command`, `http`, ...), before weighting; empty for a single verifier.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, f32>,
 }
 
 /// The kind of outcome a [`Diagnosis`] describes.
@@ -91,6 +97,7 @@ impl Verdict {
             correct: true,
             format_ok: true,
             diagnosis: Diagnosis::new(DiagnosisKind::Correct, detail),
+            components: BTreeMap::new(),
         }
     }
 
@@ -101,6 +108,7 @@ impl Verdict {
             correct: false,
             format_ok: true,
             diagnosis,
+            components: BTreeMap::new(),
         }
     }
 
@@ -111,6 +119,7 @@ impl Verdict {
             correct: false,
             format_ok: false,
             diagnosis,
+            components: BTreeMap::new(),
         }
     }
 
@@ -121,6 +130,7 @@ impl Verdict {
             correct: false,
             format_ok: true,
             diagnosis,
+            components: BTreeMap::new(),
         }
     }
 

@@ -3,8 +3,9 @@
 //! Each strategy is a [`RolloutStrategy`] selected by a [`StrategyConfig`] (serde-tagged by
 //! `type`: `single_turn`, `rltf`, `r3l`, `mulferl`). All of them prompt the policy through the
 //! tokenizer's chat template with [`Problem::chat`] messages, stop on the end-of-sequence token
-//! and the template's end-of-turn token (`<|im_end|>` for ChatML), verify with
-//! [`Problem::verify`], and draw every sample from a generator derived from
+//! and the template's end-of-turn token (`<|im_end|>` for ChatML), verify with the context's
+//! [`Verifier`] (the built-in [`redraft_verifier::DefaultVerifier`] unless the run plugs in
+//! another reward), and draw every sample from a generator derived from
 //! `(seed, problem index, stage, sample index)`, so the same seed gives the same episodes.
 
 mod mulferl;
@@ -15,10 +16,10 @@ mod single_turn;
 use rand_chacha::ChaCha8Rng;
 use redraft_feedback_protocol::{FeedbackProvider, Templates};
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
-use redraft_verifier::{Problem, Verdict};
+use redraft_verifier::{Problem, Verdict, Verifier};
 use serde::{Deserialize, Serialize};
 
-pub use mulferl::{MulFeRl, MulFeRlConfig, RoundDecision, decide_round};
+pub use mulferl::{MulFeRl, MulFeRlConfig, RegenPairing, RoundDecision, decide_round};
 pub use r3l::{R3l, R3lConfig};
 pub use rltf::{Rltf, RltfConfig};
 pub use single_turn::{SingleTurn, SingleTurnConfig};
@@ -48,6 +49,8 @@ pub struct RolloutContext<'a> {
     pub feedback: Option<&'a dyn FeedbackProvider>,
     /// The prompt templates (revision, regeneration, forced prefix, guidance).
     pub templates: Templates,
+    /// What turns responses into verdicts and rewards. Default: the built-in verifier.
+    pub verifier: &'a dyn Verifier,
 }
 
 impl<'a> RolloutContext<'a> {
@@ -63,7 +66,14 @@ impl<'a> RolloutContext<'a> {
             sampling,
             feedback: None,
             templates: Templates::new(),
+            verifier: redraft_verifier::default_verifier(),
         }
+    }
+
+    /// Sets the verifier (the reward).
+    pub fn with_verifier(mut self, verifier: &'a dyn Verifier) -> Self {
+        self.verifier = verifier;
+        self
     }
 
     /// Sets the feedback provider.
@@ -314,11 +324,24 @@ pub(crate) fn first_turns(
     }
     let mut refs: Vec<&mut SequenceBuilder> = builders.iter_mut().collect();
     let sampled = sample_turns(ctx, &mut refs, rngs)?;
+    let texts = sampled
+        .iter()
+        .map(|t| ctx.text(&t.tokens))
+        .collect::<Result<Vec<_>>>()?;
+    let items: Vec<(&Problem, &str)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&problems[i / group_size], t.as_str()))
+        .collect();
+    let verdicts = ctx.verifier.verify_batch(&items);
     let mut out: Vec<Vec<Episode>> = (0..problems.len()).map(|_| Vec::new()).collect();
-    for (i, (b, t)) in builders.iter().zip(sampled).enumerate() {
+    for (i, ((b, t), (text, verdict))) in builders
+        .iter()
+        .zip(sampled)
+        .zip(texts.into_iter().zip(verdicts))
+        .enumerate()
+    {
         let p = i / group_size;
-        let text = ctx.text(&t.tokens)?;
-        let verdict = problems[p].verify(&text);
         let reward = shaped_reward(&verdict, format_penalty);
         out[p].push(Episode {
             problem: p,

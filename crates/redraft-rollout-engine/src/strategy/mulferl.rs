@@ -1,7 +1,7 @@
 //! MulFeRL: regeneration of all-failed groups with merged feedback (ALGORITHMS.md §4.2).
 
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
+use rand::seq::{SliceRandom, index};
 use rand_chacha::ChaCha8Rng;
 use redraft_feedback_protocol::{Feedback, FeedbackRequest};
 use redraft_verifier::Problem;
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::episode::{
     Episode, FeedbackRecord, GroupUse, PreferencePair, Provenance, RolloutBatch, SequenceBuilder,
-    StrategyKind, Turn,
+    StrategyKind, TokenKind, Turn,
 };
 use crate::error::Result;
 use crate::prompts::regeneration_prompt;
@@ -29,13 +29,30 @@ pub struct MulFeRlConfig {
     /// A sample counts as solved when its reward is at least this. Default 1.0.
     pub success_threshold: f32,
     /// Start each regenerated response with the forced prefix
-    /// `<thinking><feedback>{f}</feedback>` (never trained). Default true.
+    /// `<thinking><feedback>{f}</feedback>` (never trained). Default true. With `false` the
+    /// policy writes the prefix itself, as the prompt asks; the leading sampled tokens that
+    /// copy it are then not trained either.
     pub forced_prefix: bool,
-    /// Send at most this many failed responses of a group to the feedback provider. Default
-    /// `None`: all of them, as the paper's group judge sees. Per-response critics (the
-    /// verifier's) give one critique each and their distinct texts are joined, so a small
-    /// context may need 1.
+    /// Send at most this many failed responses of a group to the feedback provider, drawn at
+    /// random (seeded from the rollout seed). Default `None`: all of them, as the paper's group
+    /// judge sees. Per-response critics (the verifier's) give one critique each and their
+    /// distinct texts are joined, so a small context may need 1.
     pub feedback_per_group: Option<usize>,
+    /// How the regenerations of an all-solved round are paired with base responses. Default
+    /// `permuted` (the v2 code); `index_aligned` pairs regeneration `i` with base `i` (v1).
+    pub pairing: RegenPairing,
+}
+
+/// How regenerated responses are paired with the failed base responses (the released code's
+/// two versions; the same choice as `redraft_credit_assignment::Pairing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegenPairing {
+    /// Regeneration `i` with base `perm[i mod K]`, `perm` a seeded permutation (v2, FCO).
+    #[default]
+    Permuted,
+    /// Regeneration `i` with base `i mod K` (v1, DPO).
+    IndexAligned,
 }
 
 impl Default for MulFeRlConfig {
@@ -46,6 +63,7 @@ impl Default for MulFeRlConfig {
             success_threshold: 1.0,
             forced_prefix: true,
             feedback_per_group: None,
+            pairing: RegenPairing::Permuted,
         }
     }
 }
@@ -100,6 +118,41 @@ fn merge_texts(feedback: &[Feedback]) -> String {
     distinct.join("\n")
 }
 
+/// Which of a group's `n` failed responses go to the feedback provider: all of them in order
+/// when `limit >= n`, else `limit` of them drawn at random by `rng`, in group order.
+fn pick_failed(n: usize, limit: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    if limit >= n {
+        return (0..n).collect();
+    }
+    let mut picked = index::sample(rng, n, limit).into_vec();
+    picked.sort_unstable();
+    picked
+}
+
+/// The base response (index into the base group of `n_base`) each of `n_regen` regenerations is
+/// paired with.
+fn pair_targets(
+    pairing: RegenPairing,
+    n_regen: usize,
+    n_base: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
+    let mut base: Vec<usize> = (0..n_base).collect();
+    if pairing == RegenPairing::Permuted {
+        base.shuffle(rng);
+    }
+    (0..n_regen).map(|i| base[i % n_base.max(1)]).collect()
+}
+
+/// How many leading `sampled` ids copy `prefix` (the longest common prefix of the two).
+fn copied_len(sampled: &[u32], prefix: &[u32]) -> usize {
+    sampled
+        .iter()
+        .zip(prefix)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
 /// MulFeRL's rollout.
 ///
 /// The base group (`group_size` samples per problem) is classified with [`decide_round`]: all
@@ -114,7 +167,8 @@ fn merge_texts(feedback: &[Feedback]) -> String {
 ///
 /// - mixed becomes an RL group ([`GroupUse::Rl`]);
 /// - all solved becomes a [`GroupUse::Preference`] group: each regeneration is `chosen` against
-///   a base response (a seeded permutation of the base group) as `rejected`;
+///   a base response as `rejected` (a seeded permutation of the base group, or index-aligned,
+///   per `pairing`);
 /// - all failed feeds the next round ([`GroupUse::Regenerated`]), or is [`GroupUse::Dropped`]
 ///   after the last round (also when no feedback could be obtained).
 #[derive(Debug, Clone)]
@@ -178,7 +232,13 @@ impl RolloutStrategy for MulFeRl {
             let mut owner = Vec::new();
             let per_group = c.feedback_per_group.unwrap_or(usize::MAX);
             for (k, &(p, _, g)) in pending.iter().enumerate() {
-                for &e in batch.groups[g].episodes.iter().take(per_group) {
+                let episodes = &batch.groups[g].episodes;
+                let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                    seed,
+                    &[p as u64, stage::REGEN + round as u64, PICK_SALT],
+                ));
+                for i in pick_failed(episodes.len(), per_group, &mut rng) {
+                    let e = episodes[i];
                     let turn = &batch.episodes[e].turns[0];
                     requests.push(FeedbackRequest::new(
                         problems[p].clone(),
@@ -203,7 +263,7 @@ impl RolloutStrategy for MulFeRl {
             }
             let mut builders = Vec::new();
             let mut rngs = Vec::new();
-            let mut meta = Vec::new(); // (pending index, prefix ids, record)
+            let mut meta = Vec::new(); // (pending index, forced prefix ids, ids a copy would have)
             let mut regen = Vec::new(); // pending entries that regenerate
             for (k, ((oks, errs), &(p, _, g))) in per_problem.into_iter().zip(&pending).enumerate()
             {
@@ -218,6 +278,13 @@ impl RolloutStrategy for MulFeRl {
                     Vec::new()
                 } else {
                     ctx.tokenizer.encode(&prefix)?
+                };
+                // Without a forced prefix, the copy of it the policy writes is not trained.
+                let copy = if c.forced_prefix {
+                    Vec::new()
+                } else {
+                    ctx.tokenizer
+                        .encode(&ctx.templates.forced_prefix(&merged)?)?
                 };
                 let mut b = SequenceBuilder::new(ctx.tokenizer)?;
                 b.feedback(ctx.tokenizer, message)?;
@@ -247,26 +314,43 @@ impl RolloutStrategy for MulFeRl {
                 for s in 0..c.group_size {
                     builders.push(b.clone());
                     rngs.push(sample_rng(seed, p, stage::REGEN + round as u64, s));
-                    meta.push((k, prefix.clone()));
+                    meta.push((k, prefix.clone(), copy.clone()));
                 }
                 regen.push((k, record));
             }
             let mut refs: Vec<&mut SequenceBuilder> = builders.iter_mut().collect();
             let sampled = sample_turns(ctx, &mut refs, rngs)?;
             let mut new_groups: Vec<Vec<Episode>> = vec![Vec::new(); pending.len()];
-            for ((b, t), (k, prefix)) in builders.iter().zip(sampled).zip(meta) {
-                let (p, _, g) = pending[k];
-                let mut ids = prefix;
+            let mut texts = Vec::with_capacity(sampled.len());
+            for (t, (_, prefix, _)) in sampled.iter().zip(&meta) {
+                let mut ids = prefix.clone();
                 ids.extend_from_slice(&t.tokens);
-                let text = ctx.text(&ids)?;
-                let verdict = problems[p].verify(&text);
+                texts.push(ctx.text(&ids)?);
+            }
+            let items: Vec<(&Problem, &str)> = meta
+                .iter()
+                .zip(&texts)
+                .map(|((k, ..), t)| (&problems[pending[*k].0], t.as_str()))
+                .collect();
+            let verdicts = ctx.verifier.verify_batch(&items);
+            for (((b, t), (k, _, copy)), (text, verdict)) in builders
+                .iter()
+                .zip(sampled)
+                .zip(meta)
+                .zip(texts.into_iter().zip(verdicts))
+            {
+                let (p, _, g) = pending[k];
                 let reward = verdict.reward;
                 let record = regen.iter().find(|(j, _)| *j == k).map(|(_, r)| r.clone());
+                let mut sequence = b.finish();
+                let copied = t.range.start..t.range.start + copied_len(&t.tokens, &copy);
+                sequence.kinds[copied.clone()].fill(TokenKind::ForcedPrefix);
+                sequence.trainable_mask[copied].fill(false);
                 new_groups[k].push(Episode {
                     problem: p,
                     group: 0,
                     sample: 0,
-                    sequences: vec![b.finish()],
+                    sequences: vec![sequence],
                     turns: vec![Turn {
                         sequence: 0,
                         sampled: t.range,
@@ -305,15 +389,15 @@ impl RolloutStrategy for MulFeRl {
                 let g = batch.push_group(p, round, usage, episodes);
                 match usage {
                     GroupUse::Preference => {
-                        let mut rejected = batch.groups[base_group].episodes.clone();
+                        let base = batch.groups[base_group].episodes.clone();
                         let mut rng =
                             ChaCha8Rng::seed_from_u64(derive_seed(seed, &[p as u64, round as u64]));
-                        rejected.shuffle(&mut rng);
                         let chosen = batch.groups[g].episodes.clone();
-                        for (i, chosen) in chosen.into_iter().enumerate() {
+                        let targets = pair_targets(c.pairing, chosen.len(), base.len(), &mut rng);
+                        for (chosen, j) in chosen.into_iter().zip(targets) {
                             batch.pairs.push(PreferencePair {
                                 chosen,
-                                rejected: rejected[i % rejected.len()],
+                                rejected: base[j],
                             });
                         }
                     }
@@ -327,9 +411,54 @@ impl RolloutStrategy for MulFeRl {
     }
 }
 
+/// Mixed into the seed that picks the failed responses sent for feedback.
+const PICK_SALT: u64 = 0x5049_434b;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_responses_for_feedback_are_picked_at_random() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(pick_failed(3, usize::MAX, &mut rng), vec![0, 1, 2]);
+        let picks: Vec<Vec<usize>> = (0..20)
+            .map(|s| pick_failed(8, 2, &mut ChaCha8Rng::seed_from_u64(s)))
+            .collect();
+        assert!(
+            picks
+                .iter()
+                .all(|p| p.len() == 2 && p[0] < p[1] && p[1] < 8)
+        );
+        // Not always the first ones, and reproducible from the seed.
+        assert!(picks.iter().any(|p| p != &vec![0, 1]));
+        assert_eq!(
+            picks[3],
+            pick_failed(8, 2, &mut ChaCha8Rng::seed_from_u64(3))
+        );
+    }
+
+    #[test]
+    fn pairing_is_index_aligned_or_a_permutation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        assert_eq!(
+            pair_targets(RegenPairing::IndexAligned, 5, 4, &mut rng),
+            vec![0, 1, 2, 3, 0]
+        );
+        let perm = pair_targets(RegenPairing::Permuted, 8, 8, &mut rng);
+        let mut sorted = perm.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..8).collect::<Vec<_>>());
+        assert_ne!(perm, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn copied_feedback_is_the_common_prefix() {
+        assert_eq!(copied_len(&[1, 2, 3, 9], &[1, 2, 3, 4]), 3);
+        assert_eq!(copied_len(&[5, 2], &[1, 2]), 0);
+        assert_eq!(copied_len(&[1, 2], &[]), 0);
+        assert_eq!(copied_len(&[1, 2], &[1, 2, 3]), 2);
+    }
 
     #[test]
     fn decisions() {

@@ -139,7 +139,7 @@ fn run_attempts(
         let sampled = sample_turns(ctx, &mut builders, rngs)?;
         for (session, t) in open.into_iter().zip(sampled) {
             let text = ctx.text(&t.tokens)?;
-            let verdict = problems[session.problem].verify(&text);
+            let verdict = ctx.verifier.verify(&problems[session.problem], &text);
             let correct = verdict.correct;
             let retry_text = ctx.templates.r3l_math_feedback(&verdict)?;
             session.turns.push(Turn {

@@ -23,6 +23,8 @@ pub struct RltfConfig {
     /// true.
     pub early_termination: bool,
     /// Whether the critic may see the reference answer (RLTF's math judge does). Default true.
+    /// Seeing is not revealing: the verifier critic states it only with `reveal_answer = true`,
+    /// and the judge is told not to.
     pub allow_reference: bool,
     /// Reward penalty for a response without a parsable answer: a turn's reward is
     /// `reward - format_penalty * (1 - format_ok)`. Default 0.1 (RLTF's `reward_y1`).
@@ -147,9 +149,22 @@ impl RolloutStrategy for Rltf {
         }
         let mut refs: Vec<&mut SequenceBuilder> = builders.iter_mut().collect();
         let sampled = sample_turns(ctx, &mut refs, rngs)?;
-        for ((b, t), (p, s)) in builders.iter().zip(sampled).zip(revised) {
-            let text = ctx.text(&t.tokens)?;
-            let verdict = problems[p].verify(&text);
+        let texts = sampled
+            .iter()
+            .map(|t| ctx.text(&t.tokens))
+            .collect::<Result<Vec<_>>>()?;
+        let items: Vec<(&Problem, &str)> = revised
+            .iter()
+            .zip(&texts)
+            .map(|(&(p, _), t)| (&problems[p], t.as_str()))
+            .collect();
+        let verdicts = ctx.verifier.verify_batch(&items);
+        for (((b, t), (p, s)), (text, verdict)) in builders
+            .iter()
+            .zip(sampled)
+            .zip(revised)
+            .zip(texts.into_iter().zip(verdicts))
+        {
             let reward = shaped_reward(&verdict, c.format_penalty);
             let episode = &mut groups[p][s];
             episode.sequences.push(b.finish());
