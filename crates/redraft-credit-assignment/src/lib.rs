@@ -57,8 +57,8 @@ pub use mulferl::{
     RoundDecision, Routing, classify_group,
 };
 pub use multiturn::{
-    RLTF_GAMMA, RLTF_SD_RL_COEF, SdBaseline, SelfDistillation, discounted_returns,
-    first_turn_baseline, per_turn_advantages,
+    RLTF_GAMMA, SdBaseline, SelfDistillation, discounted_returns, first_turn_baseline,
+    per_turn_advantages,
 };
 pub use r3l::{
     AuxSftRules, AuxSftSelection, PositiveAmplification, ReflectRetryRecord, ReflectionVerdict,

@@ -344,7 +344,7 @@ pub struct CreditConfig {
     /// R^3L's positive amplification (r3l). Default: the released code's form.
     pub positive_amplification: Option<PositiveAmplification>,
     /// RLTF-SD's self-distillation settings (baseline, γ; `rl_coef` and the log-prob
-    /// threshold are `objective`'s and refused here). Default: the released code's.
+    /// threshold are `objective`'s, unknown here). Default: the paper's first-turn baseline.
     pub self_distillation: Option<SelfDistillation>,
 }
 
@@ -704,23 +704,6 @@ impl TrainConfig {
                 "applies to method rltf_sd only",
             ));
         }
-        if let Some(sd) = &credit.self_distillation {
-            // The objective applies rl_coef and the log-prob mask (it alone sees log q at
-            // update time); the credit table would be silently ignored.
-            let defaults = SelfDistillation::default();
-            if sd.rl_coef != defaults.rl_coef {
-                return Err(Error::config(
-                    "credit.self_distillation.rl_coef",
-                    "set objective.rl_coef instead (the objective applies it)",
-                ));
-            }
-            if sd.logprob_threshold != defaults.logprob_threshold {
-                return Err(Error::config(
-                    "credit.self_distillation.logprob_threshold",
-                    "set objective.logprob_threshold instead (the objective applies it)",
-                ));
-            }
-        }
         if credit.estimator.is_some()
             && !matches!(self.method.strategy_kind(), "single_turn" | "mulferl")
         {
@@ -931,13 +914,7 @@ mod tests {
             }
         }
         let sd = |key: &str| TrainConfig::parse(MINIMAL, &["method=rltf_sd".into(), key.into()]);
-        let e = sd("credit.self_distillation.rl_coef=1.0").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("config: credit.self_distillation.rl_coef"),
-            "{e}"
-        );
-        assert!(e.to_string().contains("objective.rl_coef"), "{e}");
+        assert!(sd("credit.self_distillation.rl_coef=1.0").is_err());
         let ok = sd("credit.self_distillation.baseline=\"first_turn\"");
         assert!(ok.is_ok(), "{ok:?}");
     }
