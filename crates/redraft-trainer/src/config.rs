@@ -135,7 +135,7 @@ impl Method {
 
     /// The default objective (the method's preset in redraft-objectives).
     pub fn default_objective(self) -> ObjectiveConfig {
-        let json = serde_json::json!({ "method": self.name() });
+        let json = serde_json::json!({ "type": self.name() });
         // Every method name is an objective tag with all-default settings.
         serde_json::from_value(json).unwrap_or_default()
     }
@@ -218,7 +218,7 @@ pub struct TrainConfig {
     /// Replaces the method's default rollout strategy (tagged by `kind`).
     #[serde(default)]
     pub strategy: Option<StrategyConfig>,
-    /// Replaces the method's default objective (tagged by `method`).
+    /// Replaces the method's default objective (tagged by `type`).
     #[serde(default)]
     pub objective: Option<ObjectiveConfig>,
     /// Credit-assignment settings.
@@ -660,7 +660,7 @@ impl TrainConfig {
         let objective = self.objective();
         if !objective_fits(self.method, &objective) {
             return Err(Error::config(
-                "objective.method",
+                "objective.type",
                 format!(
                     "objective `{}` cannot train the rows method {} produces",
                     objective.method(),
@@ -892,8 +892,8 @@ mod tests {
     fn impossible_combinations_are_rejected() {
         let e = TrainConfig::parse(MINIMAL, &["strategy.kind=\"rltf\"".into()]).unwrap_err();
         assert!(e.to_string().starts_with("config: strategy.kind"), "{e}");
-        let e = TrainConfig::parse(MINIMAL, &["objective.method=\"mulferl\"".into()]).unwrap_err();
-        assert!(e.to_string().starts_with("config: objective.method"), "{e}");
+        let e = TrainConfig::parse(MINIMAL, &["objective.type=\"mulferl\"".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: objective.type"), "{e}");
         let e = TrainConfig::parse(MINIMAL, &["feedback.type=\"correctness_only\"".into()])
             .unwrap_err();
         assert!(e.to_string().starts_with("config: feedback"), "{e}");

@@ -637,6 +637,7 @@ impl Trainer {
         let step = self.state.step;
         let device = self.learner.device().clone();
         let with_entropy = objective.needs_entropy();
+        let budget = self.config.rollout.max_new_tokens;
         self.learner.update(
             &refs,
             lr,
@@ -658,7 +659,8 @@ impl Trainer {
                     .with_old_logprobs(old)?
                     .with_row_kinds(kinds)?
                     .with_pairs(pairs)
-                    .with_step(step);
+                    .with_step(step)
+                    .with_response_budget(budget);
                 if let Some(reference) = reference {
                     let rows = minibatch.iter().map(|&i| reference[i].as_slice());
                     batch = batch.with_ref_logprobs(flatten(padded, rows, 0.0))?;
