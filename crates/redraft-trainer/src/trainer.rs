@@ -405,6 +405,7 @@ impl Trainer {
             &refs,
             lr,
             self.config.optimizer.grad_clip,
+            1.0,
             false,
             |padded, lp, _| nll_loss(padded, &refs, lp),
         )?;
@@ -467,7 +468,7 @@ impl Trainer {
         let reference = match &self.reference {
             Some(r) if self.objective.needs_reference() => {
                 let refs: Vec<&Row> = rows.rows.iter().collect();
-                Some(self.learner.score(r, &refs)?)
+                Some(self.learner.score(r, &refs, self.sampling().temperature)?)
             }
             _ => None,
         };
@@ -583,7 +584,9 @@ impl Trainer {
             return Ok(());
         }
         let refs: Vec<&Row> = missing.iter().map(|&i| &rows.rows[i]).collect();
-        let scored = self.learner.score(policy, &refs)?;
+        let scored = self
+            .learner
+            .score(policy, &refs, self.sampling().temperature)?;
         for (i, lp) in missing.into_iter().zip(scored) {
             rows.rows[i].old_logprobs = Some(lp);
         }
@@ -638,10 +641,12 @@ impl Trainer {
         let device = self.learner.device().clone();
         let with_entropy = objective.needs_entropy();
         let budget = self.config.rollout.max_new_tokens;
+        let temperature = self.sampling().temperature;
         self.learner.update(
             &refs,
             lr,
             self.config.optimizer.grad_clip,
+            temperature,
             with_entropy,
             |padded, lp, ent| {
                 let dims = [padded.batch, padded.time];
