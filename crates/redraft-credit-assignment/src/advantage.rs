@@ -140,8 +140,9 @@ pub enum AdvantageEstimator {
     /// `A_i = (r_i − mean_{j∈g(i)} r_j) / (std_{batch} r + eps)`
     ///
     /// Singleton groups use mean 0 (as verl). A batch of one sample uses std 1. Only the
-    /// batched methods see the whole batch; [`AdvantageFn::group_advantages`] treats its slice
-    /// as both the group and the batch.
+    /// batched methods ([`AdvantageFn::advantages_nested`], [`AdvantageFn::advantages_by_id`])
+    /// see the whole batch; [`AdvantageFn::group_advantages`] refuses this estimator
+    /// ([`Error::NeedsBatch`]) rather than divide by one group's std.
     GroupMeanBatchStd {
         /// Added to the batch std. Default 1e-6.
         #[serde(default = "default_eps")]
@@ -279,9 +280,10 @@ impl AdvantageFn for AdvantageEstimator {
                     .map(|a| (a * scale) as f32)
                     .collect()
             }
-            Self::GroupMeanBatchStd { eps, unbiased_std } => {
-                let all: Vec<usize> = (0..rewards.len()).collect();
-                Self::batch_std_scaled(rewards, &[all], eps, unbiased_std)
+            Self::GroupMeanBatchStd { .. } => {
+                return Err(Error::NeedsBatch {
+                    estimator: "group_mean_batch_std",
+                });
             }
         })
     }
@@ -460,6 +462,24 @@ mod tests {
             .advantages_by_id(&[1.0, 3.0, 0.0, 3.0], &["a", "b", "a", "b"])
             .unwrap();
         assert_eq!(by_id, vec![a[0][0], a[1][0], a[0][1], a[1][1]]);
+    }
+
+    /// Hand-computed: groups [1, 0] and [3, 3]; batch rewards [1, 0, 3, 3] have mean 1.75 and
+    /// unbiased std sqrt(6.75 / 3) = 1.5, so A = ±0.5 / 1.5 = ±1/3 in the first group and 0 in
+    /// the second (one group's std, 0.707, would give ±0.707). A single group cannot know the
+    /// batch: refused.
+    #[test]
+    fn group_mean_batch_std_divides_by_the_batch_std() {
+        let e = AdvantageEstimator::group_mean_batch_std();
+        let a = e
+            .advantages_nested(&[vec![1.0, 0.0], vec![3.0, 3.0]])
+            .unwrap();
+        let third = 0.5f32 / 1.500_001;
+        assert!(close(&a[0], &[third, -third], 1e-6), "{a:?}");
+        assert_eq!(a[1], vec![0.0, 0.0]);
+        let one = e.group_advantages(&[1.0, 0.0]);
+        assert!(one.is_err(), "one group's std: {one:?}");
+        assert!(format!("{}", one.unwrap_err()).contains("group_mean_batch_std"));
     }
 
     #[test]

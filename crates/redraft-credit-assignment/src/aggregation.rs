@@ -47,12 +47,15 @@ pub enum LossAggregation {
     #[serde(alias = "seq-mean-token-sum")]
     SeqMeanTokenSum,
     /// verl `"seq-mean-token-sum-norm"` (Dr.GRPO): `loss = Σ_{i,t} m ℓ / C`, so `w = 1/C`.
-    /// `C` = `constant` (verl's `loss_scale_factor`, Dr.GRPO's fixed max response length), or
-    /// when `None` the time dimension of the batch (verl's `loss_mask.shape[-1]`).
+    /// `C` = `constant` (verl's `loss_scale_factor`), or when `None` the response length budget
+    /// the caller passes to [`token_weights_with_budget`](Self::token_weights_with_budget)
+    /// (Dr.GRPO's constant, the maximum number of generated tokens: verl's
+    /// `loss_mask.shape[-1]`, its responses being padded to `response_length`), or without one
+    /// the time dimension of the batch.
     #[serde(alias = "seq-mean-token-sum-norm")]
     SeqMeanTokenSumNorm {
-        /// The divisor C; `None` = padded time dimension. Keep it fixed across training to
-        /// reproduce Dr.GRPO.
+        /// The divisor C; `None` = the response length budget (else the padded time
+        /// dimension).
         #[serde(default)]
         constant: Option<f32>,
     },
@@ -109,6 +112,25 @@ impl LossAggregation {
     /// [`Error::LengthMismatch`] if `mask.len() != batch · time`; [`Error::InvalidParameter`]
     /// for a non-positive `constant`.
     pub fn token_weights(&self, mask: &[bool], batch: usize, time: usize) -> Result<Vec<f32>> {
+        self.token_weights_with_budget(mask, batch, time, None)
+    }
+
+    /// [`token_weights`](Self::token_weights) given the response length budget (the most
+    /// tokens a response may have, `max_new_tokens`): the divisor of
+    /// [`SeqMeanTokenSumNorm`](Self::SeqMeanTokenSumNorm) without a `constant`. Rows that hold
+    /// a prompt as well as a response are longer than the budget, so the padded time
+    /// dimension would be the wrong constant.
+    ///
+    /// # Errors
+    /// As [`token_weights`](Self::token_weights), and [`Error::InvalidParameter`] for a budget
+    /// of 0.
+    pub fn token_weights_with_budget(
+        &self,
+        mask: &[bool],
+        batch: usize,
+        time: usize,
+        budget: Option<usize>,
+    ) -> Result<Vec<f32>> {
         check_len("mask ([batch, time])", batch * time, mask.len())?;
         let row_counts: Vec<usize> = (0..batch)
             .map(|i| {
@@ -149,7 +171,16 @@ impl LossAggregation {
                         crate::error::check_positive("constant", c)?;
                         f64::from(c)
                     }
-                    None => time.max(1) as f64,
+                    None => match budget {
+                        Some(0) => {
+                            return Err(Error::InvalidParameter {
+                                name: "response budget",
+                                reason: "must be > 0".into(),
+                            });
+                        }
+                        Some(b) => b as f64,
+                        None => time.max(1) as f64,
+                    },
                 };
                 vec![1.0 / c; batch]
             }
@@ -238,6 +269,29 @@ mod tests {
         };
         assert!((agg(c) - 0.7).abs() < 1e-6);
         assert!((agg(LossAggregation::TokenSum) - 7.0).abs() < 1e-6);
+    }
+
+    /// Dr.GRPO's divisor is the response budget, not the prompt + response time dimension:
+    /// 7 summed over rows of 3 targets with a budget of 10 → 0.7 (a constant still wins).
+    #[test]
+    fn dr_grpo_divides_by_the_response_budget() {
+        let mask = [T, T, F, T, F, F];
+        let loss = [1.0, 2.0, 100.0, 4.0, 100.0, 100.0];
+        let norm = LossAggregation::SeqMeanTokenSumNorm { constant: None };
+        let w = norm
+            .token_weights_with_budget(&mask, 2, 3, Some(10))
+            .unwrap();
+        let got: f32 = w.iter().zip(&loss).map(|(w, l)| w * l).sum();
+        assert!((got - 0.7).abs() < 1e-6, "{got}");
+        let c = LossAggregation::SeqMeanTokenSumNorm {
+            constant: Some(4.0),
+        };
+        let w = c.token_weights_with_budget(&mask, 2, 3, Some(10)).unwrap();
+        assert_eq!(w[0], 0.25);
+        assert!(
+            norm.token_weights_with_budget(&mask, 2, 3, Some(0))
+                .is_err()
+        );
     }
 
     #[test]

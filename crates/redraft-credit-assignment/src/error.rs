@@ -50,6 +50,13 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// An estimator whose statistics span the whole batch was asked for the advantages of one
+    /// group alone; call a batched method with every group of the batch instead.
+    #[error("{estimator} needs the whole batch: use advantages_nested or advantages_by_id")]
+    NeedsBatch {
+        /// The estimator's config name.
+        estimator: &'static str,
+    },
     /// An input is inconsistent with the procedure it describes (for example a regeneration
     /// round recorded for a prompt that did not need one).
     #[error("inconsistent input: {0}")]

@@ -57,7 +57,7 @@ pub use mulferl::{
     RoundDecision, Routing, classify_group,
 };
 pub use multiturn::{
-    RLTF_GAMMA, RLTF_SD_RL_COEF, SdBaseline, SelfDistillation, discounted_returns,
-    first_turn_baseline, per_turn_advantages,
+    RLTF_GAMMA, SdBaseline, SelfDistillation, discounted_returns, first_turn_baseline,
+    per_turn_advantages,
 };
 pub use r3l::{PositiveAmplification, SFT_ADVANTAGE, assistant_segments, pivot_mask, pivot_masks};

@@ -1,6 +1,6 @@
 //! Multi-turn credit for RLTF (Song, Chen et al. 2026, arXiv 2602.02482; ALGORITHMS.md §3.3,
 //! §3.7): per-turn discounted returns centred per turn index, and the RLTF-SD
-//! self-distillation advantage with its first- or second-turn baseline.
+//! self-distillation advantage with its first-turn (default) or second-turn baseline.
 //!
 //! An *episode* is the list of per-turn rewards `[r_0, r_1, …]` of one of the G episodes of a
 //! problem; with early termination a solved episode has one turn. All functions here take the
@@ -9,14 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, check_finite, check_finite_nested};
-use crate::masks::RLTF_SD_LOGPROB_THRESHOLD;
 
 /// RLTF's turn discount γ = 0.1.
 pub const RLTF_GAMMA: f32 = 0.1;
-
-/// RLTF-SD's coefficient on the self-distillation advantage (`rl_coef`, 0.1; the DAPO preset
-/// ramps it linearly from 0 to 0.1, which is the trainer's business).
-pub const RLTF_SD_RL_COEF: f32 = 0.1;
 
 /// Discounted return from every turn: `R_h = Σ_{h' ≥ h} γ^{h'−h} r_{h'}`.
 pub fn discounted_returns(rewards: &[f32], gamma: f32) -> Vec<f32> {
@@ -101,44 +96,38 @@ pub fn first_turn_baseline(episodes: &[Vec<f32>]) -> Result<f32> {
     Ok((s / episodes.len() as f64) as f32)
 }
 
-/// Which baseline the RLTF-SD advantage subtracts (ALGORITHMS.md §3.3 (b), §6 RLTF 1).
+/// Which baseline the RLTF-SD advantage subtracts (ALGORITHMS.md §3.3 (b), §6 RLTF 1;
+/// docs/algorithms/rltf.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SdBaseline {
-    /// Paper: `A_SD^i = r_1^i − (1/N) Σ_j r_0^j` (mean first-turn reward of all N episodes).
-    FirstTurn,
-    /// Released code (default): `use_first_turn_baseline` is never forwarded, so the SD datum
-    /// reuses the second-turn centred return `A_SD^i = A_1^i = R_1^i − mean_{j has turn 1}
-    /// R_1^j`. This produced the published numbers, hence the default.
+    /// Paper (default): `A_SD^i = r_1^i − (1/N) Σ_j r_0^j`, the mean first-turn reward of all N
+    /// episodes: the revision is credited for beating what the policy achieves from `x0`,
+    /// which is the distribution the self-distillation datum trains.
     #[default]
+    FirstTurn,
+    /// Released code: `use_first_turn_baseline` is never forwarded, so the SD datum reuses the
+    /// second-turn centred return `A_SD^i = A_1^i = R_1^i − mean_{j has turn 1} R_1^j`, the
+    /// baseline the paper argues against (it compares revisions with revisions). Kept to
+    /// reproduce the released numbers.
     SecondTurn,
 }
 
-/// RLTF-SD (`distillation_mode="rl_reweight_mask"`) settings. Defaults are the released
-/// code's: second-turn baseline, `rl_coef` 0.1, threshold −5, γ = 0.1.
+/// RLTF-SD (`distillation_mode="rl_reweight_mask"`) credit settings: the baseline of the
+/// sequence-level advantage and the turn discount. The coefficient `rl_coef` and the log-prob
+/// mask on the distilled tokens belong to the objective (`RltfSdConfig` in redraft-objectives),
+/// which alone applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelfDistillation {
-    /// Baseline of the SD advantage. Default [`SdBaseline::SecondTurn`] (released code).
+    /// Baseline of the SD advantage. Default [`SdBaseline::FirstTurn`] (paper).
     #[serde(default)]
     pub baseline: SdBaseline,
-    /// Coefficient on the SD advantage. Default 0.1.
-    #[serde(default = "default_rl_coef")]
-    pub rl_coef: f32,
-    /// Tokens with `log π(y1_t | x0) <` this are dropped. Default −5.
-    #[serde(default = "default_threshold")]
-    pub logprob_threshold: f32,
-    /// Turn discount for the second-turn return. Default 0.1.
+    /// Turn discount for the second-turn return ([`SdBaseline::SecondTurn`]). Default 0.1.
     #[serde(default = "default_gamma")]
     pub gamma: f32,
 }
 
-fn default_rl_coef() -> f32 {
-    RLTF_SD_RL_COEF
-}
-fn default_threshold() -> f32 {
-    RLTF_SD_LOGPROB_THRESHOLD
-}
 fn default_gamma() -> f32 {
     RLTF_GAMMA
 }
@@ -147,17 +136,15 @@ impl Default for SelfDistillation {
     fn default() -> Self {
         Self {
             baseline: SdBaseline::default(),
-            rl_coef: RLTF_SD_RL_COEF,
-            logprob_threshold: RLTF_SD_LOGPROB_THRESHOLD,
             gamma: RLTF_GAMMA,
         }
     }
 }
 
 impl SelfDistillation {
-    /// The sequence-level SD advantage `A_SD` (before `rl_coef`) of every episode that has a
-    /// second turn; `None` for single-turn (early-terminated) episodes, which yield no SD
-    /// datum. Output in episode order.
+    /// The sequence-level SD advantage `A_SD` (before the objective's `rl_coef` and log-prob
+    /// mask) of every episode that has a second turn; `None` for single-turn
+    /// (early-terminated) episodes, which yield no SD datum. Output in episode order.
     ///
     /// # Errors
     /// As [`per_turn_advantages`].
@@ -175,22 +162,6 @@ impl SelfDistillation {
                 .map(|a| a.get(1).copied())
                 .collect()),
         }
-    }
-
-    /// Per-token advantages of one SD datum (`y1` scored under `x0`):
-    /// `adv_t = rl_coef · A_SD · 1[logq_t ≥ threshold] · mask_t`, where `logq` are the
-    /// pre-update policy's log-probs of `y1` under `x0`.
-    ///
-    /// # Errors
-    /// [`Error::LengthMismatch`] if `logq` and `mask` differ in length; [`Error::NonFinite`]
-    /// for a non-finite `a_sd`.
-    pub fn token_advantages(&self, a_sd: f32, logq: &[f32], mask: &[bool]) -> Result<Vec<f32>> {
-        check_finite("advantage", &[a_sd])?;
-        let keep = crate::masks::restrict_by_logprob(mask, logq, self.logprob_threshold)?;
-        Ok(crate::masks::broadcast_advantage(
-            self.rl_coef * a_sd,
-            &keep,
-        ))
     }
 }
 
@@ -227,22 +198,23 @@ mod tests {
         let mut eps = vec![vec![1.0]];
         eps.extend(r1.iter().map(|&r| vec![0.0, r]));
         assert_eq!(first_turn_baseline(&eps).unwrap(), 0.125);
-        let sd = SelfDistillation {
-            baseline: SdBaseline::FirstTurn,
-            ..SelfDistillation::default()
-        };
+        // The default is the paper's first-turn baseline.
+        let sd = SelfDistillation::default();
+        assert_eq!(sd.baseline, SdBaseline::FirstTurn);
         let a = sd.advantages(&eps).unwrap();
         assert_eq!(a[0], None);
         let got: Vec<f32> = a[1..].iter().map(|x| x.unwrap()).collect();
         let want: Vec<f32> = r1.iter().map(|&r| r - 0.125).collect();
         assert!(close(&got, &want, 1e-7), "{got:?}");
-        let t = sd
-            .token_advantages(0.875, &[-0.1, -6.0, -5.0], &[true, true, true])
-            .unwrap();
-        assert!(close(&t, &[0.0875, 0.0, 0.0875], 1e-7), "{t:?}");
-        // Released code: second-turn baseline (mean r1 over the 7 = 5/7).
-        let code = SelfDistillation::default().advantages(&eps).unwrap();
+        // Released code, a named option: second-turn baseline (mean r1 over the 7 = 5/7).
+        let code = SelfDistillation {
+            baseline: SdBaseline::SecondTurn,
+            ..SelfDistillation::default()
+        }
+        .advantages(&eps)
+        .unwrap();
         assert!((code[1].unwrap() - (1.0 - 5.0 / 7.0)).abs() < 1e-6);
+        assert!(serde_json::from_str::<SelfDistillation>(r#"{"rl_coef": 0.1}"#).is_err());
     }
 
     #[test]

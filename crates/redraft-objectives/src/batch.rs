@@ -86,6 +86,7 @@ pub struct PolicyBatch {
     item_weights: Option<Vec<f32>>,
     pairs: Vec<PairRows>,
     step: u64,
+    response_budget: Option<usize>,
     advantages: Tensor<2>,
     old_logprobs: Option<Tensor<2>>,
     ref_logprobs: Option<Tensor<2>>,
@@ -122,6 +123,7 @@ impl PolicyBatch {
             item_weights: None,
             pairs: Vec::new(),
             step: 0,
+            response_budget: None,
             old_logprobs: None,
             ref_logprobs: None,
         })
@@ -235,6 +237,21 @@ impl PolicyBatch {
         self
     }
 
+    /// The response length budget (the most tokens a sampled response may have, the rollout's
+    /// `max_new_tokens`): the divisor of `seq-mean-token-sum-norm` without a `constant`
+    /// (Dr.GRPO; see
+    /// [`LossAggregation::token_weights_with_budget`](redraft_credit_assignment::LossAggregation::token_weights_with_budget)).
+    /// Without it that divisor is the time dimension, which also counts the prompt.
+    pub fn with_response_budget(mut self, max_new_tokens: usize) -> Self {
+        self.response_budget = Some(max_new_tokens);
+        self
+    }
+
+    /// The response length budget, if given.
+    pub fn response_budget(&self) -> Option<usize> {
+        self.response_budget
+    }
+
     /// `[batch, time]`.
     pub fn dims(&self) -> [usize; 2] {
         [self.batch, self.time]
@@ -317,7 +334,8 @@ impl PolicyBatch {
     /// Aggregation weights of `agg` over `mask` (a restriction of the batch mask), times the
     /// item weights, uploaded.
     pub(crate) fn weights(&self, agg: &LossAggregation, mask: &[bool]) -> Result<Tensor<2>> {
-        let mut w = agg.token_weights(mask, self.batch, self.time)?;
+        let mut w =
+            agg.token_weights_with_budget(mask, self.batch, self.time, self.response_budget)?;
         if let Some(iw) = &self.item_weights {
             for (k, x) in w.iter_mut().enumerate() {
                 *x *= iw[k / self.time];

@@ -1,17 +1,18 @@
 //! [`ObjectiveConfig`]: the objective a config file selects, with the papers' / released
 //! code's settings as defaults.
 //!
-//! Tagged by `method`; every other field is optional and overrides the method's default:
+//! Tagged by `type` (the one tag key of the workspace's configuration); every other field is
+//! optional and overrides the method's default:
 //!
 //! ```toml
 //! [objective]
-//! method = "dapo"                 # grpo | dr_grpo | dapo | ppo_clip (alias rlvr) | opmd | r3l
+//! type = "dapo"                   # grpo | dr_grpo | dapo | ppo_clip (alias rlvr) | opmd | r3l
 //!                                 # | rltf_sd | rltf_fm | mulferl
 //! clip_high = 0.28
 //! aggregation = { kind = "token_mean" }
 //! ```
 //!
-//! | method | defaults (see `docs/algorithms/<method>.md`) |
+//! | type | defaults (see `docs/algorithms/<method>.md`) |
 //! |---|---|
 //! | `grpo` | ε 0.2, dual clip c = 3, `token-mean`, k3 KL β = 0.001 |
 //! | `dr_grpo` | ε 0.2, dual clip c = 3, `seq-mean-token-sum-norm`, no KL |
@@ -33,9 +34,9 @@ use crate::ppo::{RlvrConfig, RlvrObjective, RlvrOptions};
 use crate::r3l::{R3lConfig, R3lObjective};
 use crate::rltf::{RltfFmConfig, RltfObjective, RltfSdConfig};
 
-/// A built-in objective and its settings (serde tag `method`, snake case).
+/// A built-in objective and its settings (serde tag `type`, snake case).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ObjectiveConfig {
     /// GRPO ([`RlvrConfig::grpo`] with the given changes).
     Grpo(RlvrOptions),
@@ -67,7 +68,7 @@ impl Default for ObjectiveConfig {
 }
 
 impl ObjectiveConfig {
-    /// The `method` tag.
+    /// The `type` tag (the method's name).
     pub fn method(&self) -> &'static str {
         match self {
             Self::Grpo(_) => "grpo",

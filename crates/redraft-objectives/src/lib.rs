@@ -5,7 +5,7 @@
 //! An [`Objective`] turns a [`PolicyBatch`] (masks, advantages, sampling and reference
 //! log-probs, row kinds, preference pairs) and the policy's per-token log-probs into a scalar
 //! loss tensor and plain-`f64` [`Metrics`]. [`ObjectiveConfig`] is the serde-tagged enum
-//! (`method = "grpo" | "dr_grpo" | "dapo" | "ppo_clip" | "opmd" | "r3l" | "rltf_sd" |
+//! (`type = "grpo" | "dr_grpo" | "dapo" | "ppo_clip" | "opmd" | "r3l" | "rltf_sd" |
 //! "rltf_fm" | "mulferl"`) a config file selects one with; [`ObjectiveConfig::build`] returns a
 //! `Box<dyn Objective>`.
 //!
@@ -14,7 +14,7 @@
 //! use redraft_objectives::{Objective, ObjectiveConfig, PolicyBatch};
 //!
 //! let device = Device::flex();
-//! let config: ObjectiveConfig = serde_json::from_str(r#"{"method": "dapo"}"#).unwrap();
+//! let config: ObjectiveConfig = serde_json::from_str(r#"{"type": "dapo"}"#).unwrap();
 //! let objective = config.build()?;
 //! let batch = PolicyBatch::new([1, 2], vec![true, true], vec![1.0, 1.0], &device)?;
 //! let logprobs = Tensor::<2>::from_data(TensorData::new(vec![-1.0f32, -2.0], [1, 2]), &device);
@@ -24,13 +24,38 @@
 //! # Ok::<(), redraft_objectives::Error>(())
 //! ```
 //!
+//! # Objectives are sums of terms
+//!
+//! Every objective is a list of terms, each one small type with its formula, summed by one
+//! `loss` that prepares the inputs, refuses rows no term trains and collects the metrics:
+//!
+//! | method | terms |
+//! |---|---|
+//! | `grpo`, `dr_grpo`, `dapo`, `ppo_clip` | policy gradient (clipped surrogate) + KL + entropy |
+//! | `opmd` | policy gradient (OPMD surrogate) + KL + entropy |
+//! | `r3l` | policy gradient (OPMD or clipped) + KL + entropy + SFT (auxiliary rows) |
+//! | `rltf_sd` | policy gradient (importance sampling or PPO) + self-distillation |
+//! | `rltf_fm` | policy gradient (importance sampling or PPO) + feedback modelling |
+//! | `mulferl` | GRPO's three terms + pair preference (DPO / FCO) |
+//!
+//! The policy-gradient term trains [`RowKind::Policy`] rows; the SFT and feedback-modelling
+//! terms [`RowKind::Auxiliary`] rows, the self-distillation term
+//! [`RowKind::SelfDistillation`] rows and the pair term [`RowKind::Pair`] rows. A term may
+//! share its aggregation with another (RLTF-SD's policy and self-distillation terms normalise
+//! over both kinds of rows; so do R^3L's policy and in-RL SFT terms), which leaves the sum
+//! what one aggregation over the union gives.
+//!
+//! Log-probs are those of the sampling distribution: a trainer scores at the rollout
+//! temperature (`softmax(logits / T)`), so that on-policy ratios are 1.
+//!
 //! Modules, in reading order (formulas in each item's docs; the formula as implemented, every
 //! option and every departure from the papers and their code in `docs/algorithms/<method>.md`):
 //!
 //! * [`batch`] — the batch layout, row kinds and pairs;
 //! * [`objective`] — the trait, the output and the metric names;
 //! * [`kl`] — the k1 / k2 / k3 KL estimators;
-//! * [`ppo`] — the RLVR clipped surrogate and its presets;
+//! * `terms` (private) — the terms, the shared surrogate and the one `loss` that sums them;
+//! * [`ppo`] — the RLVR settings, their presets and terms;
 //! * [`opmd`] — OPMD;
 //! * [`r3l`] — R^3L;
 //! * [`rltf`] — RLTF-SD and RLTF-FM;
@@ -50,6 +75,7 @@ pub mod opmd;
 pub mod ppo;
 pub mod r3l;
 pub mod rltf;
+mod terms;
 
 pub use batch::{PairRows, PolicyBatch, RowKind};
 pub use config::ObjectiveConfig;

@@ -1,10 +1,11 @@
-//! The [`Objective`] trait, its output ([`LossOutput`], [`Metrics`]) and the loss pieces the
-//! objectives share.
+//! The [`Objective`] trait, its output ([`LossOutput`], [`Metrics`]) and the small loss helpers
+//! the terms share.
 //!
 //! # How a trainer calls an objective
 //!
 //! ```text
-//! logits   = model.forward(tokens)                      # [batch, seq, vocab], autodiff device
+//! logits   = model.forward(tokens) / T                  # [batch, seq, vocab], autodiff device;
+//!                                                       # T the rollout temperature (1 for SFT)
 //! logprobs = next_token_logprobs(logits, tokens)        # [batch, seq − 1]
 //! entropy  = entropy(logits[:, :-1])                    # only if the objective needs it
 //! out      = objective.loss(&batch, logprobs, entropy)? # batch built with PolicyBatch::new(..)
@@ -30,7 +31,7 @@ use crate::error::{Error, Result};
 /// targets, the scalar loss to minimise and its metrics.
 pub trait Objective: fmt::Debug + Send + Sync {
     /// The method's name (`"grpo"`, `"opmd"`, ...), as in
-    /// [`ObjectiveConfig`](crate::ObjectiveConfig)'s `method` tag.
+    /// [`ObjectiveConfig`](crate::ObjectiveConfig)'s `type` tag.
     fn name(&self) -> &'static str;
 
     /// Whether [`loss`](Self::loss) needs reference log-probs in the batch (KL penalty with a

@@ -11,15 +11,12 @@
 //! std). Sampling log-probs are not used by the loss; if present, the ratio statistics are
 //! still reported.
 
-use burn::tensor::Tensor;
 use redraft_credit_assignment::LossAggregation;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative};
 use crate::kl::KlEstimator;
-use crate::objective::{LossOutput, MetricSink, Objective, prepare_inputs};
-use crate::ppo::{PgSettings, Surrogate, policy_terms};
+use crate::terms::{AnyTerm, POLICY, Surrogate, Terms, composed_objective, regularised_policy};
 
 /// OPMD settings. Defaults: Trinity-RFT's `opmd` policy loss (τ = 1, `token-mean`) with no KL
 /// (the R^3L repository's OPMD baseline: `kl_coef` 0) and no entropy bonus.
@@ -73,21 +70,24 @@ impl OpmdConfig {
         check_non_negative("entropy_coef", self.entropy_coef)
     }
 
-    pub(crate) fn settings(&self) -> PgSettings {
-        PgSettings {
-            surrogate: Surrogate::Opmd { tau: self.tau },
-            aggregation: self.aggregation,
-            kl_coef: self.kl_coef,
-            kl_estimator: self.kl_estimator,
-            entropy_coef: self.entropy_coef,
-        }
+    /// The terms: the OPMD surrogate, the KL penalty and the entropy bonus on the policy rows.
+    pub(crate) fn terms(&self) -> Vec<AnyTerm> {
+        regularised_policy(
+            Surrogate::Opmd { tau: self.tau },
+            self.aggregation,
+            (self.kl_coef, self.kl_estimator),
+            self.entropy_coef,
+            POLICY,
+        )
     }
 }
 
-/// The OPMD objective. Trains [`RowKind::Policy`] rows only.
+/// The OPMD objective: the terms of [`OpmdConfig`]. Trains
+/// [`RowKind::Policy`](crate::RowKind::Policy) rows only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpmdObjective {
     config: OpmdConfig,
+    terms: Terms,
 }
 
 impl OpmdObjective {
@@ -95,7 +95,10 @@ impl OpmdObjective {
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
     pub fn new(config: OpmdConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config })
+        Ok(Self {
+            terms: Terms::new("opmd", config.terms()),
+            config,
+        })
     }
 
     /// The settings.
@@ -104,40 +107,4 @@ impl OpmdObjective {
     }
 }
 
-impl Objective for OpmdObjective {
-    fn name(&self) -> &'static str {
-        "opmd"
-    }
-
-    fn needs_reference(&self) -> bool {
-        self.config.kl_coef > 0.0
-    }
-
-    fn needs_entropy(&self) -> bool {
-        self.config.entropy_coef > 0.0
-    }
-
-    fn loss(
-        &self,
-        batch: &PolicyBatch,
-        logprobs: Tensor<2>,
-        entropy: Option<Tensor<2>>,
-    ) -> Result<LossOutput> {
-        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
-        batch.require_kinds("opmd", &[RowKind::Policy])?;
-        let mut sink = MetricSink::default();
-        let rows = batch.rows_mask(|_| true);
-        let loss = policy_terms(
-            &self.config.settings(),
-            batch,
-            &logprobs,
-            entropy.as_ref(),
-            batch.advantages().clone(),
-            &rows,
-            None,
-            &mut sink,
-        )?;
-        let metrics = sink.finish(&loss)?;
-        Ok(LossOutput { loss, metrics })
-    }
-}
+composed_objective!(OpmdObjective);

@@ -16,16 +16,13 @@
 //! log-probs in the batch, `log π_old` is the detached `log π_θ` (on-policy: ρ = 1 in value,
 //! `∇ρ = ∇ log π_θ`).
 
-use burn::tensor::Tensor;
 use redraft_credit_assignment::LossAggregation;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{PolicyBatch, RowKind};
-use crate::error::{Error, Result, check_non_negative, check_param};
-use crate::kl::{KlEstimator, LOG_RATIO_CLAMP};
-use crate::objective::{
-    LossOutput, MetricSink, Objective, count, masked_mean, metric, prepare_inputs,
-    push_ratio_stats, weighted_sum,
+use crate::error::{Result, check_non_negative, check_param};
+use crate::kl::KlEstimator;
+use crate::terms::{
+    AnyTerm, Clip, POLICY, Surrogate, Terms, composed_objective, regularised_policy,
 };
 
 /// Settings of the clipped surrogate and its regularisers. Every field has a default (the
@@ -97,9 +94,10 @@ impl RlvrConfig {
         }
     }
 
-    /// Dr.GRPO: ε 0.2, `seq-mean-token-sum-norm` (Σ over tokens / a constant), no KL. Set
-    /// the aggregation's `constant` to the maximum response length to reproduce the paper;
-    /// `None` divides by the padded time dimension (verl's default).
+    /// Dr.GRPO: ε 0.2, `seq-mean-token-sum-norm` (Σ over tokens / a constant), no KL. The
+    /// constant is the batch's response length budget
+    /// ([`PolicyBatch::with_response_budget`](crate::PolicyBatch::with_response_budget), the
+    /// rollout's `max_new_tokens`) unless the aggregation sets `constant`.
     pub fn dr_grpo() -> Self {
         Self {
             aggregation: LossAggregation::SeqMeanTokenSumNorm { constant: None },
@@ -131,7 +129,7 @@ impl RlvrConfig {
     /// Checks the ranges: `0 ≤ ε_low < 1`, `ε_high ≥ 0`, `c > 1`, `β, η ≥ 0`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`].
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
     pub fn validate(&self) -> Result<()> {
         check_param(
             "clip_low",
@@ -158,18 +156,20 @@ impl RlvrConfig {
         }
     }
 
-    pub(crate) fn settings(&self) -> PgSettings {
-        PgSettings {
-            surrogate: Surrogate::Ratio(Some(self.clip())),
-            aggregation: self.aggregation,
-            kl_coef: self.kl_coef,
-            kl_estimator: self.kl_estimator,
-            entropy_coef: self.entropy_coef,
-        }
+    /// The terms: the clipped surrogate, the KL penalty and the entropy bonus on the policy
+    /// rows.
+    pub(crate) fn terms(&self) -> Vec<AnyTerm> {
+        regularised_policy(
+            Surrogate::Ratio(Some(self.clip())),
+            self.aggregation,
+            (self.kl_coef, self.kl_estimator),
+            self.entropy_coef,
+            POLICY,
+        )
     }
 }
 
-/// Changes to an [`RlvrConfig`] preset: what a config file under `method = "grpo"`,
+/// Changes to an [`RlvrConfig`] preset: what a config file under `type = "grpo"`,
 /// `"dr_grpo"`, `"dapo"` or `"ppo_clip"` contains. Missing fields keep the preset's value.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,22 +216,26 @@ impl RlvrOptions {
     }
 }
 
-/// The RLVR objective (GRPO, Dr.GRPO, DAPO, generic PPO clip). Trains
-/// [`RowKind::Policy`] rows only.
+/// The RLVR objective (GRPO, Dr.GRPO, DAPO, generic PPO clip): the terms of
+/// [`RlvrConfig`]. Trains [`RowKind::Policy`](crate::RowKind::Policy) rows only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RlvrObjective {
-    name: &'static str,
     config: RlvrConfig,
+    terms: Terms,
 }
 
 impl RlvrObjective {
     /// An RLVR objective reported under `name` (`"grpo"`, `"dapo"`, ...).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] (see [`RlvrConfig::validate`]).
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) (see
+    /// [`RlvrConfig::validate`]).
     pub fn new(name: &'static str, config: RlvrConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { name, config })
+        Ok(Self {
+            terms: Terms::new(name, config.terms()),
+            config,
+        })
     }
 
     /// The settings.
@@ -240,212 +244,4 @@ impl RlvrObjective {
     }
 }
 
-impl Objective for RlvrObjective {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn needs_reference(&self) -> bool {
-        self.config.kl_coef > 0.0
-    }
-
-    fn needs_entropy(&self) -> bool {
-        self.config.entropy_coef > 0.0
-    }
-
-    fn loss(
-        &self,
-        batch: &PolicyBatch,
-        logprobs: Tensor<2>,
-        entropy: Option<Tensor<2>>,
-    ) -> Result<LossOutput> {
-        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
-        batch.require_kinds(self.name, &[RowKind::Policy])?;
-        let mut sink = MetricSink::default();
-        let rows = batch.rows_mask(|_| true);
-        let loss = policy_terms(
-            &self.config.settings(),
-            batch,
-            &logprobs,
-            entropy.as_ref(),
-            batch.advantages().clone(),
-            &rows,
-            None,
-            &mut sink,
-        )?;
-        let metrics = sink.finish(&loss)?;
-        Ok(LossOutput { loss, metrics })
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Shared pieces (also used by OPMD, R^3L, RLTF and MulFeRL).
-
-/// The clip range of the PPO surrogate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Clip {
-    pub(crate) low: f64,
-    pub(crate) high: f64,
-    pub(crate) dual_c: Option<f64>,
-}
-
-/// The per-token policy-gradient surrogate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Surrogate {
-    /// `−A ρ`, clipped if `Some` (PPO / GRPO / DAPO); unclipped = tinker's
-    /// `importance_sampling` loss.
-    Ratio(Option<Clip>),
-    /// OPMD: `−A log π_θ / (1 + τ)`, no ratio.
-    Opmd { tau: f64 },
-}
-
-/// A policy-gradient term with its regularisers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct PgSettings {
-    pub(crate) surrogate: Surrogate,
-    pub(crate) aggregation: LossAggregation,
-    pub(crate) kl_coef: f64,
-    pub(crate) kl_estimator: KlEstimator,
-    pub(crate) entropy_coef: f64,
-}
-
-/// `log π_θ − log π_old`, clamped to ±20 (verl); `log π_old` = detached `log π_θ` if absent.
-pub(crate) fn log_ratio(logprobs: &Tensor<2>, old: Option<&Tensor<2>>) -> Tensor<2> {
-    let old = match old {
-        Some(o) => o.clone(),
-        None => logprobs.clone().detach(),
-    };
-    (logprobs.clone() - old).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-}
-
-/// Per-token clipped surrogate loss and the 0/1 indicators of the clip and the dual clip.
-pub(crate) fn clipped_tokens(
-    ratio: Tensor<2>,
-    adv: Tensor<2>,
-    clip: Option<Clip>,
-) -> (Tensor<2>, Option<Tensor<2>>, Option<Tensor<2>>) {
-    let l1 = -(adv.clone() * ratio.clone());
-    let Some(clip) = clip else {
-        return (l1, None, None);
-    };
-    let l2 = -(adv.clone() * ratio.clamp(1.0 - clip.low, 1.0 + clip.high));
-    let clipped = l2.clone().greater(l1.clone()).float();
-    let c1 = l1.max_pair(l2);
-    let Some(c) = clip.dual_c else {
-        return (c1, Some(clipped), None);
-    };
-    let l3 = -adv.clone().mul_scalar(c);
-    let neg = adv.lower_elem(0.0);
-    let lower = c1.clone().greater(l3.clone()).bool_and(neg.clone()).float();
-    let c2 = c1.clone().min_pair(l3);
-    (c1.mask_where(neg, c2), Some(clipped), Some(lower))
-}
-
-/// The policy-gradient term over the tokens of `rows` (a restriction of the batch mask) with
-/// per-token advantages `adv`, plus its KL penalty and entropy bonus on the same tokens and
-/// weights. Pushes policy_loss, policy_tokens, clip fractions, ratio stats, approx_kl, kl,
-/// entropy; with `split = Some((name, indicator))` also the part of the policy term on the
-/// positions where the 0/1 `indicator` is 1, under `name`.
-#[allow(clippy::too_many_arguments)] // reason: internal helper shared by every objective
-pub(crate) fn policy_terms(
-    s: &PgSettings,
-    batch: &PolicyBatch,
-    logprobs: &Tensor<2>,
-    entropy: Option<&Tensor<2>>,
-    adv: Tensor<2>,
-    rows: &[bool],
-    split: Option<(&'static str, Tensor<2>)>,
-    sink: &mut MetricSink,
-) -> Result<Tensor<1>> {
-    let n = count(rows);
-    let weights = batch.weights(&s.aggregation, rows)?;
-    let mask01 = batch.mask_tensor(rows);
-    sink.push_host(metric::POLICY_TOKENS, n as f64);
-
-    let tokens = match s.surrogate {
-        Surrogate::Ratio(clip) => {
-            let lr = log_ratio(logprobs, batch.old_logprobs());
-            let ratio = lr.clone().exp();
-            push_ratio_stats(sink, &ratio, &mask01, n);
-            if n > 0 && batch.old_logprobs().is_some() {
-                sink.push(
-                    metric::APPROX_KL,
-                    masked_mean(-lr.detach(), mask01.clone(), n),
-                );
-            }
-            let (tokens, clipped, lower) = clipped_tokens(ratio, adv, clip);
-            if n > 0 {
-                if let Some(c) = clipped {
-                    sink.push(metric::CLIP_FRACTION, masked_mean(c, mask01.clone(), n));
-                }
-                if let Some(c) = lower {
-                    sink.push(
-                        metric::CLIP_FRACTION_LOWER,
-                        masked_mean(c, mask01.clone(), n),
-                    );
-                }
-            }
-            tokens
-        }
-        Surrogate::Opmd { tau } => {
-            if let (Some(old), true) = (batch.old_logprobs(), n > 0) {
-                let ratio = log_ratio(logprobs, Some(old)).exp();
-                push_ratio_stats(sink, &ratio, &mask01, n);
-            }
-            -(adv * logprobs.clone()).div_scalar(1.0 + tau)
-        }
-    };
-    if let Some((name, indicator)) = split {
-        sink.push(
-            name,
-            weighted_sum(tokens.clone().detach(), weights.clone() * indicator),
-        );
-    }
-    let pg = weighted_sum(tokens, weights.clone());
-    sink.push(metric::POLICY_LOSS, pg.clone());
-    let mut loss = pg;
-
-    if let Some(kl) = kl_term(s, batch, logprobs, weights.clone(), sink)? {
-        loss = loss + kl;
-    }
-    if let Some(h) = entropy {
-        if n > 0 {
-            sink.push(metric::ENTROPY, masked_mean(h.clone().detach(), mask01, n));
-        }
-        if s.entropy_coef > 0.0 {
-            loss = loss - weighted_sum(h.clone(), weights).mul_scalar(s.entropy_coef);
-        }
-    } else if s.entropy_coef > 0.0 {
-        return Err(Error::MissingInput {
-            what: "entropy",
-            why: "the entropy bonus has a positive coefficient",
-        });
-    }
-    Ok(loss)
-}
-
-/// `β Σ w KL` if `β > 0` (needs reference log-probs); pushes the aggregated KL whenever
-/// reference log-probs are present.
-fn kl_term(
-    s: &PgSettings,
-    batch: &PolicyBatch,
-    logprobs: &Tensor<2>,
-    weights: Tensor<2>,
-    sink: &mut MetricSink,
-) -> Result<Option<Tensor<1>>> {
-    let Some(reference) = batch.ref_logprobs() else {
-        if s.kl_coef > 0.0 {
-            return Err(Error::MissingInput {
-                what: "reference log-probs",
-                why: "the KL penalty has a positive coefficient",
-            });
-        }
-        return Ok(None);
-    };
-    let kl = weighted_sum(
-        s.kl_estimator.tokens(logprobs.clone(), reference.clone()),
-        weights,
-    );
-    sink.push(metric::KL, kl.clone());
-    Ok((s.kl_coef > 0.0).then(|| kl.mul_scalar(s.kl_coef)))
-}
+composed_objective!(RlvrObjective);

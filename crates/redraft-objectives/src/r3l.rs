@@ -6,7 +6,7 @@
 //! batch: **pivotal credit** is the trainable mask (`pivot_masks` zeroes the first `k_pivot`
 //! assistant turns of a retried base and its distill copy), **positive amplification** is
 //! the advantages (`PositiveAmplification` over each explore group, broadcast over tokens).
-//! The auxiliary SFT items are [`RowKind::Auxiliary`] rows.
+//! The auxiliary SFT items are [`RowKind::Auxiliary`](crate::RowKind::Auxiliary) rows.
 //!
 //! ```text
 //! released code (SftMode::InRl, default; opmd_reweight_adv):
@@ -19,19 +19,17 @@
 //!     −A log π / (1 + τ).
 //! ```
 
-use burn::tensor::Tensor;
-use redraft_credit_assignment::{LossAggregation, SFT_ADVANTAGE};
+use redraft_credit_assignment::LossAggregation;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative};
 use crate::kl::KlEstimator;
-use crate::objective::{
-    LossOutput, MetricSink, Objective, count, cross_entropy_term, masked_mean, metric,
-    prepare_inputs,
-};
 use crate::opmd::d_k2;
-use crate::ppo::{PgSettings, RlvrConfig, RlvrOptions, Surrogate, policy_terms};
+use crate::ppo::{RlvrConfig, RlvrOptions};
+use crate::terms::{
+    AnyTerm, POLICY, POLICY_AUX, Sft, SftForm, Surrogate, Terms, composed_objective,
+    regularised_policy,
+};
 
 /// The base policy-gradient loss of R^3L.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,26 +144,49 @@ impl R3lConfig {
         check_non_negative("sft_coef", self.sft_coef)
     }
 
-    fn settings(&self) -> PgSettings {
+    /// The terms. In the RL loss (code): the surrogate, KL and entropy aggregated over policy
+    /// and auxiliary rows, the auxiliary rows with `A = 1`; separate (paper): the same over the
+    /// policy rows plus `sft_coef` times the auxiliary rows' cross-entropy.
+    pub(crate) fn terms(&self) -> Vec<AnyTerm> {
         let surrogate = match self.base {
             R3lBase::Opmd => Surrogate::Opmd { tau: self.tau },
             R3lBase::Grpo => Surrogate::Ratio(Some(self.grpo.apply(RlvrConfig::grpo()).clip())),
         };
-        PgSettings {
+        let (unit, form) = match self.sft_mode {
+            SftMode::InRl => (
+                POLICY_AUX,
+                SftForm::InRl {
+                    surrogate,
+                    aggregation: self.aggregation,
+                },
+            ),
+            SftMode::Separate => (
+                POLICY,
+                SftForm::Separate {
+                    coef: self.sft_coef,
+                    aggregation: self.sft_aggregation,
+                },
+            ),
+        };
+        let mut terms = regularised_policy(
             surrogate,
-            aggregation: self.aggregation,
-            kl_coef: self.kl_coef,
-            kl_estimator: self.kl_estimator,
-            entropy_coef: self.entropy_coef,
-        }
+            self.aggregation,
+            (self.kl_coef, self.kl_estimator),
+            self.entropy_coef,
+            unit,
+        );
+        terms.push(AnyTerm::Sft(Sft { form }));
+        terms
     }
 }
 
-/// The R^3L objective. Trains [`RowKind::Policy`] rows (explore group: bases and distilled
-/// retries) and [`RowKind::Auxiliary`] rows (SFT items).
+/// The R^3L objective: the terms of [`R3lConfig`]. Trains
+/// [`RowKind::Policy`](crate::RowKind::Policy) rows (explore group: bases and distilled
+/// retries) and [`RowKind::Auxiliary`](crate::RowKind::Auxiliary) rows (SFT items).
 #[derive(Debug, Clone, PartialEq)]
 pub struct R3lObjective {
     config: R3lConfig,
+    terms: Terms,
 }
 
 impl R3lObjective {
@@ -173,7 +194,10 @@ impl R3lObjective {
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
     pub fn new(config: R3lConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config })
+        Ok(Self {
+            terms: Terms::new("r3l", config.terms()),
+            config,
+        })
     }
 
     /// The settings.
@@ -182,72 +206,4 @@ impl R3lObjective {
     }
 }
 
-impl Objective for R3lObjective {
-    fn name(&self) -> &'static str {
-        "r3l"
-    }
-
-    fn needs_reference(&self) -> bool {
-        self.config.kl_coef > 0.0
-    }
-
-    fn needs_entropy(&self) -> bool {
-        self.config.entropy_coef > 0.0
-    }
-
-    fn loss(
-        &self,
-        batch: &PolicyBatch,
-        logprobs: Tensor<2>,
-        entropy: Option<Tensor<2>>,
-    ) -> Result<LossOutput> {
-        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
-        batch.require_kinds("r3l", &[RowKind::Policy, RowKind::Auxiliary])?;
-        let mut sink = MetricSink::default();
-        let aux = batch.rows_mask(|k| k == RowKind::Auxiliary);
-        let n_aux = count(&aux);
-        if n_aux > 0 {
-            // Token-mean NLL of the SFT tokens, for monitoring.
-            sink.push(
-                metric::SFT_LOSS,
-                masked_mean(-logprobs.clone().detach(), batch.mask_tensor(&aux), n_aux),
-            );
-        }
-        let settings = self.config.settings();
-        let loss = match self.config.sft_mode {
-            SftMode::InRl => {
-                let aux01 = batch.row_indicator(|k| k == RowKind::Auxiliary);
-                let adv = batch.advantages().clone() * (aux01.clone().neg().add_scalar(1.0))
-                    + aux01.mul_scalar(SFT_ADVANTAGE);
-                let rows = batch.rows_mask(|_| true);
-                policy_terms(
-                    &settings,
-                    batch,
-                    &logprobs,
-                    entropy.as_ref(),
-                    adv,
-                    &rows,
-                    None,
-                    &mut sink,
-                )?
-            }
-            SftMode::Separate => {
-                let rows = batch.rows_mask(|k| k == RowKind::Policy);
-                let rl = policy_terms(
-                    &settings,
-                    batch,
-                    &logprobs,
-                    entropy.as_ref(),
-                    batch.advantages().clone(),
-                    &rows,
-                    None,
-                    &mut sink,
-                )?;
-                let sft = cross_entropy_term(batch, &logprobs, &self.config.sft_aggregation, &aux)?;
-                rl + sft.mul_scalar(self.config.sft_coef)
-            }
-        };
-        let metrics = sink.finish(&loss)?;
-        Ok(LossOutput { loss, metrics })
-    }
-}
+composed_objective!(R3lObjective);

@@ -23,18 +23,14 @@
 //! `rl_coef` and the log-prob mask. Without sampling log-probs the detached current log-probs
 //! stand in for `log q` (the released code's situation: one update per batch).
 
-use burn::tensor::Tensor;
 use redraft_credit_assignment::LossAggregation;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{PolicyBatch, RowKind};
 use crate::error::{Result, check_non_negative, check_param};
-use crate::kl::KlEstimator;
-use crate::objective::{
-    LossOutput, MetricSink, Objective, count, cross_entropy_term, masked_mean, metric,
-    prepare_inputs,
+use crate::terms::{
+    AnyTerm, Clip, FeedbackModelling, POLICY, POLICY_SD, PolicyGradient, SelfDistillation,
+    Surrogate, Terms, composed_objective,
 };
-use crate::ppo::{Clip, PgSettings, Surrogate, policy_terms};
 
 /// The loss of the multi-turn RL term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -193,35 +189,18 @@ impl Default for RltfFmConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct SdTerm {
-    rl_coef: CoefSchedule,
-    threshold: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct FmTerm {
-    coef: f64,
-    aggregation: LossAggregation,
-}
-
-/// The RLTF objective: multi-turn RL on [`RowKind::Policy`] rows plus the SD term on
-/// [`RowKind::SelfDistillation`] rows (RLTF-SD) or the FM term on [`RowKind::Auxiliary`]
-/// rows (RLTF-FM).
+/// The RLTF objective: the multi-turn RL term on [`RowKind::Policy`](crate::RowKind::Policy)
+/// rows plus the self-distillation term on
+/// [`RowKind::SelfDistillation`](crate::RowKind::SelfDistillation) rows (RLTF-SD) or the
+/// feedback-modelling term on [`RowKind::Auxiliary`](crate::RowKind::Auxiliary) rows
+/// (RLTF-FM).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RltfObjective {
-    name: &'static str,
-    rl: PgSettings,
-    sd: Option<SdTerm>,
-    fm: Option<FmTerm>,
+    terms: Terms,
 }
 
-fn rl_settings(
-    rl_loss: RltfRlLoss,
-    clip_low: f64,
-    clip_high: f64,
-    aggregation: LossAggregation,
-) -> Result<PgSettings> {
+/// The surrogate of the multi-turn RL term.
+fn rl_surrogate(rl_loss: RltfRlLoss, clip_low: f64, clip_high: f64) -> Result<Surrogate> {
     check_param(
         "clip_low",
         clip_low,
@@ -229,21 +208,60 @@ fn rl_settings(
         "must be in [0, 1)",
     )?;
     check_non_negative("clip_high", clip_high)?;
-    let clip = match rl_loss {
+    Ok(Surrogate::Ratio(match rl_loss {
         RltfRlLoss::ImportanceSampling => None,
         RltfRlLoss::Ppo => Some(Clip {
             low: clip_low,
             high: clip_high,
             dual_c: None,
         }),
-    };
-    Ok(PgSettings {
-        surrogate: Surrogate::Ratio(clip),
-        aggregation,
-        kl_coef: 0.0,
-        kl_estimator: KlEstimator::K3,
-        entropy_coef: 0.0,
-    })
+    }))
+}
+
+impl RltfSdConfig {
+    /// The terms: the RL term and the self-distillation term, one aggregation over both.
+    pub(crate) fn terms(&self) -> Result<Vec<AnyTerm>> {
+        self.rl_coef.validate()?;
+        check_param(
+            "logprob_threshold",
+            self.logprob_threshold,
+            true,
+            "must be finite",
+        )?;
+        let surrogate = rl_surrogate(self.rl_loss, self.clip_low, self.clip_high)?;
+        Ok(vec![
+            AnyTerm::PolicyGradient(PolicyGradient {
+                surrogate,
+                aggregation: self.aggregation,
+                unit: POLICY_SD,
+            }),
+            AnyTerm::SelfDistillation(SelfDistillation {
+                surrogate,
+                aggregation: self.aggregation,
+                rl_coef: self.rl_coef,
+                threshold: self.logprob_threshold,
+            }),
+        ])
+    }
+}
+
+impl RltfFmConfig {
+    /// The terms: the RL term and the feedback-modelling term.
+    pub(crate) fn terms(&self) -> Result<Vec<AnyTerm>> {
+        check_non_negative("fm_coef", self.fm_coef)?;
+        let surrogate = rl_surrogate(self.rl_loss, self.clip_low, self.clip_high)?;
+        Ok(vec![
+            AnyTerm::PolicyGradient(PolicyGradient {
+                surrogate,
+                aggregation: self.aggregation,
+                unit: POLICY,
+            }),
+            AnyTerm::FeedbackModelling(FeedbackModelling {
+                coef: self.fm_coef,
+                aggregation: self.fm_aggregation,
+            }),
+        ])
+    }
 }
 
 impl RltfObjective {
@@ -252,26 +270,8 @@ impl RltfObjective {
     /// # Errors
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
     pub fn self_distillation(config: RltfSdConfig) -> Result<Self> {
-        config.rl_coef.validate()?;
-        check_param(
-            "logprob_threshold",
-            config.logprob_threshold,
-            true,
-            "must be finite",
-        )?;
         Ok(Self {
-            name: "rltf_sd",
-            rl: rl_settings(
-                config.rl_loss,
-                config.clip_low,
-                config.clip_high,
-                config.aggregation,
-            )?,
-            sd: Some(SdTerm {
-                rl_coef: config.rl_coef,
-                threshold: config.logprob_threshold,
-            }),
-            fm: None,
+            terms: Terms::new("rltf_sd", config.terms()?),
         })
     }
 
@@ -280,96 +280,10 @@ impl RltfObjective {
     /// # Errors
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter).
     pub fn feedback_modeling(config: RltfFmConfig) -> Result<Self> {
-        check_non_negative("fm_coef", config.fm_coef)?;
         Ok(Self {
-            name: "rltf_fm",
-            rl: rl_settings(
-                config.rl_loss,
-                config.clip_low,
-                config.clip_high,
-                config.aggregation,
-            )?,
-            sd: None,
-            fm: Some(FmTerm {
-                coef: config.fm_coef,
-                aggregation: config.fm_aggregation,
-            }),
+            terms: Terms::new("rltf_fm", config.terms()?),
         })
     }
 }
 
-impl Objective for RltfObjective {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn needs_reference(&self) -> bool {
-        false
-    }
-
-    fn needs_entropy(&self) -> bool {
-        false
-    }
-
-    fn loss(
-        &self,
-        batch: &PolicyBatch,
-        logprobs: Tensor<2>,
-        entropy: Option<Tensor<2>>,
-    ) -> Result<LossOutput> {
-        let (logprobs, entropy) = prepare_inputs(batch, logprobs, entropy)?;
-        let mut allowed = vec![RowKind::Policy];
-        if self.sd.is_some() {
-            allowed.push(RowKind::SelfDistillation);
-        }
-        if self.fm.is_some() {
-            allowed.push(RowKind::Auxiliary);
-        }
-        batch.require_kinds(self.name, &allowed)?;
-        let mut sink = MetricSink::default();
-
-        let mut adv = batch.advantages().clone();
-        let mut split = None;
-        if let Some(sd) = &self.sd {
-            let coef = sd.rl_coef.at(batch.step());
-            sink.push_host(metric::SD_COEF, coef);
-            let sd01 = batch.row_indicator(|k| k == RowKind::SelfDistillation);
-            let logq = match batch.old_logprobs() {
-                Some(old) => old.clone(),
-                None => logprobs.clone().detach(),
-            };
-            let keep = logq.greater_equal_elem(sd.threshold).float();
-            let sd_rows = batch.rows_mask(|k| k == RowKind::SelfDistillation);
-            let n_sd = count(&sd_rows);
-            if n_sd > 0 {
-                sink.push(
-                    metric::SD_KEEP_FRACTION,
-                    masked_mean(keep.clone(), batch.mask_tensor(&sd_rows), n_sd),
-                );
-            }
-            // adv ← adv on policy rows, rl_coef · A_SD · keep on SD rows.
-            let factor = ((sd01.clone() * keep).mul_scalar(coef) - sd01.clone()).add_scalar(1.0);
-            adv = adv * factor;
-            split = Some((metric::SD_LOSS, sd01));
-        }
-        let rows = batch.rows_mask(|k| k == RowKind::Policy || k == RowKind::SelfDistillation);
-        let mut loss = policy_terms(
-            &self.rl,
-            batch,
-            &logprobs,
-            entropy.as_ref(),
-            adv,
-            &rows,
-            split,
-            &mut sink,
-        )?;
-        if let Some(fm) = &self.fm {
-            let aux = batch.rows_mask(|k| k == RowKind::Auxiliary);
-            let ce = cross_entropy_term(batch, &logprobs, &fm.aggregation, &aux)?;
-            sink.push(metric::FM_LOSS, ce.clone());
-            loss = loss + ce.mul_scalar(fm.coef);
-        }
-        let metrics = sink.finish(&loss)?;
-        Ok(LossOutput { loss, metrics })
-    }
-}
+composed_objective!(RltfObjective);

@@ -121,12 +121,18 @@ impl Learner {
     }
 
     /// Per-target log-probs of `rows` under `model` (an inference copy: the policy before an
-    /// update, or the reference model), each `ids.len() - 1` long.
-    pub(crate) fn score(&self, model: &CausalLm, rows: &[&Row]) -> Result<Vec<Vec<f32>>> {
+    /// update, or the reference model) at `temperature` (see [`tempered_logits`]), each
+    /// `ids.len() - 1` long.
+    pub(crate) fn score(
+        &self,
+        model: &CausalLm,
+        rows: &[&Row],
+        temperature: f32,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(SCORE_CHUNK) {
             let (tokens, padded) = self.pad_rows(chunk, &self.infer_device)?;
-            let logits = model.forward(tokens.clone(), &[])?;
+            let logits = tempered_logits(model, tokens.clone(), temperature)?;
             let lp = read(next_token_logprobs(logits, tokens))?;
             for (i, r) in chunk.iter().enumerate() {
                 let start = i * padded.time;
@@ -137,7 +143,8 @@ impl Learner {
     }
 
     /// One optimiser update on `rows`: `loss` maps the policy's `[batch, time]` log-probs (and
-    /// entropies, when `with_entropy`) to a loss and its metrics.
+    /// entropies, when `with_entropy`) at `temperature` (see [`tempered_logits`]; 1 for SFT)
+    /// to a loss and its metrics.
     ///
     /// Rows are forwarded in length buckets ([`length_buckets`]), each padded to its own
     /// longest row, and their log-probs are laid back out as one right-padded batch in the
@@ -149,6 +156,7 @@ impl Learner {
         rows: &[&Row],
         lr: f64,
         grad_clip: f64,
+        temperature: f32,
         with_entropy: bool,
         loss: F,
     ) -> Result<UpdateOutcome>
@@ -200,7 +208,7 @@ impl Learner {
             let mut lps = Vec::with_capacity(buckets.len());
             let mut ents = Vec::with_capacity(buckets.len());
             for tokens in bucket_tokens {
-                let logits = model.forward(tokens.clone(), &[])?;
+                let logits = tempered_logits(&model, tokens.clone(), temperature)?;
                 if with_entropy {
                     let [b, t, _] = logits.dims();
                     ents.push(widen(entropy(logits.clone()).slice([0..b, 0..t - 1])));
@@ -251,6 +259,26 @@ impl Learner {
             skipped: None,
         })
     }
+}
+
+/// `model`'s logits over `tokens` divided by `temperature`: the one place where the learner
+/// applies the rollout temperature, so that every log-prob it computes (importance ratios, the
+/// KL to the reference, OPMD, RLTF-SD's re-scored revisions, pair losses) and every entropy is
+/// of `softmax(logits / T)`, the distribution the sampler draws from and records the log-probs
+/// of (`sample_token` in redraft-rollout-engine; verl divides the logits by the rollout
+/// temperature the same way). A temperature of 0 (greedy decoding) scores at 1, as the
+/// sampler records.
+fn tempered_logits(
+    model: &CausalLm,
+    tokens: Tensor<2, Int>,
+    temperature: f32,
+) -> Result<Tensor<3>> {
+    let logits = model.forward(tokens, &[])?;
+    Ok(if temperature > 0.0 && temperature != 1.0 {
+        logits.div_scalar(temperature)
+    } else {
+        logits
+    })
 }
 
 /// Row indices sorted by length (`lens`) and cut into buckets whose longest row is at most 1.5
@@ -398,6 +426,61 @@ mod tests {
         }
     }
 
+    /// On-policy ratios are 1 at a rollout temperature other than 1: the learner scores the
+    /// rollout engine's samples at T = 0.7 to their recorded log-probs (at T = 1 it does not).
+    #[test]
+    fn scores_at_the_rollout_temperature() {
+        use redraft_rollout_engine::{SamplingParams, generate};
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let model = CausalLm::init(&config, 11, &device).unwrap();
+        let learner = Learner::new(model, &OptimizerConfig::default(), device, infer.clone(), 0);
+        let policy = learner.policy();
+        let params = SamplingParams {
+            temperature: 0.7,
+            max_new_tokens: 10,
+            seed: 7,
+            ..SamplingParams::default()
+        };
+        let prompts = vec![vec![1, 2, 3], vec![4, 5]];
+        let completions = generate(&policy, &prompts, &params, 0, &infer).unwrap();
+        let rows: Vec<Row> = prompts
+            .iter()
+            .zip(&completions)
+            .map(|(p, c)| {
+                let ids: Vec<u32> = p.iter().chain(&c.tokens).copied().collect();
+                Row {
+                    mask: vec![true; ids.len() - 1],
+                    advantages: vec![0.0; ids.len() - 1],
+                    ids,
+                    old_logprobs: None,
+                    kind: RowKind::Policy,
+                    problem: 0,
+                }
+            })
+            .collect();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let gap = |temperature: f32| {
+            let scored = learner.score(&policy, &refs, temperature).unwrap();
+            let mut worst = 0.0f32;
+            for ((p, c), s) in prompts.iter().zip(&completions).zip(&scored) {
+                assert_eq!(c.logprobs.len(), c.tokens.len());
+                for (k, &recorded) in c.logprobs.iter().enumerate() {
+                    worst = worst.max((s[p.len() - 1 + k] - recorded).abs());
+                }
+            }
+            worst
+        };
+        let at_rollout = gap(0.7);
+        assert!(at_rollout <= 1e-4, "ratio off 1 at T = 0.7: {at_rollout}");
+        let at_one = gap(1.0);
+        assert!(
+            at_one > 1e-3,
+            "T = 1 should not match the T = 0.7 samples: {at_one}"
+        );
+    }
+
     #[test]
     fn length_buckets_keep_every_row_and_bound_the_padding() {
         let lens = [30, 5, 6, 31, 9, 40, 7, 61];
@@ -445,7 +528,7 @@ mod tests {
         let w = upload(weights(&padded), [padded.batch, padded.time], &device);
         let expected = f64::from(read((lp * w).sum().neg()).unwrap()[0]);
         let out = learner
-            .update(&refs, 1e-2, 1.0, true, |layout, lp, ent| {
+            .update(&refs, 1e-2, 1.0, 1.0, true, |layout, lp, ent| {
                 assert_eq!(*layout, padded);
                 let padded = layout;
                 assert_eq!(lp.dims(), [padded.batch, padded.time]);

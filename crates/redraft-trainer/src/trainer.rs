@@ -366,6 +366,7 @@ impl Trainer {
             &refs,
             lr,
             self.config.optimizer.grad_clip,
+            1.0,
             false,
             |padded, lp, _| nll_loss(padded, &refs, lp),
         )?;
@@ -461,7 +462,7 @@ impl Trainer {
         let reference = match &self.reference {
             Some(r) if self.objective.needs_reference() => {
                 let refs: Vec<&Row> = rows.rows.iter().collect();
-                Some(self.learner.score(r, &refs)?)
+                Some(self.learner.score(r, &refs, self.sampling().temperature)?)
             }
             _ => None,
         };
@@ -580,7 +581,9 @@ impl Trainer {
             return Ok(());
         }
         let refs: Vec<&Row> = missing.iter().map(|&i| &rows.rows[i]).collect();
-        let scored = self.learner.score(policy, &refs)?;
+        let scored = self
+            .learner
+            .score(policy, &refs, self.sampling().temperature)?;
         for (i, lp) in missing.into_iter().zip(scored) {
             rows.rows[i].old_logprobs = Some(lp);
         }
@@ -634,10 +637,13 @@ impl Trainer {
         let step = self.state.step;
         let device = self.learner.device().clone();
         let with_entropy = objective.needs_entropy();
+        let budget = self.config.rollout.max_new_tokens;
+        let temperature = self.sampling().temperature;
         self.learner.update(
             &refs,
             lr,
             self.config.optimizer.grad_clip,
+            temperature,
             with_entropy,
             |padded, lp, ent| {
                 let dims = [padded.batch, padded.time];
@@ -655,7 +661,8 @@ impl Trainer {
                     .with_old_logprobs(old)?
                     .with_row_kinds(kinds)?
                     .with_pairs(pairs)
-                    .with_step(step);
+                    .with_step(step)
+                    .with_response_budget(budget);
                 if let Some(reference) = reference {
                     let rows = minibatch.iter().map(|&i| reference[i].as_slice());
                     batch = batch.with_ref_logprobs(flatten(padded, rows, 0.0))?;

@@ -12,7 +12,7 @@ fn json(s: &str) -> ObjectiveConfig {
 }
 
 fn method(m: &str) -> ObjectiveConfig {
-    json(&format!(r#"{{"method": "{m}"}}"#))
+    json(&format!(r#"{{"type": "{m}"}}"#))
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn presets_have_the_papers_defaults() {
 fn overrides_and_round_trips() {
     let c = json(
         r#"{
-            "method": "grpo",
+            "type": "grpo",
             "clip_high": 0.28,
             "kl_estimator": "low_var_kl",
             "kl_coef": 0.04,
@@ -99,7 +99,7 @@ fn overrides_and_round_trips() {
 
     let c = json(
         r#"{
-            "method": "mulferl",
+            "type": "mulferl",
             "lambda": 0.02,
             "pair_loss": {"kind": "dpo"},
             "grpo": {"kl_coef": 0.0}
@@ -113,7 +113,7 @@ fn overrides_and_round_trips() {
     assert_eq!(c.build().unwrap().name(), "mulferl");
 
     let c: ObjectiveConfig = serde_json::from_str(
-        r#"{"method": "rltf_sd", "rl_coef": {"kind": "linear", "start": 0.0, "end": 0.1, "steps": 500}}"#,
+        r#"{"type": "rltf_sd", "rl_coef": {"kind": "linear", "start": 0.0, "end": 0.1, "steps": 500}}"#,
     )
     .unwrap();
     let ObjectiveConfig::RltfSd(sd) = &c else {
@@ -123,8 +123,7 @@ fn overrides_and_round_trips() {
     assert_eq!(sd.rl_coef.at(10_000), 0.1);
 
     let c: ObjectiveConfig =
-        serde_json::from_str(r#"{"method": "r3l", "base": "grpo", "sft_mode": "separate"}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"type": "r3l", "base": "grpo", "sft_mode": "separate"}"#).unwrap();
     let ObjectiveConfig::R3l(r) = &c else {
         panic!()
     };
@@ -153,16 +152,16 @@ fn overrides_and_round_trips() {
 #[test]
 fn unknown_fields_and_bad_values_are_rejected() {
     let parse = serde_json::from_str::<ObjectiveConfig>;
-    assert!(parse(r#"{"method": "grpo", "clip": 0.2}"#).is_err());
-    assert!(parse(r#"{"method": "ppo2"}"#).is_err());
-    assert!(parse(r#"{"method": "r3l", "base": "opmd", "alpha": 3}"#).is_err());
+    assert!(parse(r#"{"type": "grpo", "clip": 0.2}"#).is_err());
+    assert!(parse(r#"{"type": "ppo2"}"#).is_err());
+    assert!(parse(r#"{"type": "r3l", "base": "opmd", "alpha": 3}"#).is_err());
     assert!(
-        json(r#"{"method": "grpo", "clip_low": 1.5}"#)
+        json(r#"{"type": "grpo", "clip_low": 1.5}"#)
             .build()
             .is_err()
     );
     assert!(
-        json(r#"{"method": "mulferl", "pair_loss": {"kind": "fco", "tau": 0.0}}"#)
+        json(r#"{"type": "mulferl", "pair_loss": {"kind": "fco", "tau": 0.0}}"#)
             .build()
             .is_err()
     );

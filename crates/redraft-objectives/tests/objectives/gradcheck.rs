@@ -131,7 +131,7 @@ fn rlvr_presets_with_kl_and_entropy() {
     // Every config-file preset builds and passes.
     for method in ["grpo", "dr_grpo", "dapo", "ppo_clip"] {
         let c: ObjectiveConfig =
-            serde_json::from_str(&format!(r#"{{"method": "{method}"}}"#)).unwrap();
+            serde_json::from_str(&format!(r#"{{"type": "{method}"}}"#)).unwrap();
         check(c.build().unwrap().as_ref(), &batch, &leaf, false);
     }
 }

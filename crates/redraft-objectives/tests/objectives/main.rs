@@ -1,5 +1,6 @@
 //! Tests of redraft-objectives (one test binary; see each module).
 
+mod budget;
 mod common;
 mod config;
 mod gradcheck;

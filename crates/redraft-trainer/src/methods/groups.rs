@@ -16,19 +16,29 @@ pub(crate) enum GroupRewards {
 }
 
 /// The rows of every RL group of `batch`: `rewards` decides each group's rewards (or drops
-/// it), `estimator` turns them into advantages.
+/// it), `estimator` turns the kept groups' rewards into advantages.
 pub(crate) fn group_rows(
     batch: &RolloutBatch,
     estimator: &AdvantageEstimator,
     mut rewards: impl FnMut(&[&Episode]) -> Result<GroupRewards>,
 ) -> Result<TrainRows> {
     let mut out = TrainRowsBuilder::default();
+    let mut kept = Vec::new();
+    let mut kept_rewards = Vec::new();
     for group in batch.groups.iter().filter(|g| g.usage == GroupUse::Rl) {
         let episodes = members(batch, &group.episodes);
         match rewards(&episodes)? {
-            GroupRewards::Keep(r) => out.push_group(&episodes, &estimator.group_advantages(&r)?),
+            GroupRewards::Keep(r) => {
+                kept.push(episodes);
+                kept_rewards.push(r);
+            }
             GroupRewards::Drop => out.rows.stats.groups_filtered += 1,
         }
+    }
+    // Over every kept group at once: an estimator may scale by the batch's std.
+    let advantages = estimator.advantages_nested(&kept_rewards)?;
+    for (episodes, a) in kept.iter().zip(&advantages) {
+        out.push_group(episodes, a);
     }
     Ok(out.finish())
 }
@@ -108,5 +118,29 @@ pub(crate) mod fixtures {
             batch.push_group(p, 0, GroupUse::Rl, episodes);
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::single_turn_batch;
+    use super::*;
+
+    /// `group_mean_batch_std` centres each group on its own mean but scales by the std of the
+    /// whole batch's rewards, so it needs every kept group at once.
+    #[test]
+    fn group_mean_batch_std_scales_by_the_batch_std() {
+        let batch = single_turn_batch(&[&[(1.0, true), (0.0, false)], &[(3.0, true), (3.0, true)]]);
+        let estimator = AdvantageEstimator::GroupMeanBatchStd {
+            eps: 0.0,
+            unbiased_std: false,
+        };
+        let rows = group_rows(&batch, &estimator, plain_rewards).unwrap();
+        // Batch rewards [1, 0, 3, 3]: std 1.299; group 0 centred ±0.5.
+        let std =
+            (((1.0f32 - 1.75).powi(2) + 1.75f32.powi(2) + 2.0 * 1.25f32.powi(2)) / 4.0).sqrt();
+        let first = rows.rows[0].advantages.iter().copied().find(|a| *a != 0.0);
+        assert!((first.unwrap() - 0.5 / std).abs() < 1e-5, "{first:?}");
+        assert!(rows.rows[2].advantages.iter().all(|a| *a == 0.0));
     }
 }

@@ -61,7 +61,7 @@ pub use mulferl::MulFeRlMethod;
 pub use opmd::OpmdMethod;
 pub use r3l::R3lMethod;
 pub use rltf_fm::RltfFmMethod;
-pub use rltf_sd::{RltfSdMethod, SdCredit};
+pub use rltf_sd::RltfSdMethod;
 
 /// What building a method's rows needs besides the batch.
 pub struct RowContext<'a> {

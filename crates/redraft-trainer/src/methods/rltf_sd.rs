@@ -6,8 +6,9 @@
 //! 2. **Credit:** every turn's tokens carry RLTF's per-turn advantage (γ = 0.1).
 //! 3. **Self-distillation:** each revision `y1` is re-scored under the *first* prompt `x0`
 //!    (what the policy sees at test time) as a row of kind `self_distillation` with the SD
-//!    advantage `A_SD` (baseline: the released code's second-turn return, or the paper's
-//!    first-turn mean); its log-probs are the pre-update policy's, computed by the trainer.
+//!    advantage `A_SD` (baseline: the paper's first-turn mean by default, or the released
+//!    code's second-turn return); its log-probs are the pre-update policy's at the rollout
+//!    temperature, computed by the trainer.
 //! 4. **Objective:** importance-sampling RL loss summed over tokens plus `rl_coef` (0.1) times
 //!    the SD term on tokens with `log q ≥ −5`.
 //!
@@ -22,7 +23,7 @@
 //! # [method.strategy] # redraft_rollout_engine::RltfConfig (whole; group_size = rollout's)
 //! ```
 
-use redraft_credit_assignment::{RLTF_GAMMA, SdBaseline, SelfDistillation};
+use redraft_credit_assignment::SelfDistillation;
 use redraft_feedback_protocol::ProviderConfig;
 use redraft_objectives::{ObjectiveConfig, RltfSdConfig, RowKind};
 use redraft_rollout_engine::{Episode, RltfConfig, RolloutBatch, StrategyConfig};
@@ -43,7 +44,7 @@ pub struct RltfSdMethod {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<RltfConfig>,
     /// The SD advantage's baseline and the turn discount.
-    pub self_distillation: SdCredit,
+    pub self_distillation: SelfDistillation,
     /// The objective (`rl_coef`, the log-prob threshold, the RL loss).
     pub objective: RltfSdConfig,
     /// The critic. Default the verifier's critique.
@@ -54,38 +55,9 @@ impl Default for RltfSdMethod {
     fn default() -> Self {
         Self {
             strategy: None,
-            self_distillation: SdCredit::default(),
+            self_distillation: SelfDistillation::default(),
             objective: RltfSdConfig::default(),
             feedback: verifier_critic(),
-        }
-    }
-}
-
-/// The credit side of self-distillation (`rl_coef` and the threshold are the objective's).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SdCredit {
-    /// Baseline of `A_SD`. Default the released code's second-turn return.
-    pub baseline: SdBaseline,
-    /// Turn discount γ. Default 0.1.
-    pub gamma: f32,
-}
-
-impl Default for SdCredit {
-    fn default() -> Self {
-        Self {
-            baseline: SdBaseline::default(),
-            gamma: RLTF_GAMMA,
-        }
-    }
-}
-
-impl RltfSdMethod {
-    fn sd(&self) -> SelfDistillation {
-        SelfDistillation {
-            baseline: self.self_distillation.baseline,
-            gamma: self.self_distillation.gamma,
-            ..SelfDistillation::default()
         }
     }
 }
@@ -103,7 +75,7 @@ impl TrainMethod for RltfSdMethod {
 
     /// 2–3. Credit: per-turn rows, then each revision re-scored under the first prompt.
     fn rows(&self, batch: &RolloutBatch, _ctx: &RowContext<'_>) -> Result<TrainRows> {
-        let sd = self.sd();
+        let sd = self.self_distillation;
         per_turn_rows(batch, sd.gamma, |episodes, turn_rewards, out| {
             self_distillation_rows(&sd, episodes, turn_rewards, out)
         })
@@ -176,13 +148,33 @@ mod tests {
         assert_eq!(sd[0].ids, vec![0, 1, 2, 104, 105]);
         assert_eq!(sd[0].mask, vec![false, false, true, true]);
         assert!(sd[0].old_logprobs.is_none());
-        // Second-turn baseline: the successful revision above the failed one, ±0.5.
+        // First-turn baseline (the default): each revision's reward minus the mean
+        // first-attempt reward 1/3.
         assert!(
-            (sd[0].advantages[3] - 0.5).abs() < 1e-6,
+            (sd[0].advantages[3] - 2.0 / 3.0).abs() < 1e-6,
             "{:?}",
             sd[0].advantages
         );
-        assert!((sd[1].advantages[3] + 0.5).abs() < 1e-6);
+        assert!((sd[1].advantages[3] + 1.0 / 3.0).abs() < 1e-6);
+        // The released code's second-turn baseline: the revisions against each other, ±0.5.
+        let code = RltfSdMethod {
+            self_distillation: SelfDistillation {
+                baseline: redraft_credit_assignment::SdBaseline::SecondTurn,
+                ..SelfDistillation::default()
+            },
+            ..RltfSdMethod::default()
+        };
+        let rows = no_ctx(|ctx| code.rows(&b, ctx));
+        let sd: Vec<f32> = rows
+            .rows
+            .iter()
+            .filter(|r| r.kind == RowKind::SelfDistillation)
+            .map(|r| r.advantages[3])
+            .collect();
+        assert!(
+            (sd[0] - 0.5).abs() < 1e-6 && (sd[1] + 0.5).abs() < 1e-6,
+            "{sd:?}"
+        );
         // The revision's own policy row trains only the revision's sampled tokens.
         let turn1 = &rows.rows[2];
         assert_eq!(turn1.ids[0], 100);
