@@ -210,7 +210,8 @@ fn role(knight: bool) -> &'static str {
 
 impl KnightsKnavesProblem {
     /// Fails on a puzzle the task does not define: no inhabitants, as many names, statements
-    /// and roles, an empty or repeated name (case-insensitive), a statement about a person who
+    /// and roles, an empty or repeated name (case-insensitive), a name containing "knight" or
+    /// "knave", a statement about a person who
     /// does not exist, or roles under which some statement has the wrong truth value.
     pub fn validate(&self) -> Result<()> {
         let invalid = |message: String| {
@@ -233,6 +234,12 @@ impl KnightsKnavesProblem {
         for (i, name) in self.names.iter().enumerate() {
             if name.trim().is_empty() {
                 return invalid(format!("name {i} is empty"));
+            }
+            let lower = name.to_ascii_lowercase();
+            if lower.contains("knight") || lower.contains("knave") {
+                return invalid(format!(
+                    "name {i} {name:?} contains \"knight\" or \"knave\": answers could not be read"
+                ));
             }
             if let Some(j) = self.names[..i]
                 .iter()
@@ -343,7 +350,11 @@ impl KnightsKnavesProblem {
                 let (st, en) = (from + off, from + off + name.len());
                 let before_ok = st == 0 || !is_word(bytes[st - 1]);
                 let after_ok = en == bytes.len() || !is_word(bytes[en]);
-                if before_ok && after_ok {
+                // "is a knight": a name such as "A" there is the article, not a mention.
+                let next = lower[en..].trim_start();
+                let article = lower[..st].trim_end().ends_with(" is")
+                    && (next.starts_with("knight") || next.starts_with("knave"));
+                if before_ok && after_ok && !article {
                     mentions.push((st, en, p));
                 }
                 from = en;
