@@ -140,11 +140,11 @@ impl Output {
         self.sink
             .flush()
             .with_context(|| format!("writing {name}"))?;
-        if let Some((tmp, path)) = self.file.take() {
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e).with_context(|| format!("writing {name}"));
-            }
+        if let Some((tmp, path)) = self.file.take()
+            && let Err(e) = std::fs::rename(&tmp, &path)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("writing {name}"));
         }
         Ok(())
     }
