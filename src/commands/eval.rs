@@ -62,6 +62,11 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .map(|p| Output::create(Some(p)))
+        .transpose()?;
     let loaded = LoadedModel::open(&args.model, args.device)?;
     let task = match args.task.parse::<TaskFamily>() {
         Ok(family) => TaskConfig {
@@ -121,9 +126,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         println!("self-feedback   {:.4} ± {:.4}", r.mean, r.stderr);
     }
     println!("format ok       {:.4}", report.format_ok);
-    if let Some(path) = args.out {
-        let mut out = Output::new(Some(path));
-        out.line(&serde_json::to_string_pretty(&report)?);
+    if let Some(mut out) = out {
+        out.line(&serde_json::to_string_pretty(&report)?)?;
         out.finish()?;
     }
     Ok(())

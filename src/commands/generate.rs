@@ -61,6 +61,7 @@ enum Line {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
+    let mut output = Output::create(args.output.clone())?;
     let loaded = LoadedModel::open(&args.model, args.device)?;
     let lines = match (&args.prompt, &args.input) {
         (Some(prompt), None) => vec![Line::Prompt {
@@ -107,7 +108,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
         loaded.pad_id(),
         &loaded.device,
     )?;
-    let mut output = Output::new(args.output);
+    for (i, completion) in completions.iter().enumerate() {
+        if let Some(step) = completion.logprobs.iter().position(|l| !l.is_finite()) {
+            bail!(
+                "prompt {}, step {step}: the model's log-probability is {} (broken weights or \
+                 config); nothing written",
+                i + 1,
+                completion.logprobs[step]
+            );
+        }
+    }
     for completion in completions {
         let text = tokenizer.decode(&completion.tokens, true)?;
         if args.json {
@@ -119,9 +129,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     "finish_reason": completion.finish_reason,
                 })
                 .to_string(),
-            );
+            )?;
         } else {
-            output.line(&text);
+            output.line(&text)?;
         }
     }
     output.finish()

@@ -81,41 +81,78 @@ pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<
     Ok(items)
 }
 
-/// Where results go: standard output, or a file written only once everything succeeded.
+/// Where results go: standard output, or a file written whole or not at all.
+///
+/// A file output is opened before the work starts ([`Output::create`]): the results stream into
+/// a temporary file beside the target (so a missing or read-only folder fails at once), which
+/// [`Output::finish`] renames onto the target; dropped unfinished, the temporary file is removed.
 pub(crate) struct Output {
-    path: Option<PathBuf>,
-    buffer: Vec<u8>,
+    sink: BufWriter<Box<dyn Write>>,
+    /// `(temporary file, target)` of a file output.
+    file: Option<(PathBuf, PathBuf)>,
 }
 
 impl Output {
-    pub(crate) fn new(path: Option<PathBuf>) -> Self {
-        Self {
-            path,
-            buffer: Vec::new(),
+    /// Opens standard output, or the temporary file beside `path`, before any work.
+    pub(crate) fn create(path: Option<PathBuf>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self {
+                sink: BufWriter::new(Box::new(std::io::stdout().lock())),
+                file: None,
+            });
+        };
+        let name = path
+            .file_name()
+            .with_context(|| format!("{}: not a file name", path.display()))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self {
+            sink: BufWriter::new(Box::new(file)),
+            file: Some((tmp, path)),
+        })
+    }
+
+    /// A writer, for library functions that write JSONL.
+    pub(crate) fn writer(&mut self) -> &mut impl Write {
+        &mut self.sink
+    }
+
+    /// Writes `text` and a newline.
+    pub(crate) fn line(&mut self, text: &str) -> Result<()> {
+        writeln!(self.sink, "{text}").with_context(|| format!("writing {}", self.name()))
+    }
+
+    fn name(&self) -> String {
+        self.file.as_ref().map_or_else(
+            || "standard output".into(),
+            |(_, p)| p.display().to_string(),
+        )
+    }
+
+    /// Flushes everything; a file output is renamed onto its target.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        let name = self.name();
+        self.sink
+            .flush()
+            .with_context(|| format!("writing {name}"))?;
+        if let Some((tmp, path)) = self.file.take()
+            && let Err(e) = std::fs::rename(&tmp, &path)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("writing {name}"));
         }
+        Ok(())
     }
+}
 
-    /// A writer into the buffer, for library functions that write JSONL.
-    pub(crate) fn writer(&mut self) -> &mut Vec<u8> {
-        &mut self.buffer
-    }
-
-    pub(crate) fn line(&mut self, text: &str) {
-        self.buffer.extend_from_slice(text.as_bytes());
-        self.buffer.push(b'\n');
-    }
-
-    /// Writes everything: to stdout, or atomically to the file (no partial file on failure).
-    pub(crate) fn finish(self) -> Result<()> {
-        match self.path {
-            Some(path) => redraft::model::write_atomic(&path, &self.buffer)
-                .with_context(|| format!("writing {}", path.display())),
-            None => {
-                let mut out = BufWriter::new(std::io::stdout().lock());
-                out.write_all(&self.buffer)?;
-                out.flush()?;
-                Ok(())
-            }
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = self.file.take() {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }

@@ -35,6 +35,7 @@ enum Line {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
+    let mut output = Output::create(args.output.clone())?;
     let loaded = LoadedModel::open(&args.model, args.device)?;
     let lines: Vec<Line> = read_jsonl(&args.input)?;
     let mut rows = Vec::with_capacity(lines.len());
@@ -50,7 +51,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let mut output = Output::new(args.output);
     let mut results: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
     // Rows of fewer than two tokens have nothing to score.
     let scorable: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].len() >= 2).collect();
@@ -76,8 +76,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
             results[i] = flat[k * width..k * width + rows[i].len() - 1].to_vec();
         }
     }
+    for (i, logprobs) in results.iter().enumerate() {
+        if let Some(position) = logprobs.iter().position(|l| !l.is_finite()) {
+            bail!(
+                "{}: line {}, position {position}: the model's log-probability is {} (broken \
+                 weights or config); nothing written",
+                args.input.display(),
+                i + 1,
+                logprobs[position]
+            );
+        }
+    }
     for logprobs in results {
-        output.line(&serde_json::json!({ "logprobs": logprobs }).to_string());
+        output.line(&serde_json::json!({ "logprobs": logprobs }).to_string())?;
     }
     output.finish()
 }

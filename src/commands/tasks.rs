@@ -37,7 +37,7 @@ pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Generate(args) => {
             let difficulty: Difficulty = args.difficulty.parse()?;
-            let mut output = Output::new(args.output);
+            let mut output = Output::create(args.output)?;
             generate_jsonl(
                 output.writer(),
                 args.family,

@@ -31,6 +31,7 @@ pub(crate) enum OnErrorArg {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
+    let mut output = Output::create(args.output.clone())?;
     let (reader, name): (Box<dyn BufRead>, PathBuf) = match &args.input {
         Some(path) => {
             let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -46,7 +47,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
         file: name,
         ..VerifyOptions::default()
     };
-    let mut output = Output::new(args.output);
     let summary = verify_jsonl(reader, output.writer(), &options)?;
     output.finish()?;
     eprintln!(

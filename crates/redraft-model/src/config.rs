@@ -368,7 +368,38 @@ impl ModelConfig {
         if config.architecture == Architecture::Qwen2 && (config.o_bias || config.mlp_bias) {
             return Err(Error::Unsupported("Qwen2 with o_proj or MLP biases".into()));
         }
+        config.check_ranges()?;
         Ok(config)
+    }
+
+    /// Fails on values a model cannot run with, naming the key: a non-positive or non-finite
+    /// `rms_norm_eps` (NaN outputs), or a special token id outside the
+    /// vocabulary (an `eos_token_id` that can never be sampled never stops generation).
+    fn check_ranges(&self) -> Result<()> {
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return Err(Error::InvalidConfig {
+                field: "rms_norm_eps",
+                reason: format!("must be a positive number, got {}", self.rms_norm_eps),
+            });
+        }
+        let ids = self
+            .bos_token_id
+            .map(|id| ("bos_token_id", id))
+            .into_iter()
+            .chain(self.eos_token_ids.iter().map(|&id| ("eos_token_id", id)))
+            .chain(self.pad_token_id.map(|id| ("pad_token_id", id)));
+        for (field, id) in ids {
+            if id as usize >= self.vocab_size {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: format!(
+                        "{id} is outside the vocabulary (vocab_size {})",
+                        self.vocab_size
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The config.json transformers would write for this model (legacy RoPE layout, which
@@ -486,6 +517,47 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn rejects_out_of_range_values_by_key() {
+        for (from, to, key) in [
+            (
+                r#""bos_token_id":1"#,
+                r#""bos_token_id":1,"rms_norm_eps":-1e-6"#,
+                "rms_norm_eps",
+            ),
+            (
+                r#""bos_token_id":1"#,
+                r#""bos_token_id":1,"rms_norm_eps":0"#,
+                "rms_norm_eps",
+            ),
+            (
+                r#""rope_theta":500000.0"#,
+                r#""rope_theta":-1.0"#,
+                "rope_theta",
+            ),
+            (
+                r#""eos_token_id":[3,4]"#,
+                r#""eos_token_id":[3,32]"#,
+                "eos_token_id",
+            ),
+            (
+                r#""bos_token_id":1"#,
+                r#""bos_token_id":99"#,
+                "bos_token_id",
+            ),
+            (
+                r#""bos_token_id":1"#,
+                r#""bos_token_id":1,"pad_token_id":32"#,
+                "pad_token_id",
+            ),
+        ] {
+            let text = LLAMA.replace(from, to);
+            assert_ne!(text, LLAMA);
+            let err = ModelConfig::from_json_str(&text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{to}: {err}");
+        }
     }
 
     #[test]

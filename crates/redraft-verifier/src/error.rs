@@ -35,6 +35,15 @@ pub enum Error {
     /// An option or configuration value that is not valid.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// A problem the task does not define (a statement about a person who does not exist, a
+    /// matrix with no 0, ...): refused when read or constructed, never judged.
+    #[error("invalid {task} problem: {message}")]
+    InvalidProblem {
+        /// The problem's family.
+        task: crate::tasks::TaskFamily,
+        /// What is wrong, and where.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.

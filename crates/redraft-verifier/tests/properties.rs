@@ -33,7 +33,7 @@ fn difficulty() -> impl Strategy<Value = Difficulty> {
 /// A wrong answer for `p`, marked in its format.
 fn mutated(p: &Problem) -> String {
     match p {
-        Problem::Arithmetic(a) => a.format.wrap(&(a.result() + 1).to_string()),
+        Problem::Arithmetic(a) => a.format.wrap(&(a.result() + 1u32).to_string()),
         Problem::Countdown(c) => c.format.wrap(&format!("({})*2", c.reference)),
         Problem::KnightsKnaves(k) => {
             let mut w = k.clone();

@@ -101,7 +101,12 @@ fn is_words(s: &str) -> bool {
 /// Checks `response` against the gold answer `gold`: extracts the response's final answer,
 /// normalises both, and compares them. Never panics; every outcome is a [`Verdict`].
 pub fn check_math(gold: &str, response: &str, options: &MathOptions) -> Verdict {
-    if gold.len() > options.max_response_bytes {
+    let cap = options.max_response_bytes;
+    if (gold.len() > cap || response.len() > cap) && gold == response {
+        // Too large to parse, but equal bytes are equal answers (comparing them is linear).
+        return Verdict::correct("the answer is byte-identical to the gold answer");
+    }
+    if gold.len() > cap {
         return limit_verdict(Limit::TooLarge, "gold answer");
     }
     check_math_prepared(&Gold::new(gold), response, options)

@@ -18,13 +18,14 @@
 //! Reward: 1 for the right number, else 0; the diagnosis names the first wrong scratchpad step,
 //! or the first wrong digit of the answer when there is no scratchpad.
 
+use num_bigint::{BigInt, BigUint};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer, steps};
 use super::{Difficulty, PromptStyle, TaskFamily};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
 /// An arithmetic operation.
@@ -107,9 +108,20 @@ fn digits_le(n: u64) -> Vec<u64> {
 }
 
 impl ArithmeticProblem {
-    /// The exact result.
-    pub fn result(&self) -> i128 {
-        let (a, b) = (i128::from(self.a), i128::from(self.b));
+    /// Fails on a problem the task does not define: a subtraction with `a < b`.
+    pub fn validate(&self) -> Result<()> {
+        if self.op == Op::Sub && self.a < self.b {
+            return Err(Error::InvalidProblem {
+                task: TaskFamily::Arithmetic,
+                message: format!("sub needs a >= b, got a = {} and b = {}", self.a, self.b),
+            });
+        }
+        Ok(())
+    }
+
+    /// The exact result (a big integer: `u64` operands overflow every machine integer).
+    pub fn result(&self) -> BigInt {
+        let (a, b) = (BigInt::from(self.a), BigInt::from(self.b));
         match self.op {
             Op::Add => a + b,
             Op::Sub => a - b,
@@ -152,14 +164,15 @@ impl ArithmeticProblem {
                 }
             }
             Op::Mul => {
-                let mut acc: u128 = 0;
+                let mut acc = BigUint::from(0u8);
                 for (i, d) in y.iter().enumerate() {
-                    let p = u128::from(self.a) * u128::from(*d);
+                    let p = BigUint::from(self.a) * *d;
                     out.push(format!("{}*{}={}", self.a, d, p));
                     if i > 0 {
-                        let shifted = p * 10u128.pow(i as u32);
-                        out.push(format!("{}+{}{}={}", acc, p, "0".repeat(i), acc + shifted));
-                        acc += shifted;
+                        let shifted = &p * BigUint::from(10u8).pow(i as u32);
+                        let sum = &acc + shifted;
+                        out.push(format!("{}+{}{}={}", acc, p, "0".repeat(i), sum));
+                        acc = sum;
                     } else {
                         acc = p;
                     }
@@ -205,7 +218,7 @@ impl ArithmeticProblem {
             .chars()
             .filter(|c| !c.is_whitespace() && *c != ',')
             .collect();
-        let Ok(found) = cleaned.parse::<i128>() else {
+        let Some(found) = canonical_integer(&cleaned) else {
             return Verdict::malformed(
                 Diagnosis::new(
                     DiagnosisKind::BadFormat,
@@ -219,7 +232,7 @@ impl ArithmeticProblem {
                 }),
             );
         };
-        let expected = self.result();
+        let expected = self.result().to_string();
         let marker = match self.format {
             AnswerFormat::Tag => "<answer>".len(),
             AnswerFormat::Boxed => "\\boxed{".len(),
@@ -269,7 +282,7 @@ impl ArithmeticProblem {
             );
         }
         // No scratchpad error: locate the first wrong digit of the answer, from the right.
-        let (e, f) = (expected.to_string(), found.to_string());
+        let (e, f) = (expected, found);
         let column = e
             .bytes()
             .rev()
@@ -291,6 +304,25 @@ impl ArithmeticProblem {
             }),
         )
     }
+}
+
+/// `text` as an integer in canonical decimal (no `+`, no leading zeros, `0` never negative),
+/// or `None` when it is not an optionally signed run of ASCII digits. Kept as text: an answer
+/// may be far longer than any result, and comparing text costs nothing.
+fn canonical_integer(text: &str) -> Option<String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = digits.trim_start_matches('0');
+    Some(match (negative, digits.is_empty()) {
+        (_, true) => "0".into(),
+        (true, false) => format!("-{digits}"),
+        (false, false) => digits.into(),
+    })
 }
 
 #[cfg(test)]

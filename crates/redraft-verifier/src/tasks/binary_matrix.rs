@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerFormat, find_answer};
 use super::{Difficulty, PromptStyle, TaskFamily};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 
 /// A binary matrix problem.
@@ -39,6 +39,36 @@ fn render(m: &[Vec<usize>]) -> String {
 }
 
 impl BinaryMatrixProblem {
+    /// Fails on a matrix the task does not define: empty, ragged, an entry other than 0 or 1,
+    /// or no 0 at all.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| {
+            Err(Error::InvalidProblem {
+                task: TaskFamily::BinaryMatrix,
+                message,
+            })
+        };
+        let width = self.matrix.first().map_or(0, Vec::len);
+        if width == 0 {
+            return invalid("the matrix is empty".into());
+        }
+        for (r, row) in self.matrix.iter().enumerate() {
+            if row.len() != width {
+                return invalid(format!(
+                    "row {r} has {} entries, row 0 has {width}",
+                    row.len()
+                ));
+            }
+            if let Some(c) = row.iter().position(|v| *v > 1) {
+                return invalid(format!("entry ({r}, {c}) is {}, not 0 or 1", row[c]));
+            }
+        }
+        if !self.matrix.iter().flatten().any(|v| *v == 0) {
+            return invalid("the matrix has no 0".into());
+        }
+        Ok(())
+    }
+
     /// Distances to the nearest 0 by multi-source breadth-first search.
     pub fn distances(&self) -> Vec<Vec<usize>> {
         let h = self.matrix.len();

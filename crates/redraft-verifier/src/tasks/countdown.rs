@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::answer::{AnswerFormat, find_answer, steps};
 use super::{Difficulty, PromptStyle, TaskFamily};
 use crate::budget::{Budget, Limit};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::math::MathOptions;
 use crate::math::eval::{EvalError, Num, Point, eval};
 use crate::math::parse::{Expr, ParseError, parse};
@@ -174,6 +174,17 @@ fn literals(e: &Expr, out: &mut Vec<BigRational>) -> bool {
 }
 
 impl CountdownProblem {
+    /// Fails on a problem the task does not define: no numbers.
+    pub fn validate(&self) -> Result<()> {
+        if self.numbers.is_empty() {
+            return Err(Error::InvalidProblem {
+                task: TaskFamily::Countdown,
+                message: "there are no numbers to use".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn numbers_text(&self) -> String {
         self.numbers
             .iter()

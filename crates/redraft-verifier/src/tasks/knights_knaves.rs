@@ -48,6 +48,18 @@ pub enum Statement {
 }
 
 impl Statement {
+    /// The first inhabitant index the statement mentions that is not below `n`.
+    fn person_out_of(&self, n: usize) -> Option<usize> {
+        match self {
+            Statement::Is { person, .. } => (*person >= n).then_some(*person),
+            Statement::Not(s) => s.person_out_of(n),
+            Statement::And(v) | Statement::Or(v) => v.iter().find_map(|s| s.person_out_of(n)),
+            Statement::Implies(a, b) | Statement::Iff(a, b) => {
+                a.person_out_of(n).or_else(|| b.person_out_of(n))
+            }
+        }
+    }
+
     /// Truth value under `knights` (true = knight).
     pub fn eval(&self, knights: &[bool]) -> bool {
         match self {
@@ -197,6 +209,63 @@ fn role(knight: bool) -> &'static str {
 }
 
 impl KnightsKnavesProblem {
+    /// Fails on a puzzle the task does not define: no inhabitants, as many names, statements
+    /// and roles, an empty or repeated name (case-insensitive), a name containing "knight" or
+    /// "knave", a statement about a person who
+    /// does not exist, or roles under which some statement has the wrong truth value.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| {
+            Err(Error::InvalidProblem {
+                task: TaskFamily::KnightsKnaves,
+                message,
+            })
+        };
+        let n = self.names.len();
+        if n == 0 {
+            return invalid("there are no inhabitants".into());
+        }
+        if self.statements.len() != n || self.knights.len() != n {
+            return invalid(format!(
+                "{n} names, {} statements and {} knights: they must be as many",
+                self.statements.len(),
+                self.knights.len()
+            ));
+        }
+        for (i, name) in self.names.iter().enumerate() {
+            if name.trim().is_empty() {
+                return invalid(format!("name {i} is empty"));
+            }
+            let lower = name.to_ascii_lowercase();
+            if lower.contains("knight") || lower.contains("knave") {
+                return invalid(format!(
+                    "name {i} {name:?} contains \"knight\" or \"knave\": answers could not be read"
+                ));
+            }
+            if let Some(j) = self.names[..i]
+                .iter()
+                .position(|o| o.eq_ignore_ascii_case(name))
+            {
+                return invalid(format!("name {i} {name:?} is repeated (name {j})"));
+            }
+        }
+        for (i, s) in self.statements.iter().enumerate() {
+            if let Some(p) = s.person_out_of(n) {
+                return invalid(format!(
+                    "statement {i} is about person {p}, but there are {n} inhabitants"
+                ));
+            }
+            if s.eval(&self.knights) != self.knights[i] {
+                return invalid(format!(
+                    "statement {i} is {} but {} is a {}",
+                    s.eval(&self.knights),
+                    self.names[i],
+                    role(self.knights[i])
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn body(&self) -> String {
         let mut s = format!(
             "A very special island is inhabited only by knights and knaves. Knights always tell the truth, and knaves \
@@ -281,13 +350,27 @@ impl KnightsKnavesProblem {
                 let (st, en) = (from + off, from + off + name.len());
                 let before_ok = st == 0 || !is_word(bytes[st - 1]);
                 let after_ok = en == bytes.len() || !is_word(bytes[en]);
-                if before_ok && after_ok {
+                // "is a knight": a name such as "A" there is the article, not a mention.
+                let next = lower[en..].trim_start();
+                let article = lower[..st].trim_end().ends_with(" is")
+                    && (next.starts_with("knight") || next.starts_with("knave"));
+                if before_ok && after_ok && !article {
                     mentions.push((st, en, p));
                 }
                 from = en;
             }
         }
-        mentions.sort_unstable();
+        // Overlapping mentions ("Mary Ann" and "Ann", or a repeated name): the longest mention
+        // starting first wins, so the mentions left are disjoint and in text order.
+        mentions.sort_unstable_by_key(|&(st, en, p)| (st, std::cmp::Reverse(en), p));
+        let mut end = 0;
+        mentions.retain(|&(st, en, _)| {
+            let keep = st >= end;
+            if keep {
+                end = en;
+            }
+            keep
+        });
         let mut claimed: Vec<Option<(bool, (usize, usize))>> = vec![None; self.names.len()];
         let mut carried: Option<bool> = None;
         for i in (0..mentions.len()).rev() {

@@ -333,24 +333,73 @@ pub struct MathProblem {
 }
 
 /// A problem of any family. JSON: `{"task": "arithmetic", "problem": {...}}`.
+///
+/// Reading one checks it ([`Problem::validate`]): a problem the task does not define fails to
+/// deserialize, naming what is wrong, and is never judged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", content = "problem", rename_all = "snake_case")]
 pub enum Problem {
     /// A dataset math problem.
     Math(MathProblem),
     /// Multi-digit arithmetic.
-    Arithmetic(arithmetic::ArithmeticProblem),
+    Arithmetic(#[serde(deserialize_with = "valid")] arithmetic::ArithmeticProblem),
     /// Countdown.
-    Countdown(countdown::CountdownProblem),
+    Countdown(#[serde(deserialize_with = "valid")] countdown::CountdownProblem),
     /// Knights and knaves.
-    KnightsKnaves(knights_knaves::KnightsKnavesProblem),
+    KnightsKnaves(#[serde(deserialize_with = "valid")] knights_knaves::KnightsKnavesProblem),
     /// Shortest path on a grid.
-    ShortestPath(shortest_path::ShortestPathProblem),
+    ShortestPath(#[serde(deserialize_with = "valid")] shortest_path::ShortestPathProblem),
     /// Binary matrix distances.
-    BinaryMatrix(binary_matrix::BinaryMatrixProblem),
+    BinaryMatrix(#[serde(deserialize_with = "valid")] binary_matrix::BinaryMatrixProblem),
+}
+
+/// A family's problem type that can check itself.
+trait Validate {
+    fn validate(&self) -> Result<()>;
+}
+
+macro_rules! impl_validate {
+    ($($t:ty),*) => {$(
+        impl Validate for $t {
+            fn validate(&self) -> Result<()> {
+                <$t>::validate(self)
+            }
+        }
+    )*};
+}
+impl_validate!(
+    arithmetic::ArithmeticProblem,
+    countdown::CountdownProblem,
+    knights_knaves::KnightsKnavesProblem,
+    shortest_path::ShortestPathProblem,
+    binary_matrix::BinaryMatrixProblem
+);
+
+/// Deserializes a family's problem and refuses it unless [`Validate::validate`] passes.
+fn valid<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Validate,
+{
+    let p = T::deserialize(d)?;
+    p.validate().map_err(serde::de::Error::custom)?;
+    Ok(p)
 }
 
 impl Problem {
+    /// Fails with [`Error::InvalidProblem`] on a problem its task does not define (each family's
+    /// `validate` says what that is). Deserializing a problem already checks this.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Problem::Math(_) => Ok(()),
+            Problem::Arithmetic(p) => p.validate(),
+            Problem::Countdown(p) => p.validate(),
+            Problem::KnightsKnaves(p) => p.validate(),
+            Problem::ShortestPath(p) => p.validate(),
+            Problem::BinaryMatrix(p) => p.validate(),
+        }
+    }
+
     /// The problem's family.
     pub fn family(&self) -> TaskFamily {
         match self {

@@ -38,6 +38,54 @@ pub struct ShortestPathProblem {
 const MOVES: [(char, isize, isize); 4] = [('U', -1, 0), ('D', 1, 0), ('L', 0, -1), ('R', 0, 1)];
 
 impl ShortestPathProblem {
+    /// Fails on a grid the task does not define: ragged rows, a cell other than `. # S G`, not
+    /// exactly one `S` and one `G`, `G` unreachable from `S`, or `shortest` not the length of a
+    /// shortest path.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| {
+            Err(Error::InvalidProblem {
+                task: TaskFamily::ShortestPath,
+                message,
+            })
+        };
+        let width = self.grid.first().map_or(0, String::len);
+        if width == 0 {
+            return invalid("the grid is empty".into());
+        }
+        for (r, row) in self.grid.iter().enumerate() {
+            if row.len() != width {
+                return invalid(format!(
+                    "row {r} has {} cells, row 0 has {width}",
+                    row.len()
+                ));
+            }
+            if let Some(c) = row.bytes().position(|b| !b".#SG".contains(&b)) {
+                return invalid(format!("cell ({r}, {c}) is not one of . # S G"));
+            }
+        }
+        for mark in ['S', 'G'] {
+            let n = self
+                .grid
+                .iter()
+                .flat_map(|r| r.chars())
+                .filter(|c| *c == mark)
+                .count();
+            if n != 1 {
+                return invalid(format!("the grid has {n} {mark} cells, not exactly one"));
+            }
+        }
+        let dist = self.distances_to_goal();
+        let (sr, sc) = self.find(b'S').unwrap_or((0, 0));
+        match dist[sr as usize][sc as usize] {
+            usize::MAX => invalid("G is unreachable from S".into()),
+            d if d != self.shortest => invalid(format!(
+                "shortest is {}, but a shortest path from S to G has {d} moves",
+                self.shortest
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn cell(&self, r: isize, c: isize) -> Option<u8> {
         if r < 0 || c < 0 {
             return None;
