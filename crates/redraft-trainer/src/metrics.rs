@@ -20,7 +20,7 @@ pub enum MetricsRecord {
     /// A supervised warm-start step.
     Sft(SftMetrics),
     /// An RL step.
-    Rl(StepMetrics),
+    Rl(Box<StepMetrics>),
 }
 
 impl MetricsRecord {

@@ -502,7 +502,7 @@ impl Trainer {
         });
         metrics.reward = self.rewards.step_metrics(&batch);
         self.run_dir
-            .append_metrics(&MetricsRecord::Rl(metrics.clone()))?;
+            .append_metrics(&MetricsRecord::Rl(Box::new(metrics.clone())))?;
         self.run_dir.append_transcripts(&TranscriptRecord::of_step(
             self.state.step,
             &batch,

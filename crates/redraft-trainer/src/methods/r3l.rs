@@ -89,10 +89,10 @@ impl TrainMethod for R3lMethod {
         Some(self.feedback.clone())
     }
 
-    /// 2. Credit: positive amplification over each problem's bases and distilled retries; the
-    /// strategy's pivotal-credit masks ([`Sequence::credit_mask`]); the strategy's auxiliary
-    /// SFT items (guided retries, successful reflections: its [`GroupUse::Sft`] groups) as
-    /// auxiliary rows.
+    /// 2. Credit: positive amplification over each problem's bases and distilled retries,
+    ///    the strategy's pivotal-credit masks ([`Sequence::credit_mask`]), and the strategy's
+    ///    auxiliary SFT items (guided retries, successful reflections: its [`GroupUse::Sft`]
+    ///    groups) as auxiliary rows.
     fn rows(&self, batch: &RolloutBatch, _ctx: &RowContext<'_>) -> Result<TrainRows> {
         let mut out = TrainRowsBuilder::default();
         for group in &batch.groups {
@@ -187,8 +187,9 @@ mod tests {
         distilled.provenance.base = Some(0);
         distilled.provenance.pivot = Some(1);
         // The strategy marks the attempts before the pivot k = 1 (ids 2..4) as not trained.
-        base.sequences[0].untrained = vec![2..4];
-        distilled.sequences[0].untrained = vec![2..4];
+        let before_pivot = std::iter::once(2..4);
+        base.sequences[0].untrained = before_pivot.clone().collect();
+        distilled.sequences[0].untrained = before_pivot.collect();
         distilled.sequences[0].rescore = true;
         batch.push_group(0, 0, GroupUse::Rl, vec![base, distilled]);
         let guided = two_attempts(1.0);

@@ -37,7 +37,10 @@ impl AnswerFormat {
 
 /// The last answer marked in `format`, with its byte range in `response`; a missing or
 /// unterminated marker, or the other format, is a bad-format verdict.
-pub fn find_answer(response: &str, format: AnswerFormat) -> Result<(&str, Range<usize>), Verdict> {
+pub fn find_answer(
+    response: &str,
+    format: AnswerFormat,
+) -> Result<(&str, Range<usize>), Box<Verdict>> {
     let found = match format {
         AnswerFormat::Tag => find_tag(response),
         AnswerFormat::Boxed => find_boxed(response),
@@ -64,7 +67,7 @@ pub fn find_answer(response: &str, format: AnswerFormat) -> Result<(&str, Range<
             } else {
                 DiagnosisKind::NoAnswer
             };
-            Err(Verdict::malformed(Diagnosis::new(kind, detail)))
+            Err(Box::new(Verdict::malformed(Diagnosis::new(kind, detail))))
         }
     }
 }

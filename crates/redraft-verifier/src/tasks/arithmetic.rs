@@ -212,7 +212,7 @@ impl ArithmeticProblem {
     pub fn verify(&self, response: &str) -> Verdict {
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(v) => return *v,
         };
         let cleaned: String = text
             .chars()

@@ -139,7 +139,7 @@ impl BinaryMatrixProblem {
     pub fn verify(&self, response: &str) -> Verdict {
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(v) => return *v,
         };
         let want = self.distances();
         // Rows of (value, byte range) tokens.

@@ -227,7 +227,7 @@ impl CountdownProblem {
     pub fn verify(&self, response: &str, options: &MathOptions) -> Verdict {
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(v) => return *v,
         };
         let expr_text = text
             .split('=')

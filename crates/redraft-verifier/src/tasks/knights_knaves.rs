@@ -412,7 +412,7 @@ impl KnightsKnavesProblem {
         }
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(v) => return *v,
         };
         let claimed = self.read_claims(text);
         if claimed.iter().all(Option::is_none) {

@@ -175,7 +175,7 @@ impl ShortestPathProblem {
     pub fn verify(&self, response: &str) -> Verdict {
         let (text, range) = match find_answer(response, self.format) {
             Ok(x) => x,
-            Err(v) => return v,
+            Err(v) => return *v,
         };
         let moves: Vec<(usize, char)> = text
             .char_indices()
