@@ -554,3 +554,80 @@ fn protocol_gaps_are_filled_or_refused_by_name() {
         "{answer}"
     );
 }
+
+/// Runs `command` until it exits or `limit` passes (then kills it); whether it succeeded.
+fn run_bounded(command: &mut Command, limit: Duration) -> bool {
+    let Ok(mut child) = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+        return false;
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// A Python that can `import openai`: `python3` itself, or a venv made in `dir` with the
+/// package installed from PyPI; `Err` says why there is none.
+fn python_with_openai(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let imports = |python: &Path| {
+        run_bounded(
+            Command::new(python).args(["-c", "import openai"]),
+            Duration::from_secs(60),
+        )
+    };
+    let system = Path::new("python3");
+    if imports(system) {
+        return Ok(system.to_path_buf());
+    }
+    let venv = dir.join("venv");
+    if !run_bounded(
+        Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]),
+        Duration::from_secs(120),
+    ) {
+        return Err("python3 -m venv failed (no python3, or no venv module)".into());
+    }
+    let python = venv.join("bin/python");
+    if !run_bounded(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "openai"]),
+        Duration::from_secs(300),
+    ) || !imports(&python)
+    {
+        return Err("pip install openai failed (no access to PyPI?)".into());
+    }
+    Ok(python)
+}
+
+#[test]
+fn the_official_openai_python_client_streams_from_redraft_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let python = match python_with_openai(dir.path()) {
+        Ok(python) => python,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let server = start(&[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openai_client_check.py");
+    let output = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}/v1", server.address))
+        .arg("tiny")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
