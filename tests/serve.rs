@@ -631,3 +631,36 @@ fn the_official_openai_python_client_streams_from_redraft_serve() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }
+
+#[test]
+fn token_bytes_are_never_a_replacement_character() {
+    let server = start(&[]);
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "n": 8, "seed": 3, "temperature": 1.5, "logprobs": true});
+    let (status, answer) = post(&server, "/v1/chat/completions", body);
+    assert_eq!(status, 200, "{answer}");
+    let entries: Vec<&Value> = answer["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["logprobs"]["content"].as_array().unwrap())
+        .collect();
+    let mut partial = 0;
+    for entry in &entries {
+        let token = entry["token"].as_str().unwrap();
+        match entry["bytes"].as_array() {
+            // A byte that is not a character alone: OpenAI's `null` (no bytes representation
+            // as text), never the UTF-8 of U+FFFD.
+            None => {
+                assert!(entry["bytes"].is_null(), "{entry}");
+                partial += 1;
+            }
+            Some(bytes) => {
+                let bytes: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
+                assert_eq!(String::from_utf8(bytes).unwrap(), token);
+                assert!(!token.contains('\u{FFFD}'), "{entry}");
+            }
+        }
+    }
+    // The random byte model samples bytes >= 0x80 among 128 tokens: the case is exercised.
+    assert!(partial > 0, "{entries:?}");
+}

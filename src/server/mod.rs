@@ -541,9 +541,17 @@ fn offsets(tokens: &[String]) -> Vec<usize> {
         .collect()
 }
 
-/// One entry of a chat answer's `logprobs.content`.
+/// One entry of a chat answer's `logprobs.content`. A token that is not valid UTF-8 alone
+/// decodes to U+FFFD, whose bytes are not the token's: its `bytes` is `null` (OpenAI: no bytes
+/// representation), since the tokenizer does not expose a token's raw bytes.
 fn chat_logprob(c: &Choice, t: usize) -> Value {
-    json!({"token": c.tokens[t], "logprob": c.logprobs[t], "bytes": c.tokens[t].as_bytes(), "top_logprobs": []})
+    let token = &c.tokens[t];
+    let bytes = if token.contains('\u{FFFD}') {
+        Value::Null
+    } else {
+        json!(token.as_bytes())
+    };
+    json!({"token": token, "logprob": c.logprobs[t], "bytes": bytes, "top_logprobs": []})
 }
 
 fn chat(state: &State, stream: &TcpStream, request: ChatRequest) -> Result<Answer, ApiError> {
