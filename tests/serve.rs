@@ -112,7 +112,7 @@ fn answers_the_openai_protocol() {
     assert_eq!(status, 200);
     assert_eq!(models["data"][0]["id"], "tiny");
 
-    let body = json!({"model": "tiny", "prompt": "12+34=", "max_tokens": 6, "n": 3, "seed": 5, "logprobs": 1});
+    let body = json!({"model": "tiny", "prompt": "12+34=", "max_tokens": 6, "n": 3, "seed": 5, "logprobs": 0});
     let (status, first) = post(&server, "/v1/completions", body.clone());
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["object"], "text_completion");
@@ -308,4 +308,359 @@ fn the_llm_judge_provider_works_against_redraft_serve() {
     assert!(critiques > 0, "{feedback:?}");
     let stats = judge.stats();
     assert_eq!((stats.requests, stats.successes), (4, critiques));
+}
+
+/// Sends the head of a request announcing a 100 000-byte body, then one body byte, and holds.
+fn slow_client(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .write_all(
+            b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+        )
+        .unwrap();
+    stream
+}
+
+/// The raw response to a request: status, head and body.
+fn raw(server: &Server, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn slow_clients_do_not_stop_health_or_well_behaved_requests() {
+    // 600 stalled requests stopped the tiny_http server from answering anything.
+    let server = start(&[]);
+    let slow: Vec<TcpStream> = (0..600).map(|_| slow_client(&server)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let mut health = TcpStream::connect(&server.address).unwrap();
+    health
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    health
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = health.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "a", "max_tokens": 2}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(slow);
+}
+
+#[test]
+fn full_server_answers_503_and_slow_reads_time_out() {
+    let server = start(&["--max-connections", "8", "--request-timeout-secs", "2"]);
+    let mut slow: Vec<TcpStream> = (0..8).map(|_| slow_client(&server)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, head, _) = raw(&server, "GET", "/health", "");
+    assert_eq!(status, 503, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    // The deadline ends the slow requests with 408 and frees their connections.
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    }
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(request(&server, "GET", "/health", "").0, 200);
+}
+
+#[test]
+fn abandoned_requests_are_cancelled() {
+    let server = start(&[]);
+    let heavy = json!({"prompt": "x", "n": 64, "max_tokens": 400, "temperature": 1.0}).to_string();
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&server.address).unwrap();
+            write!(
+                stream,
+                "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{heavy}",
+                heavy.len()
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(clients);
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "a", "max_tokens": 2}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+/// The `data:` payloads of a server-sent event stream, `[DONE]` included.
+fn data_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.trim().strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn streaming_sends_openai_server_sent_events() {
+    let server = start(&[]);
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0, "logprobs": true});
+    let (_, whole) = post(&server, "/v1/chat/completions", chat.clone());
+    let mut streamed = chat;
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let (status, head, body) = raw(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &streamed.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    let events = data_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let logprobs: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(
+        Value::from(logprobs),
+        whole["choices"][0]["logprobs"]["content"]
+    );
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], whole["usage"]);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"].is_string())
+    );
+
+    let completion = json!({"prompt": "12+34=", "max_tokens": 5, "temperature": 0});
+    let (_, whole) = post(&server, "/v1/completions", completion.clone());
+    let mut streamed = completion;
+    streamed["stream"] = json!(true);
+    let (status, _, body) = raw(&server, "POST", "/v1/completions", &streamed.to_string());
+    assert_eq!(status, 200);
+    let events = data_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .inspect(|c| assert_eq!(c["object"], "text_completion"))
+        .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, whole["choices"][0]["text"].as_str().unwrap());
+}
+
+#[test]
+fn protocol_gaps_are_filled_or_refused_by_name() {
+    let server = start(&[]);
+    // Content given as a list of text parts is the same prompt as the string.
+    let plain = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "temperature": 0});
+    let parts = json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]}], "max_tokens": 4, "temperature": 0});
+    let (status, a) = post(&server, "/v1/chat/completions", plain);
+    assert_eq!(status, 200, "{a}");
+    let (status, b) = post(&server, "/v1/chat/completions", parts);
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(a["choices"], b["choices"]);
+
+    for (endpoint, field, value) in [
+        ("/v1/completions", "echo", json!(true)),
+        (
+            "/v1/chat/completions",
+            "tools",
+            json!([{"type": "function", "function": {"name": "f"}}]),
+        ),
+        (
+            "/v1/chat/completions",
+            "response_format",
+            json!({"type": "json_object"}),
+        ),
+        ("/v1/chat/completions", "top_logprobs", json!(3)),
+        ("/v1/completions", "logprobs", json!(3)),
+    ] {
+        let mut body = if endpoint == "/v1/completions" {
+            json!({"prompt": "a", "max_tokens": 2})
+        } else {
+            json!({"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, "logprobs": true})
+        };
+        body[field] = value;
+        let (status, answer) = post(&server, endpoint, body);
+        assert_eq!(
+            (status, answer["error"]["param"].as_str()),
+            (400, Some(field)),
+            "{answer}"
+        );
+    }
+
+    // A prompt that fills the context leaves no room for a completion: refused, not empty.
+    let (status, answer) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "x".repeat(511)}),
+    );
+    assert_eq!(
+        (status, answer["error"]["param"].as_str()),
+        (400, Some("max_tokens")),
+        "{answer}"
+    );
+}
+
+/// Runs `command` until it exits or `limit` passes (then kills it); whether it succeeded.
+fn run_bounded(command: &mut Command, limit: Duration) -> bool {
+    let Ok(mut child) = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+        return false;
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// A Python that can `import openai`: `python3` itself, or a venv made in `dir` with the
+/// package installed from PyPI; `Err` says why there is none.
+fn python_with_openai(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let imports = |python: &Path| {
+        run_bounded(
+            Command::new(python).args(["-c", "import openai"]),
+            Duration::from_secs(60),
+        )
+    };
+    let system = Path::new("python3");
+    if imports(system) {
+        return Ok(system.to_path_buf());
+    }
+    let venv = dir.join("venv");
+    if !run_bounded(
+        Command::new("python3").args(["-m", "venv", venv.to_str().unwrap()]),
+        Duration::from_secs(120),
+    ) {
+        return Err("python3 -m venv failed (no python3, or no venv module)".into());
+    }
+    let python = venv.join("bin/python");
+    if !run_bounded(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "openai"]),
+        Duration::from_secs(300),
+    ) || !imports(&python)
+    {
+        return Err("pip install openai failed (no access to PyPI?)".into());
+    }
+    Ok(python)
+}
+
+#[test]
+fn the_official_openai_python_client_streams_from_redraft_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let python = match python_with_openai(dir.path()) {
+        Ok(python) => python,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let server = start(&[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openai_client_check.py");
+    let output = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}/v1", server.address))
+        .arg("tiny")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
+
+#[test]
+fn token_bytes_are_never_a_replacement_character() {
+    let server = start(&[]);
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "n": 8, "seed": 3, "temperature": 1.5, "logprobs": true});
+    let (status, answer) = post(&server, "/v1/chat/completions", body);
+    assert_eq!(status, 200, "{answer}");
+    let entries: Vec<&Value> = answer["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["logprobs"]["content"].as_array().unwrap())
+        .collect();
+    let mut partial = 0;
+    for entry in &entries {
+        let token = entry["token"].as_str().unwrap();
+        match entry["bytes"].as_array() {
+            // A byte that is not a character alone: OpenAI's `null` (no bytes representation
+            // as text), never the UTF-8 of U+FFFD.
+            None => {
+                assert!(entry["bytes"].is_null(), "{entry}");
+                partial += 1;
+            }
+            Some(bytes) => {
+                let bytes: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
+                assert_eq!(String::from_utf8(bytes).unwrap(), token);
+                assert!(!token.contains('\u{FFFD}'), "{entry}");
+            }
+        }
+    }
+    // The random byte model samples bytes >= 0x80 among 128 tokens: the case is exercised.
+    assert!(partial > 0, "{entries:?}");
 }

@@ -1,6 +1,7 @@
 //! `redraft serve`: an OpenAI-compatible server for a model directory.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use redraft::model::DeviceSpec;
@@ -28,9 +29,17 @@ pub(crate) struct Args {
     /// Most sequences sampled together in one batch.
     #[arg(long, default_value_t = 64)]
     max_batch_rows: usize,
-    /// Most requests handled at once; more are answered 503.
+    /// Most sampling requests handled at once; more are answered 503 with `Retry-After`.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// Most open connections (reading, waiting or answering); more are answered 503 with
+    /// `Retry-After`.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send its whole request (head and body); slower ones get 408.
+    /// Also the limit on each write of the answer.
+    #[arg(long, default_value_t = 30.0)]
+    request_timeout_secs: f64,
     /// Seed of requests that bring none (incremented per request).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -56,6 +65,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_batch_rows: args.max_batch_rows.max(1),
             max_in_flight: args.max_in_flight.max(1),
+            max_connections: args.max_connections.max(1),
+            request_timeout: Duration::try_from_secs_f64(args.request_timeout_secs)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--request-timeout-secs must be a positive number of seconds, got {}",
+                        args.request_timeout_secs
+                    )
+                })?,
             seed: args.seed,
         },
     )

@@ -2,6 +2,7 @@
 //! while it was busy as one batch, so concurrent requests share forward passes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
 use redraft::model::CausalLm;
@@ -14,6 +15,9 @@ pub(crate) struct Job {
     pub(crate) rows: Vec<RowRequest>,
     /// Stop strings: a row ends when its decoded text contains one.
     pub(crate) stop: Vec<String>,
+    /// Set when the client has gone: the job's rows end at the next decode step (and a job
+    /// still queued is never run).
+    pub(crate) cancelled: Arc<AtomicBool>,
     pub(crate) reply: Sender<Result<Vec<Completion>, String>>,
 }
 
@@ -36,9 +40,15 @@ pub(crate) fn run(
                 Err(_) => return,
             },
         };
+        if first.cancelled.load(Ordering::SeqCst) {
+            continue;
+        }
         let mut batch = vec![first];
         let mut rows = batch[0].rows.len();
         while let Ok(job) = jobs.try_recv() {
+            if job.cancelled.load(Ordering::SeqCst) {
+                continue;
+            }
             if rows + job.rows.len() > max_rows {
                 waiting = Some(job);
                 break;
@@ -58,7 +68,11 @@ pub(crate) fn run(
             .flat_map(|job| std::mem::take(&mut job.rows))
             .collect();
         let stop = |row: usize, tokens: &[u32]| {
-            let strings = &batch[owner[row]].stop;
+            let job = &batch[owner[row]];
+            if job.cancelled.load(Ordering::SeqCst) {
+                return true;
+            }
+            let strings = &job.stop;
             !strings.is_empty()
                 && tokenizer
                     .decode(tokens, true)

@@ -83,14 +83,117 @@ pub(crate) struct Common {
     pub(crate) stop: Option<Stop>,
     #[serde(default)]
     pub(crate) seed: Option<u64>,
+    /// Answer with server-sent events.
+    #[serde(default)]
+    pub(crate) stream: Option<bool>,
+    #[serde(default)]
+    pub(crate) stream_options: Option<StreamOptions>,
+    // Accepted only at their neutral values (see [`Common::refuse_unsupported`]).
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    functions: Option<Value>,
+    #[serde(default)]
+    function_call: Option<Value>,
+    #[serde(default)]
+    logit_bias: Option<Value>,
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
+    #[serde(default)]
+    echo: Option<bool>,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    best_of: Option<usize>,
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+}
+
+/// `stream_options`: whether a last chunk carries the usage.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct StreamOptions {
+    #[serde(default)]
+    pub(crate) include_usage: Option<bool>,
+}
+
+impl Common {
+    /// A 400 naming the first parameter this server does not implement that asks for
+    /// something other than its neutral value (which is accepted and changes nothing).
+    pub(crate) fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        let empty = |v: &Option<Value>| match v {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        };
+        let refused: Option<&'static str> = if !empty(&self.tools) {
+            Some("tools")
+        } else if !empty(&self.tool_choice)
+            && self.tool_choice != Some(Value::String("none".into()))
+        {
+            Some("tool_choice")
+        } else if !empty(&self.functions) {
+            Some("functions")
+        } else if !empty(&self.function_call)
+            && self.function_call != Some(Value::String("none".into()))
+        {
+            Some("function_call")
+        } else if !empty(&self.response_format)
+            && self.response_format != Some(json!({"type": "text"}))
+        {
+            Some("response_format")
+        } else if !empty(&self.logit_bias) {
+            Some("logit_bias")
+        } else if self.presence_penalty.is_some_and(|p| p != 0.0) {
+            Some("presence_penalty")
+        } else if self.frequency_penalty.is_some_and(|p| p != 0.0) {
+            Some("frequency_penalty")
+        } else if self.echo == Some(true) {
+            Some("echo")
+        } else if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+            Some("suffix")
+        } else if self.best_of.is_some_and(|b| b != self.n.unwrap_or(1)) {
+            Some("best_of")
+        } else if self.top_logprobs.is_some_and(|k| k > 0) {
+            Some("top_logprobs")
+        } else {
+            None
+        };
+        match refused {
+            Some(param) => Err(ApiError::invalid(
+                Some(param),
+                format!("`{param}` is not supported by this server"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the answer is a stream of server-sent events.
+    pub(crate) fn streams(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether a stream ends with a usage chunk.
+    pub(crate) fn stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
 }
 
 /// `POST /v1/completions`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct CompletionRequest {
     pub(crate) prompt: Prompt,
-    /// Number of log-probs per token (OpenAI's legacy field); any value returns the sampled
-    /// token's log-prob (top alternatives are not computed).
+    /// Number of alternatives per token (OpenAI's legacy field): 0 returns the sampled
+    /// token's log-prob; more is refused (top alternatives are not computed).
     #[serde(default)]
     pub(crate) logprobs: Option<u32>,
     #[serde(flatten)]
@@ -101,7 +204,43 @@ pub(crate) struct CompletionRequest {
 #[derive(Debug, Deserialize)]
 pub(crate) struct ChatMessage {
     pub(crate) role: String,
-    pub(crate) content: String,
+    pub(crate) content: Content,
+}
+
+/// Message content: a string, or a list of parts of which only text parts are supported.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+/// One part of a message's content.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Content {
+    /// The text of the message: its parts joined; a part that is not text is refused.
+    pub(crate) fn into_text(self) -> Result<String, ApiError> {
+        match self {
+            Self::Text(text) => Ok(text),
+            Self::Parts(parts) => parts
+                .into_iter()
+                .map(|part| match (part.kind.as_str(), part.text) {
+                    ("text", Some(text)) => Ok(text),
+                    (kind, _) => Err(ApiError::invalid(
+                        Some("messages"),
+                        format!("content parts of type `{kind}` are not supported (only `text` with a `text` field)"),
+                    )),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `POST /v1/chat/completions`.
@@ -119,6 +258,8 @@ pub(crate) struct ChatRequest {
 pub(crate) struct Choice {
     pub(crate) text: String,
     pub(crate) tokens: Vec<String>,
+    /// What each token adds to `text` (for streaming; they concatenate to `text`).
+    pub(crate) deltas: Vec<String>,
     pub(crate) logprobs: Vec<f32>,
     pub(crate) finish_reason: &'static str,
 }
