@@ -21,7 +21,6 @@
 //! * [`dapo`]: overlong reward shaping, dynamic-sampling group filter;
 //! * [`multiturn`]: RLTF per-turn returns and the RLTF-SD advantage;
 //! * [`r3l`]: pivotal credit masks, positive amplification;
-//! * [`mulferl`]: routing of base / regenerated groups into GRPO groups and preference pairs;
 //! * [`masks`]: token masks (log-prob threshold, prefix);
 //! * [`aggregation`]: loss-aggregation modes as per-token weights;
 //! * [`error`]: the error type.
@@ -34,7 +33,6 @@ pub mod dapo;
 pub mod error;
 pub mod groups;
 pub mod masks;
-pub mod mulferl;
 pub mod multiturn;
 pub mod r3l;
 
@@ -51,10 +49,6 @@ pub use groups::group_indices;
 pub use masks::{
     RLTF_SD_LOGPROB_THRESHOLD, and_masks, broadcast_advantage, broadcast_advantages,
     logprob_threshold_mask, mask_prefix, mask_to_f32, restrict_by_logprob,
-};
-pub use mulferl::{
-    GroupOutcome, GrpoGroup, MulFeRlRouting, Pairing, PreferencePair, PromptRounds, ResponseRef,
-    RoundDecision, Routing, classify_group,
 };
 pub use multiturn::{
     RLTF_GAMMA, SdBaseline, SelfDistillation, discounted_returns, first_turn_baseline,

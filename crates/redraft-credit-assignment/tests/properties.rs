@@ -232,44 +232,4 @@ proptest! {
         if len <= max_len - cache { prop_assert_eq!(p, 0.0); }
         if len <= max_len { prop_assert!(p >= -1.0 - 1e-6); }
     }
-
-    #[test]
-    fn mulferl_routes_every_prompt_once(
-        rounds in prop::collection::vec(prop::collection::vec(prop::collection::vec(0i32..=1, 1..6), 1..=3), 1..8),
-        seed in any::<u64>(),
-    ) {
-        let router = MulFeRlRouting { pairing: Pairing::Permuted { seed }, ..MulFeRlRouting::default() };
-        // Truncate each prompt's rounds where the procedure stops.
-        let mut prompts = Vec::new();
-        for rs in &rounds {
-            let rs: Vec<Vec<f32>> = rs.iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect();
-            let mut kept = vec![rs[0].clone()];
-            let mut complete = true;
-            for (round, r) in rs.iter().enumerate() {
-                if router.decide(round, r).unwrap() != RoundDecision::Regenerate { break; }
-                match rs.get(round + 1) {
-                    Some(next) => kept.push(next.clone()),
-                    None => { complete = false; break; }
-                }
-            }
-            if complete {
-                prompts.push(PromptRounds { base: kept[0].clone(), regen: kept[1..].to_vec() });
-            }
-        }
-        let out = router.route(&prompts).unwrap();
-        for (p, pr) in prompts.iter().enumerate() {
-            let in_grpo = out.grpo_groups.iter().filter(|g| g.prompt == p).count();
-            let pairs: Vec<_> = out.pairs.iter().filter(|x| x.chosen.prompt == p).collect();
-            let dropped = out.dropped.contains(&p);
-            prop_assert_eq!(in_grpo + usize::from(!pairs.is_empty()) + usize::from(dropped), 1);
-            let last = pr.regen.last().unwrap_or(&pr.base);
-            prop_assert_eq!(pairs.len(), if pairs.is_empty() { 0 } else { last.len().min(pr.base.len()) });
-            let mut rej: Vec<usize> = pairs.iter().map(|x| x.rejected.index).collect();
-            rej.sort_unstable();
-            rej.dedup();
-            prop_assert_eq!(rej.len(), pairs.len());
-            prop_assert!(pairs.iter().all(|x| x.rejected.round == 0 && x.chosen.round == pr.regen.len()));
-            prop_assert!(pairs.iter().all(|x| pr.base[x.rejected.index] < 1.0 && last[x.chosen.index] >= 1.0));
-        }
-    }
 }

@@ -2,7 +2,8 @@
 //! code's settings as defaults.
 //!
 //! Tagged by `type` (the one tag key of the workspace's configuration); every other field is
-//! optional and overrides the method's default:
+//! optional and overrides the method's default. (In a run configuration the method's
+//! `[method.objective]` table holds these fields without `type`: the method fixes it.)
 //!
 //! ```toml
 //! [objective]

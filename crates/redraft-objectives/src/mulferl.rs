@@ -15,8 +15,9 @@
 //! with β = 0.001) over the [`RowKind::Policy`](crate::RowKind::Policy) rows only, so the KL penalty covers GRPO rows
 //! only, as in the released `dp_actor.py`. Sums and means over a side run over that row's
 //! trainable tokens (the regenerated response's copied feedback prefix is already masked
-//! out: `mask_prefix` in redraft-credit-assignment). Pairs come from `MulFeRlRouting`
-//! (redraft-credit-assignment) as [`PairRows`](crate::PairRows) of [`RowKind::Pair`] rows.
+//! out by the rollout strategy). Pairs come from the MulFeRL rollout strategy (its
+//! `decide_round` and pairing, redraft-rollout-engine) as [`PairRows`](crate::PairRows) of
+//! [`RowKind::Pair`] rows.
 
 use serde::{Deserialize, Serialize};
 

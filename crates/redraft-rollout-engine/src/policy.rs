@@ -87,11 +87,10 @@ impl LocalPolicy {
         }
     }
 
-    /// `model` on `device`, padding with `tokenizer`'s pad id (else its end-of-sequence id,
-    /// else 0).
+    /// `model` on `device`, padding with `tokenizer`'s padding id
+    /// ([`SpecialTokens::padding_id`](redraft_tokenizer::SpecialTokens::padding_id)).
     pub fn for_tokenizer(model: CausalLm, device: Device, tokenizer: &dyn Tokenizer) -> Self {
-        let special = tokenizer.special_tokens();
-        Self::new(model, device, special.pad.or(special.eos).unwrap_or(0))
+        Self::new(model, device, tokenizer.special_tokens().padding_id())
     }
 
     /// The model.

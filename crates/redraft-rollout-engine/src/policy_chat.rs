@@ -70,9 +70,10 @@ impl PolicyChat {
     fn stop_tokens(&self) -> Vec<u32> {
         let tok = self.tokenizer.as_ref();
         let mut stops = self.params.stop_tokens.clone();
-        stops.extend(tok.special_tokens().eos);
-        if let Ok(end) = Conversation::for_tokenizer(tok).and_then(|c| c.turn_end_ids(tok)) {
-            stops.extend(end.first().copied());
+        match Conversation::stop_ids(tok) {
+            Ok(ids) => stops.extend(ids),
+            // Without a chat template the end-of-sequence token still ends a turn.
+            Err(_) => stops.extend(tok.special_tokens().eos),
         }
         stops.sort_unstable();
         stops.dedup();

@@ -430,9 +430,10 @@ fn strategy_configs_are_tagged_and_checked() {
     let c: StrategyConfig = serde_json::from_str(r#"{"type": "mulferl"}"#).unwrap();
     assert_eq!(c, StrategyConfig::Mulferl(MulFeRlConfig::default()));
     assert_eq!(
-        StrategyConfig::default().build().unwrap().kind(),
-        StrategyKind::SingleTurn
+        StrategyConfig::default(),
+        StrategyConfig::SingleTurn(SingleTurnConfig::default())
     );
+    assert!(StrategyConfig::default().build().is_ok());
     let bad: StrategyConfig =
         serde_json::from_str(r#"{"type": "single_turn", "group_size": 0}"#).unwrap();
     assert!(bad.build().is_err());

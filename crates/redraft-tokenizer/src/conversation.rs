@@ -371,6 +371,23 @@ impl Conversation {
         tokenizer.encode(&self.turn_end_text(&self.messages)?)
     }
 
+    /// The ids that end a sampled assistant turn of `tokenizer`'s chat template: its
+    /// end-of-sequence token and the first id of the template's turn end ([`turn_end_ids`]),
+    /// sorted, without duplicates. The one stop rule of every policy turn.
+    ///
+    /// [`turn_end_ids`]: Self::turn_end_ids
+    ///
+    /// # Errors
+    /// [`Error::Conversation`] when the tokenizer has no usable chat template.
+    pub fn stop_ids(tokenizer: &dyn Tokenizer) -> Result<Vec<u32>> {
+        let end = Self::for_tokenizer(tokenizer)?.turn_end_ids(tokenizer)?;
+        let mut stops: Vec<u32> = tokenizer.special_tokens().eos.into_iter().collect();
+        stops.extend(end.first().copied());
+        stops.sort_unstable();
+        stops.dedup();
+        Ok(stops)
+    }
+
     /// The text after the content of an assistant message appended to `history`.
     fn turn_end_text(&self, history: &[Message]) -> Result<String> {
         let rendered = self.render(history, Some(&Message::assistant(SENTINEL)), false)?;

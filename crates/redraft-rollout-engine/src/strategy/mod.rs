@@ -98,13 +98,9 @@ impl<'a> RolloutContext<'a> {
     /// The sampling parameters of a policy turn: `sampling` plus eos and end-of-turn stops.
     pub(crate) fn turn_params(&self) -> Result<SamplingParams> {
         let mut params = self.sampling.clone();
-        if let Some(eos) = self.tokenizer.special_tokens().eos {
-            params.stop_tokens.push(eos);
-        }
-        let end = Conversation::for_tokenizer(self.tokenizer)?.turn_end_ids(self.tokenizer)?;
-        if let Some(first) = end.first() {
-            params.stop_tokens.push(*first);
-        }
+        params
+            .stop_tokens
+            .extend(Conversation::stop_ids(self.tokenizer)?);
         params.stop_tokens.sort_unstable();
         params.stop_tokens.dedup();
         params.validate()?;
@@ -119,9 +115,6 @@ impl<'a> RolloutContext<'a> {
 
 /// A way of turning problems into episodes.
 pub trait RolloutStrategy {
-    /// Which strategy this is.
-    fn kind(&self) -> StrategyKind;
-
     /// The strategy's episodes for `problems`, with generators derived from `seed` (its
     /// `stats.sampled_tokens` is left to [`rollout`](Self::rollout)).
     fn sample(

@@ -44,7 +44,7 @@ pub struct MulFeRlConfig {
 }
 
 /// How regenerated responses are paired with the failed base responses (the released code's
-/// two versions; the same choice as `redraft_credit_assignment::Pairing`).
+/// two versions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegenPairing {
@@ -80,9 +80,9 @@ pub enum RoundDecision {
     AllFailed,
 }
 
-/// Classifies a group by its rewards. The trainer-side counterpart, which also maps the class
-/// and round to GRPO / pairs / regenerate / drop, is `redraft_credit_assignment::MulFeRlRouting::
-/// decide` (this crate may not depend on credit assignment).
+/// Classifies a group by its rewards: the one MulFeRL routing decision (the strategy maps the
+/// class and round to an RL group, preference pairs, a regeneration or a drop; the trainer only
+/// reads the groups it marked).
 pub fn decide_round(rewards: &[f32], threshold: f32) -> RoundDecision {
     let solved = rewards.iter().filter(|r| **r >= threshold).count();
     match solved {
@@ -188,10 +188,6 @@ impl MulFeRl {
 }
 
 impl RolloutStrategy for MulFeRl {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Mulferl
-    }
-
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,

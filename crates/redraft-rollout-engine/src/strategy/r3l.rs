@@ -195,10 +195,6 @@ fn episode(problem: usize, session: &Session, provenance: Provenance) -> Episode
 }
 
 impl RolloutStrategy for R3l {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::R3l
-    }
-
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,

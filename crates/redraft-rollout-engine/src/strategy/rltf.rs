@@ -65,10 +65,6 @@ impl Rltf {
 }
 
 impl RolloutStrategy for Rltf {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::Rltf
-    }
-
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,

@@ -37,10 +37,6 @@ impl SingleTurn {
 }
 
 impl RolloutStrategy for SingleTurn {
-    fn kind(&self) -> StrategyKind {
-        StrategyKind::SingleTurn
-    }
-
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,
