@@ -16,7 +16,7 @@
 //! (`grpo_advantage.py`, `opmd_advantage.py`) treat a group with one member as having mean 0
 //! and (GRPO) std 1, so its advantage is the raw reward (GRPO: `r / (1 + eps)`). R^3L relies on
 //! this: its auxiliary SFT items are singleton groups with reward 1 and so get advantage 1
-//! (ALGORITHMS.md §2.2). Every estimator here follows that convention.
+//! (docs/algorithms/r3l.md). Every estimator here follows that convention.
 //!
 //! # Numerics
 //!

@@ -45,7 +45,7 @@ pub fn and_masks(a: &[bool], b: &[bool]) -> Result<Vec<bool>> {
 /// MulFeRL's structured feedback injection: the regenerated response starts with a copy of
 /// `<thinking><feedback>{f}</feedback>`; its `n = len(tokenize(prefix))` tokens are context,
 /// not trained (`_apply_regen_prefix_mask_inplace`). The reference tokenises the prefix on its
-/// own, which can be off by one token at the boundary (ALGORITHMS.md §6, MulFeRL 4); pass the
+/// own, which can be off by one token at the boundary (docs/algorithms/mulferl.md); pass the
 /// count the tokenizer crate computes.
 pub fn mask_prefix(mask: &[bool], n: usize) -> Vec<bool> {
     mask.iter().enumerate().map(|(t, &m)| m && t >= n).collect()

@@ -1,5 +1,5 @@
-//! Multi-turn credit for RLTF (Song, Chen et al. 2026, arXiv 2602.02482; ALGORITHMS.md §3.3,
-//! §3.7): per-turn discounted returns centred per turn index, and the RLTF-SD
+//! Multi-turn credit for RLTF (Song, Chen et al. 2026, arXiv 2602.02482; docs/algorithms/rltf.md):
+//! per-turn discounted returns centred per turn index, and the RLTF-SD
 //! self-distillation advantage with its first-turn (default) or second-turn baseline.
 //!
 //! An *episode* is the list of per-turn rewards `[r_0, r_1, …]` of one of the G episodes of a
@@ -96,8 +96,7 @@ pub fn first_turn_baseline(episodes: &[Vec<f32>]) -> Result<f32> {
     Ok((s / episodes.len() as f64) as f32)
 }
 
-/// Which baseline the RLTF-SD advantage subtracts (ALGORITHMS.md §3.3 (b), §6 RLTF 1;
-/// docs/algorithms/rltf.md).
+/// Which baseline the RLTF-SD advantage subtracts (docs/algorithms/rltf.md, "Departures").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SdBaseline {
@@ -173,7 +172,7 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
     }
 
-    /// ALGORITHMS.md §7: r0=[1,0,0], r1=[-,1,0] → R0=[1,.1,0] → A0=[.633,-.267,-.367];
+    /// Worked example: r0=[1,0,0], r1=[-,1,0] → R0=[1,.1,0] → A0=[.633,-.267,-.367];
     /// A1=[.5,-.5].
     #[test]
     fn worked_example_per_turn_returns() {
@@ -190,7 +189,7 @@ mod tests {
         assert_eq!(a[0].len(), 1);
     }
 
-    /// ALGORITHMS.md §7: r0=[1,0,…,0] (8), r1 for the 7 failures = [1,1,0,1,1,1,0] →
+    /// Worked example: r0=[1,0,…,0] (8), r1 for the 7 failures = [1,1,0,1,1,1,0] →
     /// A_SD = r1 − .125 = .875 / −.125 (× 0.1 on the tokens).
     #[test]
     fn worked_example_sd_first_turn_baseline() {

@@ -63,13 +63,13 @@ pub fn pivot_mask(action_mask: &[bool], k: usize) -> Vec<bool> {
 /// trained on it). Returns `(base, retry)`.
 ///
 /// The code applies this also to math, whose retry restarts from attempt 0 and so shares no
-/// prefix with the base (ALGORITHMS.md §2.3, §6 R^3L 5); callers reproducing the `step_R3L`
+/// prefix with the base (docs/algorithms/r3l.md); callers reproducing the `step_R3L`
 /// math variant pass `k = 0`.
 pub fn pivot_masks(base_mask: &[bool], retry_mask: &[bool], k: usize) -> (Vec<bool>, Vec<bool>) {
     (pivot_mask(base_mask, k), pivot_mask(retry_mask, k))
 }
 
-/// Positive amplification: the two published forms (ALGORITHMS.md §2.4, §6 R^3L 1).
+/// Positive amplification: the two published forms (docs/algorithms/r3l.md).
 ///
 /// Serialised with a `form` tag: `{"form": "code", "alpha": 3.0}`, `{"form": "paper"}`.
 /// Default: [`Code`](Self::Code) with α = 3, the form that produced the published numbers.
@@ -244,7 +244,7 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
     }
 
-    /// ALGORITHMS.md §7: rewards [0,0,1,0,1,0,1,0] → mean .375 →
+    /// Worked example: rewards [0,0,1,0,1,0,1,0] → mean .375 →
     /// Â = [-.375,-.375,1,-.375,1,-.375,1,-.375].
     #[test]
     fn worked_example_pa_code() {
@@ -256,7 +256,7 @@ mod tests {
         assert!(close(&a, &[n, n, 1.0, n, 1.0, n, 1.0, n]), "{a:?}");
     }
 
-    /// ALGORITHMS.md §7: partial reward 0.6 with group mean 0.3 → 3 · 0.3 = 0.9.
+    /// Worked example: partial reward 0.6 with group mean 0.3 → 3 · 0.3 = 0.9.
     #[test]
     fn worked_example_pa_partial_reward() {
         let a = PositiveAmplification::default()
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(a[0], plain[0]);
     }
 
-    /// ALGORITHMS.md §7: segments [1,1,0,0,1,1,1,0,1] with k=1 → first run zeroed only;
+    /// Worked example: segments [1,1,0,0,1,1,1,0,1] with k=1 → first run zeroed only;
     /// applied to both base and distill.
     #[test]
     fn worked_example_pivot_mask() {

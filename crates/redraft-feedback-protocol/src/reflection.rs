@@ -431,7 +431,7 @@ impl FeedbackProvider for SelfReflection {
 }
 
 /// What a reflection (or other feedback) on a base trajectory concluded, in R^3L's terms
-/// (ALGORITHMS.md §2.1, steps 2–3 in the project's reference; see docs/algorithms/r3l.md).
+/// (docs/algorithms/r3l.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReflectionVerdict {

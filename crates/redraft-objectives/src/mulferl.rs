@@ -1,4 +1,4 @@
-//! MulFeRL (Li et al. 2026, arXiv 2601.22900; ALGORITHMS.md §4.3): GRPO on the within-turn
+//! MulFeRL (Li et al. 2026, arXiv 2601.22900; docs/algorithms/mulferl.md): GRPO on the within-turn
 //! groups plus λ times a cross-turn preference loss on (regenerated success, original
 //! failure) pairs.
 //!

@@ -1,4 +1,4 @@
-//! OPMD as implemented in Trinity-RFT (ALGORITHMS.md §1.4): no importance ratio, no clipping.
+//! OPMD as implemented in Trinity-RFT (docs/algorithms/opmd.md): no importance ratio, no clipping.
 //!
 //! ```text
 //! ℓ_{i,t} = −A_{i,t} · log π_θ(o_{i,t}) / (1 + τ)        τ = 1  →  factor ½

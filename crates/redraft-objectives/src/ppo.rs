@@ -1,6 +1,6 @@
 //! RLVR: the PPO-style clipped surrogate with clip-higher, dual clip, the verl aggregation
 //! modes, a KL penalty to a reference and an optional entropy bonus; presets GRPO, Dr.GRPO
-//! and DAPO (ALGORITHMS.md §1.1–1.3).
+//! and DAPO (docs/algorithms/grpo.md).
 //!
 //! Per trainable token, with `ρ = exp(clamp(log π_θ − log π_old, −20, 20))`:
 //!

@@ -1,4 +1,4 @@
-//! R^3L (Shi et al. 2026, arXiv 2601.03715; ALGORITHMS.md §2.2–2.5): an OPMD (or GRPO) base
+//! R^3L (Shi et al. 2026, arXiv 2601.03715; docs/algorithms/r3l.md): an OPMD (or GRPO) base
 //! objective over the explore group with pivotal credit and positive amplification, plus the
 //! auxiliary SFT term on successful reflections and guided retries.
 //!

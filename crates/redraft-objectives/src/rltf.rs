@@ -1,4 +1,4 @@
-//! RLTF (Song, Chen et al. 2026, arXiv 2602.02482; ALGORITHMS.md §3.3): the multi-turn RL
+//! RLTF (Song, Chen et al. 2026, arXiv 2602.02482; docs/algorithms/rltf.md): the multi-turn RL
 //! term, plus either the self-distillation term (RLTF-SD) or the feedback-modelling
 //! cross-entropy (RLTF-FM).
 //!

@@ -1,5 +1,5 @@
-//! The worked examples of ALGORITHMS.md §7 that concern losses, end to end from the
-//! credit-assignment functions to the loss value.
+//! The worked examples of the algorithm pages (docs/algorithms/) that concern losses, end to
+//! end from the credit-assignment functions to the loss value.
 
 use redraft_credit_assignment::{
     AdvantageFn, PositiveAmplification, SdBaseline, SelfDistillation, broadcast_advantages,

@@ -1,4 +1,4 @@
-//! MulFeRL: regeneration of all-failed groups with merged feedback (ALGORITHMS.md §4.2).
+//! MulFeRL: regeneration of all-failed groups with merged feedback (docs/algorithms/mulferl.md).
 
 use rand::SeedableRng;
 use rand::seq::{SliceRandom, index};

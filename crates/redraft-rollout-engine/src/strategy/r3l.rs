@@ -1,4 +1,4 @@
-//! R^3L reflect-then-retry (ALGORITHMS.md §2.1–2.2).
+//! R^3L reflect-then-retry (docs/algorithms/r3l.md).
 
 use std::ops::Range;
 

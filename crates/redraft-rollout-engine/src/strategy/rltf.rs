@@ -1,5 +1,5 @@
 //! RLTF two-turn rollouts: a first attempt; on failure a critique from the feedback provider and
-//! a revision turn prompted by RLTF's revision template (ALGORITHMS.md §3.2).
+//! a revision turn prompted by RLTF's revision template (docs/algorithms/rltf.md).
 
 use redraft_feedback_protocol::FeedbackRequest;
 use redraft_verifier::Problem;
