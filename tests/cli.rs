@@ -1,55 +1,11 @@
 //! The `redraft` program end to end: init-model, generate and score on a fresh random model,
 //! and clear errors with a non-zero exit on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{fails_with, init_model, model_config, ok, redraft};
 
 use serde_json::Value;
-
-fn redraft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args(args)
-        .output()
-        .expect("redraft runs")
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn fails_with(output: Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "expected a failure mentioning {needle:?}"
-    );
-    assert!(
-        stderr.contains(needle),
-        "stderr does not mention {needle:?}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-fn model_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json")
-}
-
-fn init_model(dir: &Path) {
-    ok(redraft(&[
-        "init-model",
-        "--config",
-        model_config().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--seed",
-        "7",
-    ]));
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()

@@ -2,41 +2,16 @@
 //! non-zero exit (no output file), or in the right answer; none panics, and outputs are checked
 //! before the work starts.
 
+mod common;
+
+use common::{fails_with, init_model, ok, redraft};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn redraft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args(args)
-        .output()
-        .expect("redraft runs")
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn fails_with(output: Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "expected a failure mentioning {needle:?}"
-    );
-    assert!(
-        stderr.contains(needle),
-        "stderr does not mention {needle:?}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
 
 /// The files of `dir`: no output and no temporary file is left behind by a failure.
 fn files_in(dir: &Path) -> Vec<String> {
@@ -46,19 +21,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn init_model(dir: &Path) {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
-    ok(redraft(&[
-        "init-model",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--seed",
-        "7",
-    ]));
 }
 
 /// Sets `key` of the model's config.json to `value`.

@@ -1,0 +1,57 @@
+//! Helpers the `redraft` program's integration tests share: run the binary, read its outcome,
+//! make a model directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `redraft` binary with `args`.
+pub(crate) fn redraft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args(args)
+        .output()
+        .expect("redraft runs")
+}
+
+/// The standard output of a run that must succeed.
+pub(crate) fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Checks that a run failed with a message mentioning `needle`, without a panic.
+pub(crate) fn fails_with(output: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "expected a failure mentioning {needle:?}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "stderr does not mention {needle:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The tiny model config the CLI tests initialise.
+pub(crate) fn model_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json")
+}
+
+/// A randomly initialised model directory at `dir` (seed 7).
+pub(crate) fn init_model(dir: &Path) {
+    ok(redraft(&[
+        "init-model",
+        "--config",
+        model_config().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        "7",
+    ]));
+}
