@@ -1,10 +1,6 @@
-//! Hostile inputs to the `redraft` program: each ends in a clear error naming what is wrong and a
-//! non-zero exit (no output file), or in the right answer; none panics, and outputs are checked
-//! before the work starts.
+//! Malformed models, configs, problems and outputs given to the one-shot commands.
 
-mod common;
-
-use common::{fails_with, init_model, ok, redraft};
+use crate::common::{fails_with, init_model, ok, redraft};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
