@@ -38,8 +38,8 @@ pub use logprobs::{entropy, next_token_logprobs, token_logprobs};
 pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{
-    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, replace_dir,
-    safetensors_bytes, write_atomic,
+    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, remove_stale_temps,
+    replace_dir, safetensors_bytes, temp_path, write_atomic,
 };
 
 /// burn's tensor and device types, re-exported so users need no direct burn dependency.
