@@ -119,6 +119,7 @@ impl Trainer {
     /// [`Error::Checkpoint`] for a broken checkpoint; loading errors.
     pub fn resume(run_dir: &Path) -> Result<Self> {
         let dir = RunDir::open(run_dir);
+        dir.remove_stale_temps()?;
         let Some(checkpoint) = checkpoint::latest(run_dir)? else {
             let config = dir.config()?;
             let state = TrainState::default();
@@ -280,7 +281,10 @@ impl Trainer {
         }
         let dir = self.run_dir.join(files::REFERENCE);
         if !dir.join("config.json").is_file() {
-            self.learner.model().save_pretrained(&dir, SaveDType::F32)?;
+            let model = self.learner.model();
+            self.run_dir.publish_dir(files::REFERENCE, |tmp| {
+                Ok(model.save_pretrained(tmp, SaveDType::F32)?)
+            })?;
         }
         self.reference = Some(CausalLm::from_pretrained(
             &dir,
@@ -305,14 +309,10 @@ impl Trainer {
     }
 
     fn save_final(&self) -> Result<()> {
-        let dir = self.run_dir.join(files::FINAL);
-        let tmp = self.run_dir.join(format!(".{}.tmp", files::FINAL));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        self.learner.model().save_pretrained(&tmp, SaveDType::F32)?;
-        checkpoint::copy_tokenizer(&self.tokenizer_dir, &tmp)?;
-        Ok(redraft_model::replace_dir(&tmp, &dir)?)
+        self.run_dir.publish_dir(files::FINAL, |tmp| {
+            self.learner.model().save_pretrained(tmp, SaveDType::F32)?;
+            checkpoint::copy_tokenizer(&self.tokenizer_dir, tmp)
+        })
     }
 
     /// One SFT step; returns its loss.
