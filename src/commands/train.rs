@@ -103,8 +103,8 @@ impl Observer for Progress {
             r.report.samples,
             r.report.pass_at_k.mean
         );
-        if let Some(f) = r.report.with_feedback {
-            line += &format!(", with feedback {:.3}", f.mean);
+        if let Some(f) = r.report.with_feedback_text(3) {
+            line += &format!(", with feedback {f}");
         }
         eprintln!("{line}");
     }

@@ -3,6 +3,8 @@
 //! costs a step at most its feedback budget, with a warning and the figures it spoiled reported
 //! as missing.
 
+use std::io::Read;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -203,4 +205,124 @@ fn a_resumed_run_equals_the_uninterrupted_one_and_leaves_no_temporaries() {
         .collect();
     assert!(left.is_empty(), "temporaries left: {left:?}");
     assert!(temporaries(&whole).is_empty());
+}
+
+/// An HTTP server on 127.0.0.1 that accepts connections, reads the requests and never answers.
+fn silent_judge() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// A one-step run whose critic is [`silent_judge`], with `budget_ms` of feedback time per step
+/// (and the default one-minute timeout and three retries per request).
+fn judge_config(dir: &Path, budget_ms: u64) -> PathBuf {
+    let url = silent_judge();
+    write_config(
+        dir,
+        1,
+        &format!(
+            r#"
+            [method.feedback]
+            type = "llm_judge"
+            endpoint = {{ base_url = "{url}", model = "judge", budget_ms = {budget_ms} }}
+            "#
+        ),
+    )
+}
+
+#[test]
+fn a_judge_that_never_answers_costs_a_step_its_budget_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = judge_config(dir.path(), 1500);
+    let run = dir.path().join("run");
+    let start = Instant::now();
+    let out = train(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--run-dir".as_ref(),
+        run.as_os_str(),
+        "--set".as_ref(),
+        "eval.with_feedback=false".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // One step and no feedback evaluation: one budget, plus the run itself.
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "the run took {:?}",
+        start.elapsed()
+    );
+    let line = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"stage\":\"rl\""))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .expect("an RL step");
+    let rollout_s = line["rollout_s"].as_f64().unwrap();
+    assert!(rollout_s < 1.5 + 10.0, "the rollout took {rollout_s} s");
+    let requests = line["feedback_requests"].as_u64().unwrap();
+    assert!(requests > 0, "{line}");
+    assert_eq!(line["feedback_failures"].as_u64(), Some(requests), "{line}");
+    assert_eq!(
+        line["feedback_failure_kinds"]["budget_exhausted"].as_u64(),
+        Some(requests),
+        "{line}"
+    );
+    assert!(
+        stderr.contains("WARN") && stderr.contains("llm_judge") && stderr.contains("budget"),
+        "no warning naming the provider and the failure: {stderr}"
+    );
+}
+
+#[test]
+fn an_evaluation_without_feedback_reports_the_figure_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = judge_config(dir.path(), 500);
+    let run = dir.path().join("run");
+    let out = train(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--run-dir".as_ref(),
+        run.as_os_str(),
+        "--set".as_ref(),
+        "steps=0".as_ref(),
+        "--set".as_ref(),
+        "sft.steps=0".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let eval_line = stderr
+        .lines()
+        .find(|l| l.starts_with("eval @"))
+        .unwrap_or_else(|| panic!("no eval line: {stderr}"));
+    assert!(
+        eval_line.contains("with feedback –") && !eval_line.contains("with feedback 0"),
+        "{eval_line}"
+    );
+    let eval: Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("eval.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let report = &eval["report"];
+    assert!(report["with_feedback"].is_null(), "{report}");
+    assert_eq!(report["with_feedback_missing"], 3, "{report}");
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("no feedback"),
+        "report.md does not say the feedback figure is missing: {md}"
+    );
 }
