@@ -6,3 +6,4 @@
 mod common;
 
 mod inputs;
+mod runs;
