@@ -143,7 +143,13 @@ fn feedback_that_pushes_a_later_turn_past_the_context_ends_the_turn_not_the_run(
         mulferl_regen = '{{ question }}|{% for i in range(4) %}{{ feedback }}{% endfor %}'
         "#;
     for (method, sets) in [
-        ("rltf_sd", &["method.strategy.early_termination=false"][..]),
+        (
+            "rltf_sd",
+            &[
+                "method.strategy.early_termination=false",
+                "method.strategy.group_size=2",
+            ][..],
+        ),
         (
             "r3l",
             &["method.strategy.max_attempts=3", "method.strategy.base_per_problem=2"][..],
