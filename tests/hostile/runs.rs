@@ -15,7 +15,8 @@ fn test_model() -> PathBuf {
 
 /// A copy of a model config.json at `dir/name` with `key` set to `value`.
 fn edited_config(source: &Path, dir: &Path, name: &str, key: &str, value: Value) -> PathBuf {
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(source).unwrap()).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(source).unwrap()).unwrap();
     config[key] = value;
     let path = dir.join(name);
     std::fs::write(&path, config.to_string()).unwrap();
@@ -125,8 +126,9 @@ fn new_tokens_that_cannot_fit_the_context_are_refused_before_any_work() {
     fails_with(out, "exceed the model's context of 1024");
 }
 
-/// A model with a 160-token context, and revision / retry prompts that repeat the feedback so
-/// that a later turn often no longer fits: the run finishes its steps and resumes.
+/// A model with a 160-token context, and revision, regeneration and retry prompts with the
+/// feedback (repeated for some) so that a later turn is often cut at the context or has no room
+/// at all: the run finishes its steps and resumes.
 #[test]
 fn feedback_that_pushes_a_later_turn_past_the_context_ends_the_turn_not_the_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -139,8 +141,11 @@ fn feedback_that_pushes_a_later_turn_past_the_context_ends_the_turn_not_the_run(
     );
     let templates = r#"
         [templates]
-        rltf_revision = '{{ question }}|{{ previous_solution }}|{% for i in range(4) %}{{ critique }}{% endfor %}'
-        mulferl_regen = '{{ question }}|{% for i in range(4) %}{{ feedback }}{% endfor %}'
+        rltf_revision = '{{ question }}|{{ previous_solution }}|{{ critique }}'
+        mulferl_regen = '{{ question }}|{{ feedback }}{{ feedback }}'
+        r3l_guidance_system = '{{ system }}{% for i in range(4) %}{{ guidance }}{% endfor %}'
+        r3l_math_retry = 'Not {{ answer }}.'
+        r3l_invalid_format = 'Bad format.'
         "#;
     for (method, sets) in [
         (
@@ -152,7 +157,10 @@ fn feedback_that_pushes_a_later_turn_past_the_context_ends_the_turn_not_the_run(
         ),
         (
             "r3l",
-            &["method.strategy.max_attempts=3", "method.strategy.base_per_problem=2"][..],
+            &[
+                "method.strategy.max_attempts=3",
+                "method.strategy.base_per_problem=2",
+            ][..],
         ),
         ("mulferl", &[][..]),
     ] {
@@ -179,8 +187,17 @@ fn feedback_that_pushes_a_later_turn_past_the_context_ends_the_turn_not_the_run(
 #[test]
 fn init_model_refuses_a_model_larger_than_the_machine() {
     let tmp = tempfile::tempdir().unwrap();
-    for (key, value) in [("hidden_size", 1_000_000_000u64), ("num_hidden_layers", 1_000_000)] {
-        let config = edited_config(&model_config(), tmp.path(), "big.json", key, Value::from(value));
+    for (key, value) in [
+        ("hidden_size", 1_000_000_000u64),
+        ("num_hidden_layers", 1_000_000),
+    ] {
+        let config = edited_config(
+            &model_config(),
+            tmp.path(),
+            "big.json",
+            key,
+            Value::from(value),
+        );
         let out_dir = tmp.path().join("model");
         let out = redraft(&[
             "init-model",
@@ -241,7 +258,7 @@ fn train_refuses_batches_larger_than_the_machine_before_any_work() {
     fails_with(train(&config, &run, &[&set]), "estimated");
     assert!(!run.exists(), "big model: work started");
     // A limit of one's own, also as a config key.
-    fails_with(train(&config, &run, &["max_memory=\"1MiB\""]), "max_memory");
+    fails_with(train(&config, &run, &["max_memory=\"64KB\""]), "max_memory");
     assert!(!run.exists(), "max_memory: work started");
     let out = redraft(&[
         "train",
@@ -250,7 +267,7 @@ fn train_refuses_batches_larger_than_the_machine_before_any_work() {
         "--run-dir",
         run.to_str().unwrap(),
         "--max-memory",
-        "1MiB",
+        "64KB",
     ]);
     fails_with(out, "--max-memory");
     assert!(!run.exists(), "--max-memory: work started");
