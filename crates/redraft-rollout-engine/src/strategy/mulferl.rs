@@ -326,7 +326,7 @@ impl RolloutStrategy for MulFeRl {
                         "MulFeRL regeneration prompt does not fit the context; group dropped"
                     );
                     let error = format!(
-                        "the regeneration prompt ({} tokens) leaves no room in the {context}-token context",
+                        "the regeneration prompt ({} tokens) does not fit the {context}-token context",
                         b.ids().len()
                     );
                     drop_group(&mut batch, g, error);

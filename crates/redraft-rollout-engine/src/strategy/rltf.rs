@@ -147,7 +147,7 @@ impl RolloutStrategy for Rltf {
                     if room(ctx, &b)? == 0 {
                         stats_failures += 1;
                         let error = format!(
-                            "the revision prompt ({} tokens) leaves no room in the {}-token context",
+                            "the revision prompt ({} tokens) does not fit the {}-token context",
                             b.ids().len(),
                             ctx.policy.max_context()
                         );
