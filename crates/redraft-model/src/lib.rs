@@ -31,7 +31,10 @@ mod weights;
 
 pub use batch::{PaddedBatch, check_rows, left_padded, right_padded};
 pub use cache::KvCache;
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use config::{
+    Architecture, MemoryEstimate, MemoryLimit, ModelConfig, RopeScaling, Workload, format_bytes,
+    parse_bytes,
+};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use logprobs::{entropy, next_token_logprobs, token_logprobs};

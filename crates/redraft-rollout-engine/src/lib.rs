@@ -26,6 +26,6 @@ pub use sampling::{
 };
 pub use strategy::{
     MulFeRl, MulFeRlConfig, R3l, R3lConfig, RegenPairing, Rltf, RltfConfig, RolloutContext,
-    RolloutStrategy, RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round,
-    derive_seed,
+    RolloutStrategy, RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, TurnPrompt,
+    decide_round, derive_seed,
 };
