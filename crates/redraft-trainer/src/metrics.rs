@@ -107,6 +107,9 @@ pub struct StepMetrics {
     pub sampling_tries: usize,
     /// Rows per kind.
     pub rows: BTreeMap<String, usize>,
+    /// Rows longer than the model's context, cut to it (a long critique, say).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_cut: usize,
     /// Preference pairs.
     pub pairs: usize,
     /// The objective's terms and `grad_norm`, averaged over the updates that ran (finite
@@ -226,6 +229,7 @@ impl StepMetrics {
             groups_filtered: s.groups_filtered,
             sampling_tries: s.sampling_tries,
             rows: s.rows.clone(),
+            rows_cut: s.rows_cut,
             pairs: f.rows.pairs.len(),
             loss: sums
                 .into_iter()
@@ -336,4 +340,9 @@ impl TranscriptRecord {
             })
             .collect()
     }
+}
+
+/// Whether a counter is zero (left out of the logs, so the lines of runs without it are unchanged).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

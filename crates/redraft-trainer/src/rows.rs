@@ -58,6 +58,21 @@ impl Row {
         }
     }
 
+    /// Cuts the row to its first `len` ids (and their targets); returns whether it was longer.
+    pub(crate) fn cut_to(&mut self, len: usize) -> bool {
+        if self.ids.len() <= len {
+            return false;
+        }
+        let targets = len.saturating_sub(1);
+        self.ids.truncate(len);
+        self.mask.truncate(targets);
+        self.advantages.truncate(targets);
+        if let Some(old) = &mut self.old_logprobs {
+            old.truncate(targets);
+        }
+        true
+    }
+
     /// Trained targets.
     pub fn trained(&self) -> usize {
         self.mask.iter().filter(|m| **m).count()
@@ -83,6 +98,8 @@ pub struct CreditStats {
     pub advantage_max: f64,
     /// Rows per kind.
     pub rows: BTreeMap<String, usize>,
+    /// Rows longer than the model's context, cut to it ([`TrainRows::fit_context`]).
+    pub rows_cut: usize,
 }
 
 /// The rows of one rollout batch.
@@ -97,6 +114,25 @@ pub struct TrainRows {
 }
 
 impl TrainRows {
+    /// Cuts every row longer than `context` ids to it, like a turn that reaches the context
+    /// (rows built from text, such as RLTF-FM's critiques, can be longer than anything
+    /// sampled); counts them in `stats.rows_cut`. The one place no row exceeds the context.
+    pub(crate) fn fit_context(&mut self, context: usize) {
+        let cut = self
+            .rows
+            .iter_mut()
+            .filter_map(|r| r.cut_to(context).then_some(()))
+            .count();
+        if cut > 0 {
+            tracing::warn!(
+                rows = cut,
+                context,
+                "training rows longer than the context were cut to it"
+            );
+        }
+        self.stats.rows_cut += cut;
+    }
+
     /// Appends a row (counted by kind); returns its index.
     pub(crate) fn push(&mut self, row: Row) -> usize {
         let name = serde_json::to_value(row.kind)
@@ -226,4 +262,36 @@ pub(crate) fn only_range(mask: &[bool], range: std::ops::Range<usize>) -> Vec<bo
         .enumerate()
         .map(|(i, m)| *m && range.contains(&i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(len: usize) -> Row {
+        Row {
+            ids: (0..len as u32).collect(),
+            mask: vec![true; len - 1],
+            advantages: vec![1.0; len - 1],
+            old_logprobs: Some(vec![-1.0; len - 1]),
+            kind: RowKind::Policy,
+            problem: 0,
+        }
+    }
+
+    #[test]
+    fn rows_longer_than_the_context_are_cut_to_it() {
+        let mut rows = TrainRows::default();
+        rows.push(row(10));
+        rows.push(row(4));
+        rows.fit_context(6);
+        let long = &rows.rows[0];
+        assert_eq!(
+            (long.ids.len(), long.mask.len(), long.advantages.len()),
+            (6, 5, 5)
+        );
+        assert_eq!(long.old_logprobs.as_ref().map(Vec::len), Some(5));
+        assert_eq!(rows.rows[1], row(4));
+        assert_eq!(rows.stats.rows_cut, 1);
+    }
 }

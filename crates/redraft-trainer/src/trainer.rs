@@ -459,6 +459,7 @@ impl Trainer {
             problems: &problems,
         };
         let mut rows = method.rows(&batch, &row_ctx)?;
+        rows.fit_context(policy.config().max_position_embeddings);
         rows.stats.sampling_tries = tries;
         rows.stats.groups_filtered += filtered;
         // 3. Log-probs the objective needs besides the sampling ones.
