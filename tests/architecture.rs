@@ -20,10 +20,10 @@ const NO_BURN: [&str; 5] = [
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     BTreeMap::from([
         ("redraft-gguf", vec![]),
-        ("redraft-tokenizer", vec![]),
+        ("redraft-tokenizer", vec!["redraft-gguf"]),
         ("redraft-verifier", vec![]),
         ("redraft-credit-assignment", vec![]),
-        ("redraft-model", vec![]),
+        ("redraft-model", vec!["redraft-gguf"]),
         (
             "redraft-feedback-protocol",
             vec!["redraft-tokenizer", "redraft-verifier"],

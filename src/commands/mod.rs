@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: opening model directories and JSONL I/O.
 
+pub(crate) mod convert;
 pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod init_model;
@@ -18,7 +19,7 @@ use redraft::model::burn::tensor::Device;
 use redraft::model::{CausalLm, DeviceSpec};
 use redraft::tokenizer::Tokenizer;
 
-/// A model directory opened for inference.
+/// A model (a directory or a `.gguf` file) opened for inference.
 pub(crate) struct LoadedModel {
     pub(crate) model: CausalLm,
     pub(crate) tokenizer: Box<dyn Tokenizer>,
@@ -26,10 +27,11 @@ pub(crate) struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads config.json, the safetensors weights and the tokenizer of `dir` onto `device`.
+    /// Loads config.json, the safetensors weights and the tokenizer of directory `dir`, or
+    /// the model and tokenizer of a `.gguf` file, onto `device`.
     pub(crate) fn open(dir: &Path, device: DeviceSpec) -> Result<Self> {
         let device = device.device()?;
-        let model = CausalLm::from_pretrained(dir, &device)
+        let model = CausalLm::load(dir, &device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
         let tokenizer = redraft::tokenizer::load_tokenizer(dir)
             .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;

@@ -26,7 +26,9 @@ pub enum Error {
         reason: String,
     },
     /// A tensor is stored in a type this reader cannot dequantize.
-    #[error("tensor `{tensor}` has GGUF type {type_name}, which is not supported (supported: {supported})")]
+    #[error(
+        "tensor `{tensor}` has GGUF type {type_name}, which is not supported (supported: {supported})"
+    )]
     UnsupportedType {
         /// The tensor.
         tensor: String,

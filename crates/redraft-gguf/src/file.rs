@@ -78,10 +78,12 @@ impl<R: Read> Cursor<R> {
             )));
         }
         let mut buffer = vec![0u8; n as usize];
-        self.inner.read_exact(&mut buffer).map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.inner
+            .read_exact(&mut buffer)
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.remaining -= n;
         Ok(buffer)
     }
@@ -216,7 +218,9 @@ impl GgufFile {
             Some(_) => metadata.uint("general.alignment")?,
         };
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(r.malformed(format!("general.alignment {alignment} is not a power of two")));
+            return Err(r.malformed(format!(
+                "general.alignment {alignment} is not a power of two"
+            )));
         }
         let header_end = size - r.remaining;
         let data_start = header_end.div_ceil(alignment) * alignment;

@@ -53,7 +53,8 @@ impl Metadata {
     }
 
     fn required(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| Error::MissingKey { key: key.into() })
+        self.get(key)
+            .ok_or_else(|| Error::MissingKey { key: key.into() })
     }
 
     fn wrong(key: &str, expected: &'static str, found: &Value) -> Error {
@@ -136,8 +137,9 @@ impl Metadata {
                 .iter()
                 .map(|v| match v {
                     Value::Int(x) => Ok(*x),
-                    Value::Uint(x) => i64::try_from(*x)
-                        .map_err(|_| Self::wrong(key, "an array of integers", v)),
+                    Value::Uint(x) => {
+                        i64::try_from(*x).map_err(|_| Self::wrong(key, "an array of integers", v))
+                    }
                     other => Err(Self::wrong(key, "an array of integers", other)),
                 })
                 .collect(),

@@ -94,7 +94,10 @@ fn a_handmade_file_reads_back() {
     );
     let (_dir, file) = open_bytes(&bytes);
     let file = file.unwrap();
-    assert_eq!(file.metadata().str("general.architecture").unwrap(), "llama");
+    assert_eq!(
+        file.metadata().str("general.architecture").unwrap(),
+        "llama"
+    );
     assert_eq!(file.tensor_info("w").unwrap().shape, vec![2, 3]);
     assert_eq!(
         file.tensor_f32("w").unwrap(),
