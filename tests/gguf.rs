@@ -206,7 +206,11 @@ fn convert_writes_a_model_directory_that_scores_as_the_gguf_does() {
     };
     let from_dir = score(&out);
     assert!(from_dir.contains("logprobs"), "{from_dir}");
-    assert_eq!(from_dir, score(&gguf), "the directory and the GGUF score alike");
+    assert_eq!(
+        from_dir,
+        score(&gguf),
+        "the directory and the GGUF score alike"
+    );
     let generated = common::ok(common::redraft(&[
         "generate",
         "--model",
@@ -245,8 +249,16 @@ fn unreadable_ggufs_are_refused_by_name_leaving_nothing() {
     gemma[at..at + 5].copy_from_slice(b"gemma");
     let cases: [(&str, Vec<u8>, &str); 3] = [
         ("gemma.gguf", gemma, "GGUF architecture `gemma`"),
-        ("truncated.gguf", whole[..whole.len() / 2].to_vec(), "truncated"),
-        ("text.gguf", b"not a model".to_vec(), "does not start with `GGUF`"),
+        (
+            "truncated.gguf",
+            whole[..whole.len() / 2].to_vec(),
+            "truncated",
+        ),
+        (
+            "text.gguf",
+            b"not a model".to_vec(),
+            "does not start with `GGUF`",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let path = tmp.path().join(name);
