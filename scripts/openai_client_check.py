@@ -52,6 +52,14 @@ def main() -> None:
     streamed = "".join(c.choices[0].text for c in pieces if c.choices)
     assert streamed == whole.choices[0].text, f"{streamed!r} != {whole.choices[0].text!r}"
 
+    top = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=3, temperature=0, logprobs=True, top_logprobs=3
+    )
+    for entry in top.choices[0].logprobs.content:
+        assert len(entry.top_logprobs) == 3, entry
+        assert entry.top_logprobs[0].logprob == entry.logprob, entry
+        assert entry.bytes is not None, entry
+
     try:
         client.chat.completions.create(
             model=model,

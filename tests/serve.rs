@@ -509,8 +509,8 @@ fn protocol_gaps_are_filled_or_refused_by_name() {
             "response_format",
             json!({"type": "json_object"}),
         ),
-        ("/v1/chat/completions", "top_logprobs", json!(3)),
-        ("/v1/completions", "logprobs", json!(3)),
+        ("/v1/chat/completions", "top_logprobs", json!(21)),
+        ("/v1/completions", "logprobs", json!(6)),
     ] {
         let mut body = if endpoint == "/v1/completions" {
             json!({"prompt": "a", "max_tokens": 2})
@@ -617,7 +617,7 @@ fn the_official_openai_python_client_streams_from_redraft_serve() {
 }
 
 #[test]
-fn token_bytes_are_never_a_replacement_character() {
+fn token_bytes_are_the_tokens_real_bytes() {
     let server = start(&[]);
     let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "n": 8, "seed": 3, "temperature": 1.5, "logprobs": true});
     let (status, answer) = post(&server, "/v1/chat/completions", body);
@@ -631,20 +631,405 @@ fn token_bytes_are_never_a_replacement_character() {
     let mut partial = 0;
     for entry in &entries {
         let token = entry["token"].as_str().unwrap();
-        match entry["bytes"].as_array() {
-            // A byte that is not a character alone: OpenAI's `null` (no bytes representation
-            // as text), never the UTF-8 of U+FFFD.
-            None => {
-                assert!(entry["bytes"].is_null(), "{entry}");
-                partial += 1;
-            }
-            Some(bytes) => {
-                let bytes: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
-                assert_eq!(String::from_utf8(bytes).unwrap(), token);
-                assert!(!token.contains('\u{FFFD}'), "{entry}");
-            }
+        let bytes: Vec<u8> = entry["bytes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no bytes: {entry}"))
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        if token == "\u{FFFD}" {
+            // A byte that is not a character alone: its own byte, never U+FFFD's UTF-8.
+            assert!(bytes.len() == 1 && bytes[0] >= 0x80, "{entry}");
+            partial += 1;
+        } else {
+            assert_eq!(String::from_utf8(bytes).unwrap(), token);
         }
     }
     // The random byte model samples bytes >= 0x80 among 128 tokens: the case is exercised.
     assert!(partial > 0, "{entries:?}");
+}
+
+#[test]
+fn top_logprobs_list_the_most_likely_tokens() {
+    let server = start(&[]);
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 4});
+    let (status, answer) = post(&server, "/v1/chat/completions", chat.clone());
+    assert_eq!(status, 200, "{answer}");
+    let content = answer["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
+    assert!(!content.is_empty());
+    for entry in content {
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 4, "{entry}");
+        let values: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        assert!(values.windows(2).all(|w| w[0] >= w[1]), "{entry}");
+        assert!(
+            top.iter()
+                .all(|t| t["bytes"].is_array() && t["token"].is_string())
+        );
+        // Greedy: the sampled token is the most likely one.
+        assert_eq!(top[0]["logprob"], entry["logprob"], "{entry}");
+        assert_eq!(top[0]["bytes"], entry["bytes"], "{entry}");
+    }
+    // Streamed, each token's chunk carries the same alternatives.
+    let mut streamed = chat;
+    streamed["stream"] = json!(true);
+    let (_, _, body) = raw(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &streamed.to_string(),
+    );
+    let entries: Vec<Value> = data_events(&body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(
+        &Value::from(entries),
+        &answer["choices"][0]["logprobs"]["content"]
+    );
+
+    // Completions: `logprobs: N` gives a {token: logprob} map per token.
+    let completion = json!({"prompt": "12+34=", "max_tokens": 5, "temperature": 0, "logprobs": 3});
+    let (status, answer) = post(&server, "/v1/completions", completion);
+    assert_eq!(status, 200, "{answer}");
+    let logprobs = &answer["choices"][0]["logprobs"];
+    let tops = logprobs["top_logprobs"].as_array().unwrap();
+    let tokens = logprobs["tokens"].as_array().unwrap();
+    assert_eq!(tops.len(), tokens.len());
+    for (t, top) in tops.iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 3, "{top:?}");
+        let token = tokens[t].as_str().unwrap();
+        assert_eq!(top[token], logprobs["token_logprobs"][t], "{top:?}");
+    }
+
+    // OpenAI's limits: 0 to 20 alternatives (chat, with `logprobs: true`), 0 to 5 (completions).
+    for (endpoint, body, param) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "a"}], "logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "logprobs": 6}),
+            "logprobs",
+        ),
+    ] {
+        let (status, answer) = post(&server, endpoint, body);
+        assert_eq!(
+            (status, answer["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{answer}"
+        );
+    }
+}
+
+/// Reads one response whose body has a Content-Length, leaving the connection open.
+fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String, String) {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// A connection to `server`: a reader of responses and the stream to write requests to.
+fn connect(server: &Server) -> (BufReader<TcpStream>, TcpStream) {
+    let stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    (BufReader::new(stream.try_clone().unwrap()), stream)
+}
+
+/// Whether the server has closed the connection (end of stream within a few seconds).
+fn closed(reader: &mut BufReader<TcpStream>) -> bool {
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    matches!(reader.read(&mut [0u8; 1]), Ok(0))
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = start(&[]);
+    let (mut reader, mut writer) = connect(&server);
+    write!(writer, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (status, head, _) = read_response(&mut reader);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let body = json!({"prompt": "1+1=", "max_tokens": 3, "seed": 1}).to_string();
+    let (_, alone) = post(
+        &server,
+        "/v1/completions",
+        serde_json::from_str(&body).unwrap(),
+    );
+    for _ in 0..2 {
+        write!(
+            writer,
+            "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let (status, head, answer) = read_response(&mut reader);
+        assert_eq!(status, 200, "{head}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["choices"], alone["choices"]);
+    }
+    // Two requests sent at once (pipelined) are answered in order.
+    write!(
+        writer,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut reader).2, r#"{"status":"ok"}"#);
+    assert!(read_response(&mut reader).2.contains("\"tiny\""));
+    // `Connection: close` is honoured: answered, then closed.
+    write!(
+        writer,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, head, _) = read_response(&mut reader);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(closed(&mut reader));
+}
+
+#[test]
+fn keep_alive_connections_are_bounded_by_a_request_cap_and_an_idle_timeout() {
+    let server = start(&[
+        "--max-requests-per-connection",
+        "2",
+        "--keep-alive-secs",
+        "1",
+    ]);
+    let (mut reader, mut writer) = connect(&server);
+    for i in 0..2 {
+        write!(writer, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let (status, head, _) = read_response(&mut reader);
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            i == 1,
+            "{head}"
+        );
+    }
+    assert!(closed(&mut reader));
+    // An idle connection is closed after the keep-alive timeout, without an answer.
+    let (mut reader, mut writer) = connect(&server);
+    write!(writer, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader).0, 200);
+    let started = std::time::Instant::now();
+    assert!(closed(&mut reader));
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// Sends `chunks` as a chunked request body (without the final empty chunk when `finish` is
+/// false) and returns the connection.
+fn chunked_post(server: &Server, path: &str, chunks: &[&str], finish: bool) -> TcpStream {
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for chunk in chunks {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    if finish {
+        request.push_str("0\r\n\r\n");
+    }
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+fn response_of(mut stream: TcpStream) -> (u16, Value) {
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn chunked_request_bodies_are_read() {
+    let server = start(&[]);
+    let body = json!({"prompt": "1+1=", "max_tokens": 3, "seed": 4}).to_string();
+    let (a, b) = body.split_at(7);
+    let (status, answer) = response_of(chunked_post(&server, "/v1/completions", &[a, b], true));
+    assert_eq!(status, 200, "{answer}");
+    let (_, alone) = post(
+        &server,
+        "/v1/completions",
+        serde_json::from_str(&body).unwrap(),
+    );
+    assert_eq!(answer["choices"], alone["choices"]);
+}
+
+#[test]
+fn chunked_bodies_over_the_limit_get_413() {
+    let server = start(&["--max-body-bytes", "2000"]);
+    let piece = "x".repeat(1000);
+    let stream = chunked_post(&server, "/v1/completions", &[&piece, &piece, &piece], true);
+    let (status, answer) = response_of(stream);
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(
+        post(
+            &server,
+            "/v1/completions",
+            json!({"prompt": "a", "max_tokens": 1})
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn slow_chunked_bodies_get_408() {
+    let server = start(&["--request-timeout-secs", "1"]);
+    let started = std::time::Instant::now();
+    let stream = chunked_post(&server, "/v1/completions", &["{\"prompt\": "], false);
+    let (status, answer) = response_of(stream);
+    assert_eq!(status, 408, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn streamed_tokens_are_sent_as_they_are_sampled() {
+    let server = start(&[]);
+    let request =
+        json!({"prompt": "x", "max_tokens": 400, "temperature": 0.7, "seed": 29, "logprobs": 0});
+    let (_, whole) = post(&server, "/v1/completions", request.clone());
+    let tokens = whole["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        tokens >= 100,
+        "the setting samples too few tokens to time: {whole}"
+    );
+    let mut streamed = request;
+    streamed["stream"] = json!(true);
+    let body = streamed.to_string();
+    let (mut reader, mut writer) = connect(&server);
+    let sent = std::time::Instant::now();
+    write!(
+        writer,
+        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (mut first, mut last) = (None, Duration::ZERO);
+    let mut events = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if line.starts_with("data: {") && first.is_none() {
+            first = Some(sent.elapsed());
+        }
+        if line.starts_with("data: ") {
+            last = sent.elapsed();
+            events.push_str(&line);
+            events.push('\n');
+        }
+        line.clear();
+    }
+    let first = first.expect("no chunk");
+    // The first token's chunk arrives long before the last one's (sent as it is sampled).
+    assert!(
+        first * 4 < last,
+        "first chunk after {first:?}, last after {last:?}"
+    );
+    let chunks: Vec<Value> = data_events(&events)
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, whole["choices"][0]["text"].as_str().unwrap());
+    let logprobs: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["logprobs"]["token_logprobs"]
+                .as_array()
+                .cloned()
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        Value::from(logprobs),
+        whole["choices"][0]["logprobs"]["token_logprobs"]
+    );
+}
+
+#[test]
+fn streamed_text_never_includes_a_stop_string() {
+    let server = start(&[]);
+    let greedy = json!({"prompt": "abc", "max_tokens": 24, "temperature": 0});
+    let (_, full) = post(&server, "/v1/completions", greedy.clone());
+    let text: Vec<char> = full["choices"][0]["text"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .collect();
+    if text.len() < 6 {
+        return;
+    }
+    // Stop strings of one and of several characters (spanning tokens).
+    for stop in [text[3..5].iter().collect::<String>(), text[2].to_string()] {
+        let mut request = greedy.clone();
+        request["stop"] = json!([stop]);
+        let (_, cut) = post(&server, "/v1/completions", request.clone());
+        request["stream"] = json!(true);
+        let (status, _, body) = raw(&server, "POST", "/v1/completions", &request.to_string());
+        assert_eq!(status, 200);
+        let pieces: Vec<String> = data_events(&body)
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_string))
+            .collect();
+        assert!(pieces.iter().all(|p| !p.contains(&stop)), "{pieces:?}");
+        assert_eq!(pieces.concat(), cut["choices"][0]["text"].as_str().unwrap());
+        assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    }
 }

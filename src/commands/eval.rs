@@ -119,8 +119,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         "pass@{:<10} {:.4} ± {:.4}",
         report.samples, report.pass_at_k.mean, report.pass_at_k.stderr
     );
-    if let Some(r) = report.with_feedback {
-        println!("with feedback   {:.4} ± {:.4}", r.mean, r.stderr);
+    if let Some(text) = report.with_feedback_text(4) {
+        println!("with feedback   {text}");
     }
     if let Some(r) = report.self_feedback {
         println!("self-feedback   {:.4} ± {:.4}", r.mean, r.stderr);

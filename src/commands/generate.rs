@@ -100,6 +100,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         stop_tokens,
         vocab_limit: Some(tokenizer.vocab_size()),
         seed: args.seed,
+        ..SamplingParams::default()
     };
     let completions = generate(
         &loaded.model,

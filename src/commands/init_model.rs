@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use redraft::model::{CausalLm, DeviceSpec, ModelConfig, SaveDType};
+use redraft::model::{
+    CausalLm, DeviceSpec, MemoryLimit, ModelConfig, SaveDType, Workload, parse_bytes, replace_dir,
+};
 use redraft::tokenizer::{ByteTokenizer, Tokenizer};
 
 #[derive(Debug, clap::Args)]
@@ -22,9 +24,13 @@ pub(crate) struct Args {
     /// of a Hugging Face tokenizer.json (its tokenizer_config.json beside it is copied too).
     #[arg(long, default_value = "byte")]
     tokenizer: String,
-    /// Replace the files of a non-empty output directory.
+    /// Replace a non-empty output directory (its old contents are removed).
     #[arg(long)]
     force: bool,
+    /// Refuse a model whose estimated memory exceeds this (e.g. `2GiB`, `512MB`); the memory
+    /// the machine has available is always a limit.
+    #[arg(long, value_name = "BYTES")]
+    max_memory: Option<String>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -38,28 +44,39 @@ pub(crate) fn run(args: Args) -> Result<()> {
             args.out.display()
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let vocab = if args.tokenizer == "byte" {
-        let tokenizer = ByteTokenizer::new();
-        check_vocab(tokenizer.vocab_size(), &config)?;
-        tokenizer.save(&args.out)?;
-        tokenizer.vocab_size()
-    } else {
-        let source = PathBuf::from(&args.tokenizer);
-        let tokenizer = redraft::tokenizer::HfTokenizer::from_files(&source, None)?;
-        check_vocab(tokenizer.vocab_size(), &config)?;
-        std::fs::copy(&source, args.out.join("tokenizer.json"))
-            .with_context(|| format!("copying {}", source.display()))?;
-        let side = source.with_file_name("tokenizer_config.json");
-        if side.exists() {
-            std::fs::copy(&side, args.out.join("tokenizer_config.json"))
-                .with_context(|| format!("copying {}", side.display()))?;
-        }
-        tokenizer.vocab_size()
+    // Sized before anything is allocated or written.
+    let given = match &args.max_memory {
+        Some(text) => Some(MemoryLimit {
+            bytes: parse_bytes(text).context("--max-memory")?,
+            source: "limit set by --max-memory".into(),
+        }),
+        None => None,
     };
-    let model = CausalLm::init(&config, args.seed, &DeviceSpec::Cpu.device()?)?;
-    model.save_pretrained(&args.out, SaveDType::F32)?;
+    if let Some(limit) = MemoryLimit::resolve(given, true) {
+        config
+            .memory_estimate(&Workload::default())
+            .check("the model", &limit)?;
+    }
+    // Written whole into a temporary sibling folder, then renamed: a failure leaves nothing.
+    let name = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let tmp = args
+        .out
+        .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = write_model(&args, &config, &tmp).and_then(|vocab| {
+        replace_dir(&tmp, &args.out)?;
+        Ok(vocab)
+    });
+    let vocab = match written {
+        Ok(vocab) => vocab,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     println!(
         "wrote {} ({} parameters, vocabulary {} of {} ids used by the tokenizer, seed {})",
         args.out.display(),
@@ -69,6 +86,32 @@ pub(crate) fn run(args: Args) -> Result<()> {
         args.seed
     );
     Ok(())
+}
+
+/// Writes the tokenizer and the model into `dir`; returns the tokenizer's vocabulary size.
+fn write_model(args: &Args, config: &ModelConfig, dir: &std::path::Path) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let vocab = if args.tokenizer == "byte" {
+        let tokenizer = ByteTokenizer::new();
+        check_vocab(tokenizer.vocab_size(), config)?;
+        tokenizer.save(dir)?;
+        tokenizer.vocab_size()
+    } else {
+        let source = PathBuf::from(&args.tokenizer);
+        let tokenizer = redraft::tokenizer::HfTokenizer::from_files(&source, None)?;
+        check_vocab(tokenizer.vocab_size(), config)?;
+        std::fs::copy(&source, dir.join("tokenizer.json"))
+            .with_context(|| format!("copying {}", source.display()))?;
+        let side = source.with_file_name("tokenizer_config.json");
+        if side.exists() {
+            std::fs::copy(&side, dir.join("tokenizer_config.json"))
+                .with_context(|| format!("copying {}", side.display()))?;
+        }
+        tokenizer.vocab_size()
+    };
+    let model = CausalLm::init(config, args.seed, &DeviceSpec::Cpu.device()?)?;
+    model.save_pretrained(dir, SaveDType::F32)?;
+    Ok(vocab)
 }
 
 fn check_vocab(tokenizer_vocab: usize, config: &ModelConfig) -> Result<()> {

@@ -40,6 +40,13 @@ pub(crate) struct Args {
     /// Also the limit on each write of the answer.
     #[arg(long, default_value_t = 30.0)]
     request_timeout_secs: f64,
+    /// Seconds an open connection may wait for its next request (HTTP keep-alive) before it
+    /// is closed.
+    #[arg(long, default_value_t = 5.0)]
+    keep_alive_secs: f64,
+    /// Most requests answered on one connection; the last one's answer closes it.
+    #[arg(long, default_value_t = 100)]
+    max_requests_per_connection: usize,
     /// Seed of requests that bring none (incremented per request).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -66,16 +73,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
             max_batch_rows: args.max_batch_rows.max(1),
             max_in_flight: args.max_in_flight.max(1),
             max_connections: args.max_connections.max(1),
-            request_timeout: Duration::try_from_secs_f64(args.request_timeout_secs)
-                .ok()
-                .filter(|t| !t.is_zero())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--request-timeout-secs must be a positive number of seconds, got {}",
-                        args.request_timeout_secs
-                    )
-                })?,
+            request_timeout: seconds("--request-timeout-secs", args.request_timeout_secs)?,
+            keep_alive: seconds("--keep-alive-secs", args.keep_alive_secs)?,
+            max_requests_per_connection: args.max_requests_per_connection.max(1),
             seed: args.seed,
         },
     )
+}
+
+/// A positive duration given in seconds on the command line; errors name the flag.
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("{flag} must be a positive number of seconds, got {value}"))
 }

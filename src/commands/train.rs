@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use redraft::trainer::{EvalRecord, Observer, RunDir, StepMetrics, TrainConfig, Trainer};
+use redraft::trainer::{
+    EvalRecord, Observer, RunDir, StepMetrics, TrainConfig, Trainer, preflight,
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -17,8 +19,14 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with = "resume")]
     run_dir: Option<PathBuf>,
     /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides", "max_memory"])]
     resume: Option<PathBuf>,
+    /// Refuse a run whose estimated memory exceeds this (e.g. `8GiB`; the `max_memory` key).
+    #[arg(long, value_name = "BYTES")]
+    max_memory: Option<String>,
+    /// Run the start-up checks (configuration, context, memory) and stop.
+    #[arg(long, conflicts_with = "resume")]
+    check: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -27,7 +35,29 @@ pub(crate) fn run(args: Args) -> Result<()> {
             Trainer::resume(dir).with_context(|| format!("resuming {}", dir.display()))?
         }
         (None, Some(path)) => {
-            let config = TrainConfig::load(path, &args.overrides)?;
+            let mut overrides = args.overrides.clone();
+            if let Some(limit) = &args.max_memory {
+                overrides.push(format!("max_memory={}", toml_string(limit)));
+            }
+            let config = TrainConfig::load(path, &overrides)?;
+            if args.check {
+                let p = preflight(&config)?;
+                println!(
+                    "ok: {} turns fit the {}-token context ({} needs the most: {} prompt tokens{} + {} new + {} closing); estimated memory {}{}",
+                    config.run_name(),
+                    p.context,
+                    p.longest.turn,
+                    p.longest.tokens,
+                    if p.longest.grows { " at least" } else { "" },
+                    config.rollout.max_new_tokens,
+                    p.longest.turn_end,
+                    p.memory,
+                    p.limit
+                        .map(|l| format!(", within the {l}"))
+                        .unwrap_or_default()
+                );
+                return Ok(());
+            }
             let dir = match &args.run_dir {
                 Some(d) => d.clone(),
                 None => RunDir::new_under(&std::env::current_dir()?, &config.run_name())?,
@@ -50,6 +80,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     println!("report: {}", summary.run_dir.join("report.md").display());
     Ok(())
+}
+
+/// `text` as a TOML string (for the `--set` override that `--max-memory` becomes).
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// One progress line per step on standard error, with the key figures.
@@ -103,8 +138,8 @@ impl Observer for Progress {
             r.report.samples,
             r.report.pass_at_k.mean
         );
-        if let Some(f) = r.report.with_feedback {
-            line += &format!(", with feedback {:.3}", f.mean);
+        if let Some(f) = r.report.with_feedback_text(3) {
+            line += &format!(", with feedback {f}");
         }
         eprintln!("{line}");
     }

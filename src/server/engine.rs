@@ -1,5 +1,7 @@
 //! The sampling engine of the server: one thread owns the model and runs every request queued
-//! while it was busy as one batch, so concurrent requests share forward passes.
+//! while it was busy as one batch, so concurrent requests share forward passes. Each token is
+//! sent to its request's thread as soon as it is sampled, with the text it adds (stop strings
+//! are found here, incrementally, so streamed and whole answers are cut the same way).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,18 +9,116 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use redraft::model::CausalLm;
 use redraft::model::burn::tensor::Device;
-use redraft::rollout::{Completion, RowRequest, generate_rows};
-use redraft::tokenizer::Tokenizer;
+use redraft::rollout::{Control, FinishReason, RowRequest, Sampled, generate_rows_with};
+use redraft::tokenizer::{IncrementalDecoder, Tokenizer};
 
-/// The rows of one HTTP request (its `n` choices) and where to send their completions.
+/// The rows of one HTTP request (its `n` choices) and where to send their tokens.
 pub(crate) struct Job {
     pub(crate) rows: Vec<RowRequest>,
-    /// Stop strings: a row ends when its decoded text contains one.
+    /// Stop strings: a choice ends when its text contains one (which is not sent).
     pub(crate) stop: Vec<String>,
     /// Set when the client has gone: the job's rows end at the next decode step (and a job
     /// still queued is never run).
     pub(crate) cancelled: Arc<AtomicBool>,
-    pub(crate) reply: Sender<Result<Vec<Completion>, String>>,
+    pub(crate) events: Sender<Event>,
+}
+
+/// What the engine tells a request's thread.
+pub(crate) enum Event {
+    /// One sampled token.
+    Token(Token),
+    /// The batch has ended: the choices that have not finished end at their length (`Ok`, a
+    /// choice given no room for any token), or sampling failed (`Err`).
+    Done(Result<(), String>),
+}
+
+/// One sampled token of a choice.
+pub(crate) struct Token {
+    /// The choice (row of the request).
+    pub(crate) choice: usize,
+    pub(crate) id: u32,
+    pub(crate) logprob: f32,
+    /// The most likely tokens, when asked for.
+    pub(crate) top_logprobs: Vec<(u32, f32)>,
+    /// The text this token adds to the choice: held back while it ends in an incomplete
+    /// character or may be the start of a stop string, and never part of a stop string.
+    pub(crate) text: String,
+    /// Why the choice ends with this token, when it does.
+    pub(crate) finish: Option<FinishReason>,
+}
+
+/// The text of one choice, decoded token by token (never by decoding the whole completion
+/// again), cut before the first stop string.
+pub(crate) struct ChoiceText {
+    decoder: IncrementalDecoder<Arc<dyn Tokenizer>>,
+    stop: Vec<String>,
+    /// Decoded text not sent yet: it may be the start of a stop string.
+    held: String,
+}
+
+impl ChoiceText {
+    /// The text of a choice decoded with `tokenizer` (special tokens left out), cut at `stop`.
+    pub(crate) fn new(tokenizer: Arc<dyn Tokenizer>, stop: Vec<String>) -> Self {
+        Self {
+            decoder: IncrementalDecoder::new(tokenizer, true),
+            stop,
+            held: String::new(),
+        }
+    }
+
+    /// Adds token `id` (the choice's last when `last`); returns the text that can be sent now
+    /// and whether a stop string has ended the choice (the text stops before it).
+    pub(crate) fn push(&mut self, id: u32, last: bool) -> (String, bool) {
+        match self.decoder.push(id) {
+            Ok(text) => self.held.push_str(&text),
+            Err(error) => tracing::warn!(%error, id, "a sampled token does not decode"),
+        }
+        if !last && let Some(cut) = self.first_stop() {
+            return (self.take(cut), true);
+        }
+        if last {
+            match self.decoder.finish() {
+                Ok(rest) => self.held.push_str(&rest),
+                Err(error) => tracing::warn!(%error, "the last tokens do not decode"),
+            }
+            let (cut, hit) = self
+                .first_stop()
+                .map_or((self.held.len(), false), |cut| (cut, true));
+            return (self.take(cut), hit);
+        }
+        // Hold back the longest end of the text that begins a stop string.
+        let keep = self
+            .stop
+            .iter()
+            .flat_map(|s| {
+                (1..s.len())
+                    .filter(move |&k| s.is_char_boundary(k))
+                    .map(move |k| &s[..k])
+            })
+            .filter(|prefix| self.held.ends_with(prefix))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let ready = self.held.len() - keep;
+        let text = self.held[..ready].to_string();
+        self.held.drain(..ready);
+        (text, false)
+    }
+
+    /// Where the first stop string starts in the held text.
+    fn first_stop(&self) -> Option<usize> {
+        self.stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+    }
+
+    /// The held text before `cut`; the rest is dropped.
+    fn take(&mut self, cut: usize) -> String {
+        let text = self.held[..cut].to_string();
+        self.held.clear();
+        text
+    }
 }
 
 /// Runs jobs until every sender is gone. At most `max_rows` rows go into one batch; a job is
@@ -56,41 +156,94 @@ pub(crate) fn run(
             rows += job.rows.len();
             batch.push(job);
         }
-        // Which job (and so which stop strings) each row belongs to.
-        let counts: Vec<usize> = batch.iter().map(|job| job.rows.len()).collect();
-        let owner: Vec<usize> = batch
-            .iter()
-            .enumerate()
-            .flat_map(|(j, job)| std::iter::repeat_n(j, job.rows.len()))
-            .collect();
+        // Which job each row belongs to, and which of its choices it is.
+        let mut owner = Vec::with_capacity(rows);
+        let mut choice = Vec::with_capacity(rows);
+        let mut texts = Vec::with_capacity(rows);
+        for (j, job) in batch.iter().enumerate() {
+            for i in 0..job.rows.len() {
+                owner.push(j);
+                choice.push(i);
+                texts.push(ChoiceText::new(Arc::clone(&tokenizer), job.stop.clone()));
+            }
+        }
         let all_rows: Vec<RowRequest> = batch
             .iter_mut()
             .flat_map(|job| std::mem::take(&mut job.rows))
             .collect();
-        let stop = |row: usize, tokens: &[u32]| {
-            let job = &batch[owner[row]];
+        let mut observer = |sampled: &Sampled<'_>| {
+            let job = &batch[owner[sampled.row]];
             if job.cancelled.load(Ordering::SeqCst) {
-                return true;
+                return Control::Stop;
             }
-            let strings = &job.stop;
-            !strings.is_empty()
-                && tokenizer
-                    .decode(tokens, true)
-                    .is_ok_and(|text| strings.iter().any(|s| text.contains(s.as_str())))
+            let (text, hit) = texts[sampled.row].push(sampled.token, sampled.finish.is_some());
+            let token = Token {
+                choice: choice[sampled.row],
+                id: sampled.token,
+                logprob: sampled.logprob,
+                top_logprobs: sampled.top_logprobs.to_vec(),
+                text,
+                finish: if hit {
+                    Some(FinishReason::Stop)
+                } else {
+                    sampled.finish
+                },
+            };
+            // A request whose thread has gone is cancelled.
+            if job.events.send(Event::Token(token)).is_err() || hit {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
         };
         tracing::debug!(jobs = batch.len(), rows = all_rows.len(), "running a batch");
-        match generate_rows(&model, all_rows, pad_id, &device, &stop) {
-            Ok(completions) => {
-                let mut completions = completions.into_iter();
-                for (job, n) in batch.iter().zip(counts) {
-                    let _ = job.reply.send(Ok(completions.by_ref().take(n).collect()));
-                }
-            }
-            Err(error) => {
-                for job in &batch {
-                    let _ = job.reply.send(Err(error.to_string()));
-                }
+        let result = generate_rows_with(&model, all_rows, pad_id, &device, &mut observer)
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+        for job in &batch {
+            let _ = job.events.send(Event::Done(result.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redraft::tokenizer::ByteTokenizer;
+
+    /// The pieces `ChoiceText` sends for `text` pushed byte by byte, and whether it stopped.
+    fn pieces(text: &str, stop: &[&str]) -> (Vec<String>, bool) {
+        let tokenizer: Arc<dyn Tokenizer> = Arc::new(ByteTokenizer::default());
+        let mut choice = ChoiceText::new(tokenizer, stop.iter().map(|s| s.to_string()).collect());
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        for (i, &b) in bytes.iter().enumerate() {
+            let (piece, hit) = choice.push(u32::from(b), i + 1 == bytes.len());
+            out.push(piece);
+            if hit {
+                return (out, true);
             }
         }
+        (out, false)
+    }
+
+    #[test]
+    fn stop_strings_are_cut_and_never_sent_even_in_part() {
+        let (sent, hit) = pieces("abcSTxSTOPdef", &["STOP"]);
+        assert!(hit);
+        assert_eq!(sent.concat(), "abcSTx");
+        // "ST" is held back until it turns out not to start "STOP".
+        assert_eq!(sent[3..6], ["", "", "STx"]);
+        let (sent, hit) = pieces("héllo wörld", &["ö", "zz"]);
+        assert!(hit);
+        assert_eq!(sent.concat(), "héllo w");
+        // A character split over tokens is sent whole, with its last byte.
+        let (sent, hit) = pieces("h€", &[]);
+        assert!(!hit);
+        assert_eq!(sent, ["h", "", "", "€"]);
+        // The last token flushes what is held back.
+        let (sent, hit) = pieces("abST", &["STOP"]);
+        assert!(!hit);
+        assert_eq!(sent.concat(), "abST");
     }
 }

@@ -1,12 +1,14 @@
 //! `redraft serve`: an OpenAI-compatible HTTP server (`/v1/completions`,
 //! `/v1/chat/completions`, `/v1/models`, `/health`) on the rollout engine's sampler.
 //!
-//! One thread per connection reads the request under a deadline (`--request-timeout-secs`,
-//! head and body), validates it and queues its rows; one engine thread batches whatever is
-//! queued. Connections beyond `--max-connections` and sampling requests beyond
-//! `--max-in-flight` are answered 503 with `Retry-After`. A client that hangs up cancels its
-//! rows at the next decode step. Errors are OpenAI-style JSON; `stream: true` answers with
-//! server-sent events. See docs/SERVING.md.
+//! One thread per connection reads its requests (HTTP/1.1 keep-alive, up to
+//! `--max-requests-per-connection`, idle for at most `--keep-alive-secs`), each under a
+//! deadline (`--request-timeout-secs`, head and body), validates them and queues their rows;
+//! one engine thread batches whatever is queued and sends each token to its request's thread
+//! as soon as it is sampled. Connections beyond `--max-connections` and sampling requests
+//! beyond `--max-in-flight` are answered 503 with `Retry-After`. A client that hangs up
+//! cancels its rows at the next decode step. Errors are OpenAI-style JSON; `stream: true`
+//! answers with server-sent events, token by token. See docs/SERVING.md.
 
 mod engine;
 mod http;
@@ -15,17 +17,17 @@ mod openai;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use redraft::model::{ModelConfig, check_rows};
-use redraft::rollout::{Completion, FinishReason, RowRequest, SamplingParams, row_rng};
+use redraft::rollout::{FinishReason, RowRequest, SamplingParams, row_rng};
 use redraft::tokenizer::{Message, Tokenizer};
 use serde_json::{Value, json};
 
 use crate::commands::{LoadedModel, encode_text};
-use openai::{ApiError, ChatRequest, Choice, Common, CompletionRequest, Prompt};
+use openai::{ApiError, ChatRequest, Common, CompletionRequest, Prompt};
 
 /// Server settings.
 pub(crate) struct Settings {
@@ -40,6 +42,10 @@ pub(crate) struct Settings {
     /// Time a client has to send its whole request (head and body), and the limit on each
     /// write of the answer.
     pub(crate) request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub(crate) keep_alive: Duration,
+    /// Most requests answered on one connection; the last is answered `Connection: close`.
+    pub(crate) max_requests_per_connection: usize,
     pub(crate) seed: u64,
 }
 
@@ -49,6 +55,10 @@ const RETRY_AFTER_SECS: u32 = 1;
 const MAX_REFUSERS: usize = 64;
 /// How often a waiting request checks that its client is still connected.
 const HANG_UP_POLL: Duration = Duration::from_millis(50);
+/// Most alternatives per token in chat answers (`top_logprobs`), as OpenAI.
+const MAX_TOP_LOGPROBS: u32 = 20;
+/// Most alternatives per token in completions answers (`logprobs`), as OpenAI.
+const MAX_COMPLETION_LOGPROBS: u32 = 5;
 
 /// What request threads share.
 struct State {
@@ -62,12 +72,6 @@ struct State {
     connections: AtomicUsize,
     refusing: AtomicUsize,
     next_id: AtomicU64,
-}
-
-/// An answer: one JSON body, or the chunks of a server-sent event stream (`[DONE]` follows).
-enum Answer {
-    Json(Value),
-    Events(Vec<Value>),
 }
 
 /// Binds, prints `listening on http://HOST:PORT`, and serves until the process ends.
@@ -146,11 +150,13 @@ fn refuse_busy(mut stream: TcpStream, why: &str) {
     reply(
         &mut stream,
         Err(ApiError::new(503, format!("{why}; retry later"))),
+        false,
     );
 }
 
-/// Writes a JSON answer or error; a 503 carries `Retry-After`.
-fn reply(stream: &mut TcpStream, result: Result<Value, ApiError>) {
+/// Writes a JSON answer or error; a 503 carries `Retry-After`. The connection stays open when
+/// `keep_alive`, else it is closed.
+fn reply(stream: &mut TcpStream, result: Result<Value, ApiError>, keep_alive: bool) {
     let (status, body) = match result {
         Ok(body) => (200, body),
         Err(error) => (error.status, error.body()),
@@ -163,79 +169,88 @@ fn reply(stream: &mut TcpStream, result: Result<Value, ApiError>) {
         "application/json",
         headers,
         body.to_string().as_bytes(),
+        keep_alive,
     );
 }
 
-/// Sends the chunks of a stream, then `[DONE]`; stops when the client has gone.
-fn send_events(stream: &mut TcpStream, chunks: &[Value]) {
-    let sent = http::start_events(stream).and_then(|()| {
-        chunks
-            .iter()
-            .try_for_each(|chunk| http::send_event(stream, &chunk.to_string()))?;
-        http::send_event(stream, "[DONE]")
-    });
-    if sent.is_ok() {
-        http::close(stream);
-    }
-}
-
-/// Serves one connection: reads its request under the deadline and answers it.
+/// Serves one connection: its requests one after the other, each read under the deadline,
+/// while the client keeps it alive (and within the idle timeout and the request cap).
 fn connection(state: &State, mut stream: TcpStream) {
     let timeout = state.settings.request_timeout;
     let _ = stream.set_write_timeout(Some(timeout));
-    let request = match http::read_request(
-        &mut stream,
-        Instant::now() + timeout,
-        state.settings.max_body_bytes,
-    ) {
-        Ok(request) => request,
-        Err(http::ReadError::Closed) => return,
-        Err(http::ReadError::Timeout) => {
-            let message = format!(
-                "the request did not arrive within {} s",
-                timeout.as_secs_f32()
-            );
-            return reply(&mut stream, Err(ApiError::new(408, message)));
+    let mut reader = http::Reader::default();
+    let mut deadline = Instant::now() + timeout;
+    for served in 1.. {
+        let request =
+            match reader.read_request(&mut stream, deadline, state.settings.max_body_bytes) {
+                Ok(request) => request,
+                Err(http::ReadError::Closed) => return,
+                Err(http::ReadError::Timeout) => {
+                    let message = format!(
+                        "the request did not arrive within {} s",
+                        timeout.as_secs_f32()
+                    );
+                    return reply(&mut stream, Err(ApiError::new(408, message)), false);
+                }
+                Err(http::ReadError::TooLarge(limit)) => {
+                    let message = format!("request body larger than {limit} bytes");
+                    return reply(&mut stream, Err(ApiError::new(413, message)), false);
+                }
+                Err(http::ReadError::Malformed(message)) => {
+                    return reply(&mut stream, Err(ApiError::invalid(None, message)), false);
+                }
+            };
+        let keep_alive = !request.close && served < state.settings.max_requests_per_connection;
+        match route(state, &mut stream, &request) {
+            Ok(Some(body)) => reply(&mut stream, Ok(body), keep_alive),
+            Err(error) => reply(&mut stream, Err(error), keep_alive),
+            // Streamed (the stream ends the connection), or the client has gone.
+            Ok(None) => return,
         }
-        Err(http::ReadError::TooLarge(limit)) => {
-            let message = format!("request body larger than {limit} bytes");
-            return reply(&mut stream, Err(ApiError::new(413, message)));
+        if !keep_alive {
+            return;
         }
-        Err(http::ReadError::Malformed(message)) => {
-            return reply(&mut stream, Err(ApiError::invalid(None, message)));
+        let idle_until = Instant::now() + state.settings.keep_alive;
+        if !reader.wait_for_request(&mut stream, idle_until) {
+            return http::close(&mut stream);
         }
-    };
+        deadline = Instant::now() + timeout;
+    }
+}
+
+/// Answers one request: `Ok(Some)` a JSON body, `Ok(None)` when the answer has been streamed
+/// or the client has gone.
+fn route(
+    state: &State,
+    stream: &mut TcpStream,
+    request: &http::Request,
+) -> Result<Option<Value>, ApiError> {
     let path = request.path.as_str();
-    let result = match (request.method.as_str(), path) {
-        ("GET", "/health") => Ok(Answer::Json(json!({"status": "ok"}))),
-        ("GET", "/v1/models") => Ok(Answer::Json(json!({"object": "list", "data": [{
+    match (request.method.as_str(), path) {
+        ("GET", "/health") => Ok(Some(json!({"status": "ok"}))),
+        ("GET", "/v1/models") => Ok(Some(json!({"object": "list", "data": [{
             "id": state.settings.model_name, "object": "model", "owned_by": "redraft", "created": now(),
         }]}))),
         ("POST", "/v1/completions" | "/v1/chat/completions") => {
             if state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.settings.max_in_flight {
-                Err(ApiError::new(
+                state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                return Err(ApiError::new(
                     503,
                     "too many requests in flight; retry later",
-                ))
-            } else {
-                let answer = if path == "/v1/completions" {
-                    parse(&request.body).and_then(|body| completions(state, &stream, body))
-                } else {
-                    parse(&request.body).and_then(|body| chat(state, &stream, body))
-                };
-                state.in_flight.fetch_sub(1, Ordering::SeqCst);
-                answer
+                ));
             }
+            let answer = if path == "/v1/completions" {
+                parse(&request.body).and_then(|body| completions(state, stream, body))
+            } else {
+                parse(&request.body).and_then(|body| chat(state, stream, body))
+            };
+            state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            answer
         }
         (_, "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions") => {
             Err(ApiError::new(405, format!("method not allowed on {path}")))
         }
         _ => Err(ApiError::new(404, format!("no route {path}"))),
-    };
-    match result {
-        Ok(Answer::Events(chunks)) => send_events(&mut stream, &chunks),
-        Ok(Answer::Json(body)) => reply(&mut stream, Ok(body)),
-        Err(error) => reply(&mut stream, Err(error)),
     }
 }
 
@@ -251,15 +266,50 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::invalid(None, format!("invalid JSON body: {e}")))
 }
 
-/// Turns the shared parameters into one row per choice and runs them; cancels the rows when
-/// the client on `stream` hangs up.
+/// A request's job, queued or running: its tokens arrive on `events`.
+struct Running {
+    events: Receiver<engine::Event>,
+    cancelled: Arc<AtomicBool>,
+    choices: usize,
+    prompt_tokens: usize,
+}
+
+impl Running {
+    /// The next event; `None` when the client on `stream` has hung up (the job is then
+    /// cancelled: its rows end at the next decode step).
+    fn next(&self, stream: &TcpStream) -> Result<Option<engine::Event>, ApiError> {
+        loop {
+            match self.events.recv_timeout(HANG_UP_POLL) {
+                Ok(event) => return Ok(Some(event)),
+                Err(RecvTimeoutError::Timeout) => {
+                    if http::hung_up(stream) {
+                        self.cancel();
+                        return Ok(None);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(engine_stopped()),
+            }
+        }
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+}
+
+fn engine_stopped() -> ApiError {
+    ApiError::new(500, "the sampling engine has stopped")
+}
+
+/// Validates the shared parameters, turns them into one row per choice (asking for `top`
+/// alternatives per token) and queues them.
 fn sample(
     state: &State,
-    stream: &TcpStream,
     prompt: Vec<u32>,
     common: &Common,
     default_max: usize,
-) -> Result<(Vec<Choice>, usize), ApiError> {
+    top: usize,
+) -> Result<Running, ApiError> {
     common.refuse_unsupported()?;
     if let Some(model) = common
         .model
@@ -313,6 +363,7 @@ fn sample(
         max_new_tokens: max_tokens,
         stop_tokens: state.stop_tokens.clone(),
         vocab_limit: Some(state.tokenizer.vocab_size()),
+        top_logprobs: top,
         ..SamplingParams::default()
     };
     params
@@ -332,6 +383,7 @@ fn sample(
     let seed = common
         .seed
         .unwrap_or_else(|| state.next_seed.fetch_add(1, Ordering::SeqCst));
+    let prompt_tokens = prompt.len();
     let rows = (0..n)
         .map(|i| RowRequest {
             prompt: prompt.clone(),
@@ -339,96 +391,84 @@ fn sample(
             rng: row_rng(seed, i),
         })
         .collect();
-    let (reply, answer) = mpsc::channel();
+    let (events, receiver) = mpsc::channel();
     let cancelled = Arc::new(AtomicBool::new(false));
-    let stopped = || ApiError::new(500, "the sampling engine has stopped");
     state
         .jobs
         .send(engine::Job {
             rows,
-            stop: stop.clone(),
+            stop,
             cancelled: Arc::clone(&cancelled),
-            reply,
+            events,
         })
-        .map_err(|_| stopped())?;
-    let completions = loop {
-        match answer.recv_timeout(HANG_UP_POLL) {
-            Ok(result) => break result,
-            Err(RecvTimeoutError::Timeout) => {
-                if http::hung_up(stream) {
-                    cancelled.store(true, Ordering::SeqCst);
-                    return Err(ApiError::new(499, "the client closed the connection"));
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return Err(stopped()),
-        }
-    }
-    .map_err(|e| ApiError::new(500, format!("sampling failed: {e}")))?;
-    let choices = completions
-        .into_iter()
-        .map(|c| choice(state, c, &stop, common.streams()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((choices, prompt.len()))
-}
-
-/// Decodes a completion, cutting the text at the first stop string (which is not returned);
-/// with `deltas`, also what each token adds to the text (for streaming).
-fn choice(
-    state: &State,
-    completion: Completion,
-    stop: &[String],
-    deltas: bool,
-) -> Result<Choice, ApiError> {
-    let decode = |ids: &[u32]| {
-        state
-            .tokenizer
-            .decode(ids, true)
-            .map_err(|e| ApiError::new(500, e.to_string()))
-    };
-    let mut text = decode(&completion.tokens)?;
-    let mut finish_reason = match completion.finish_reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    };
-    if let Some(cut) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-        text.truncate(cut);
-        finish_reason = "stop";
-    }
-    let tokens = completion
-        .tokens
-        .iter()
-        .map(|&t| decode(&[t]))
-        .collect::<Result<Vec<_>, _>>()?;
-    // What each token adds to the text: the growth of the decoded prefix, held back while it
-    // ends in an incomplete character, and never past the (possibly cut) text.
-    let mut pieces = Vec::with_capacity(tokens.len());
-    let mut emitted = 0;
-    for end in (1..=completion.tokens.len()).filter(|_| deltas) {
-        let reach = if end == completion.tokens.len() {
-            text.len()
-        } else {
-            let prefix = decode(&completion.tokens[..end])?;
-            common_prefix(&text, prefix.trim_end_matches('\u{FFFD}')).max(emitted)
-        };
-        pieces.push(text[emitted..reach].to_string());
-        emitted = reach;
-    }
-    Ok(Choice {
-        text,
-        tokens,
-        deltas: pieces,
-        logprobs: completion.logprobs,
-        finish_reason,
+        .map_err(|_| engine_stopped())?;
+    Ok(Running {
+        events: receiver,
+        cancelled,
+        choices: n,
+        prompt_tokens,
     })
 }
 
-/// Length in bytes of the longest common prefix of `a` and `b` (a character boundary).
-fn common_prefix(a: &str, b: &str) -> usize {
-    a.char_indices()
-        .zip(b.chars())
-        .find(|((_, x), y)| x != y)
-        .map(|((at, _), _)| at)
-        .unwrap_or(a.len().min(b.len()))
+/// One choice, gathered token by token.
+#[derive(Debug, Default)]
+struct Choice {
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    top_logprobs: Vec<Vec<(u32, f32)>>,
+    text: String,
+    finish: Option<FinishReason>,
+}
+
+impl Choice {
+    fn add(&mut self, token: engine::Token) {
+        self.tokens.push(token.id);
+        self.logprobs.push(token.logprob);
+        self.top_logprobs.push(token.top_logprobs);
+        self.text.push_str(&token.text);
+        self.finish = token.finish;
+    }
+
+    /// OpenAI's name of the finish reason; a choice that ended without one ended at its
+    /// length.
+    fn finish_reason(&self) -> &'static str {
+        finish_name(self.finish)
+    }
+}
+
+fn finish_name(finish: Option<FinishReason>) -> &'static str {
+    match finish {
+        Some(FinishReason::Stop) => "stop",
+        Some(FinishReason::Length) | None => "length",
+    }
+}
+
+/// Follows a job to its end, calling `each(token)` on every token as it arrives; `Ok(None)`
+/// when the client hung up or `each` failed (the client left while being written to): the job
+/// is then cancelled.
+fn follow(
+    running: &Running,
+    stream: &TcpStream,
+    mut each: impl FnMut(&engine::Token) -> std::io::Result<()>,
+) -> Result<Option<Vec<Choice>>, ApiError> {
+    let mut choices: Vec<Choice> = (0..running.choices).map(|_| Choice::default()).collect();
+    while choices.iter().any(|c| c.finish.is_none()) {
+        match running.next(stream)? {
+            None => return Ok(None),
+            Some(engine::Event::Token(token)) => {
+                if each(&token).is_err() {
+                    running.cancel();
+                    return Ok(None);
+                }
+                choices[token.choice].add(token);
+            }
+            Some(engine::Event::Done(Ok(()))) => break,
+            Some(engine::Event::Done(Err(error))) => {
+                return Err(ApiError::new(500, format!("sampling failed: {error}")));
+            }
+        }
+    }
+    Ok(Some(choices))
 }
 
 fn usage(prompt_tokens: usize, choices: &[Choice]) -> Value {
@@ -436,50 +476,256 @@ fn usage(prompt_tokens: usize, choices: &[Choice]) -> Value {
     json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
 }
 
-/// The chunks of a streamed answer: `first` opens each choice, `token` carries its tokens one
-/// by one, `last` closes it with the finish reason; with `include_usage` every chunk has
-/// `"usage": null` and a last chunk with no choices carries the usage (OpenAI's layout).
-fn stream_chunks(
-    envelope: &Value,
-    choices: &[Choice],
-    usage: Value,
-    include_usage: bool,
-    first: impl Fn(usize) -> Option<Value>,
-    token: impl Fn(usize, &Choice, usize) -> Value,
-    last: impl Fn(usize, &Choice) -> Value,
-) -> Vec<Value> {
+/// How an endpoint writes its answers.
+enum Format {
+    /// `/v1/chat/completions`, with each token's log-prob when `logprobs`.
+    Chat { logprobs: bool },
+    /// `/v1/completions`, with log-probs when `logprobs` is given (`Some(0)`: the sampled
+    /// tokens' only; `Some(k)`: `k` alternatives per token).
+    Completions { logprobs: Option<u32> },
+}
+
+impl Format {
+    /// The fields every body or chunk of the answer starts with.
+    fn envelope(&self, state: &State, streams: bool) -> Value {
+        let id = state.next_id.fetch_add(1, Ordering::SeqCst);
+        let (id, object) = match self {
+            Self::Chat { .. } if streams => (format!("chatcmpl-{id}"), "chat.completion.chunk"),
+            Self::Chat { .. } => (format!("chatcmpl-{id}"), "chat.completion"),
+            Self::Completions { .. } => (format!("cmpl-{id}"), "text_completion"),
+        };
+        json!({"id": id, "object": object, "created": now(), "model": state.settings.model_name})
+    }
+
+    /// The whole answer's `choices`.
+    fn choices(&self, state: &State, choices: &[Choice]) -> Value {
+        choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match self {
+                Self::Chat { logprobs } => json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text},
+                    "finish_reason": c.finish_reason(),
+                    "logprobs": if *logprobs {
+                        json!({"content": (0..c.tokens.len())
+                            .map(|t| chat_logprob(state, c.tokens[t], c.logprobs[t], c.top_logprobs.get(t)))
+                            .collect::<Vec<_>>()})
+                    } else { Value::Null },
+                }),
+                Self::Completions { logprobs } => json!({
+                    "index": i,
+                    "text": c.text,
+                    "finish_reason": c.finish_reason(),
+                    "logprobs": logprobs.map(|k| completion_logprobs(state, c, 0..c.tokens.len(), k > 0, 0)),
+                }),
+            })
+            .collect()
+    }
+
+    /// The chunk that opens choice `i` of a stream (chat: the role), if any.
+    fn opening(&self, i: usize) -> Option<Value> {
+        match self {
+            Self::Chat { .. } => Some(
+                json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}),
+            ),
+            Self::Completions { .. } => None,
+        }
+    }
+
+    /// The chunk of one token, whose text starts at `offset` in its choice's tokens' texts.
+    fn token(&self, state: &State, token: &engine::Token, offset: usize) -> Value {
+        let i = token.choice;
+        match self {
+            Self::Chat { logprobs } => json!({
+                "index": i, "delta": {"content": token.text}, "finish_reason": null,
+                "logprobs": if *logprobs {
+                    json!({"content": [chat_logprob(state, token.id, token.logprob, Some(&token.top_logprobs))]})
+                } else { Value::Null },
+            }),
+            Self::Completions { logprobs } => {
+                let single = Choice {
+                    tokens: vec![token.id],
+                    logprobs: vec![token.logprob],
+                    top_logprobs: vec![token.top_logprobs.clone()],
+                    ..Choice::default()
+                };
+                json!({
+                    "index": i, "text": token.text, "finish_reason": null,
+                    "logprobs": logprobs.map(|k| completion_logprobs(state, &single, 0..1, k > 0, offset)),
+                })
+            }
+        }
+    }
+
+    /// The chunk that closes choice `i` with its finish reason.
+    fn closing(&self, i: usize, finish: Option<FinishReason>) -> Value {
+        let reason = finish_name(finish);
+        match self {
+            Self::Chat { .. } => {
+                json!({"index": i, "delta": {}, "logprobs": null, "finish_reason": reason})
+            }
+            Self::Completions { .. } => {
+                json!({"index": i, "text": "", "logprobs": null, "finish_reason": reason})
+            }
+        }
+    }
+}
+
+/// How a sampled token is shown: its text alone, lossily decoded (special tokens by their
+/// spelling).
+fn token_text(state: &State, id: u32) -> String {
+    state.tokenizer.decode(&[id], false).unwrap_or_default()
+}
+
+/// One entry of a chat answer's `logprobs.content`: the token, its log-prob, its real bytes
+/// (never U+FFFD's for a token that is not a character alone) and its alternatives.
+fn chat_logprob(state: &State, id: u32, logprob: f32, top: Option<&Vec<(u32, f32)>>) -> Value {
+    let entry = |id: u32, logprob: f32| json!({"token": token_text(state, id), "logprob": logprob, "bytes": state.tokenizer.token_bytes(id)});
+    let mut value = entry(id, logprob);
+    value["top_logprobs"] = top
+        .map(|top| top.iter().map(|&(id, l)| entry(id, l)).collect())
+        .unwrap_or_default();
+    value
+}
+
+/// The legacy `logprobs` object of tokens `range` of a choice (text offsets from `offset`);
+/// with `alternatives`, `top_logprobs` holds a {token: log-prob} map per token.
+fn completion_logprobs(
+    state: &State,
+    choice: &Choice,
+    range: std::ops::Range<usize>,
+    alternatives: bool,
+    offset: usize,
+) -> Value {
+    let tokens: Vec<String> = choice.tokens[range.clone()]
+        .iter()
+        .map(|&t| token_text(state, t))
+        .collect();
+    let offsets: Vec<usize> = tokens
+        .iter()
+        .scan(offset, |at, t| {
+            let start = *at;
+            *at += t.len();
+            Some(start)
+        })
+        .collect();
+    let top = if alternatives {
+        choice.top_logprobs[range.clone()]
+            .iter()
+            .map(|top| {
+                top.iter()
+                    .map(|&(id, l)| (token_text(state, id), json!(l)))
+                    .collect::<serde_json::Map<_, _>>()
+            })
+            .collect()
+    } else {
+        Value::Null
+    };
+    json!({"tokens": tokens, "token_logprobs": &choice.logprobs[range], "top_logprobs": top, "text_offset": offsets})
+}
+
+/// Answers a queued job: as one JSON body, or (`stream: true`) as server-sent events written
+/// as the tokens are sampled. `Ok(None)`: the client has gone (or the stream is already
+/// written), nothing more to send.
+fn answer(
+    state: &State,
+    stream: &mut TcpStream,
+    running: Running,
+    format: Format,
+    common: &Common,
+) -> Result<Option<Value>, ApiError> {
+    if !common.streams() {
+        let Some(choices) = follow(&running, stream, |_| Ok(()))? else {
+            return Ok(None);
+        };
+        let mut body = format.envelope(state, false);
+        body["usage"] = usage(running.prompt_tokens, &choices);
+        body["choices"] = format.choices(state, &choices);
+        return Ok(Some(body));
+    }
+    let envelope = format.envelope(state, true);
+    let include_usage = common.stream_usage();
     let chunk = |choice: Value| {
         let mut chunk = envelope.clone();
         chunk["choices"] = json!([choice]);
         if include_usage {
             chunk["usage"] = Value::Null;
         }
-        chunk
+        chunk.to_string()
     };
-    let mut chunks = Vec::new();
-    for (i, c) in choices.iter().enumerate() {
-        chunks.extend(first(i).map(chunk));
-        chunks.extend((0..c.tokens.len()).map(|t| chunk(token(i, c, t))));
-        chunks.push(chunk(last(i, c)));
+    let opened = http::start_events(stream).and_then(|()| {
+        (0..running.choices)
+            .filter_map(|i| format.opening(i))
+            .try_for_each(|c| http::send_event(stream, &chunk(c)))
+    });
+    if opened.is_err() {
+        running.cancel();
+        return Ok(None);
     }
-    if include_usage {
-        let mut closing = envelope.clone();
-        closing["choices"] = json!([]);
-        closing["usage"] = usage;
-        chunks.push(closing);
+    let mut writer = stream
+        .try_clone()
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    let mut offsets = vec![0; running.choices];
+    let followed = follow(&running, stream, |token| {
+        let offset = offsets[token.choice];
+        offsets[token.choice] += token_text(state, token.id).len();
+        http::send_event(&mut writer, &chunk(format.token(state, token, offset)))?;
+        match token.finish {
+            Some(finish) => http::send_event(
+                &mut writer,
+                &chunk(format.closing(token.choice, Some(finish))),
+            ),
+            None => Ok(()),
+        }
+    });
+    let sent = match followed {
+        Ok(None) => return Ok(None),
+        Ok(Some(choices)) => choices
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.finish.is_none())
+            .try_for_each(|(i, _)| http::send_event(stream, &chunk(format.closing(i, None))))
+            .and_then(|()| {
+                if include_usage {
+                    let mut last = envelope.clone();
+                    last["choices"] = json!([]);
+                    last["usage"] = usage(running.prompt_tokens, &choices);
+                    http::send_event(stream, &last.to_string())
+                } else {
+                    Ok(())
+                }
+            }),
+        // Too late for a status code: the error is the stream's last event.
+        Err(error) => http::send_event(stream, &error.body().to_string()),
+    };
+    if sent
+        .and_then(|()| http::send_event(stream, "[DONE]"))
+        .is_ok()
+    {
+        http::close(stream);
     }
-    chunks
+    Ok(None)
 }
 
 fn completions(
     state: &State,
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     request: CompletionRequest,
-) -> Result<Answer, ApiError> {
-    if request.logprobs.is_some_and(|k| k > 0) {
+) -> Result<Option<Value>, ApiError> {
+    if request
+        .logprobs
+        .is_some_and(|k| k > MAX_COMPLETION_LOGPROBS)
+    {
         return Err(ApiError::invalid(
             Some("logprobs"),
-            "alternatives per token (`logprobs` > 0) are not supported; 0 returns the sampled tokens' log-probs",
+            format!("logprobs must be between 0 and {MAX_COMPLETION_LOGPROBS}"),
+        ));
+    }
+    if request.common.top_logprobs.is_some_and(|k| k > 0) {
+        return Err(ApiError::invalid(
+            Some("top_logprobs"),
+            "`top_logprobs` is a chat parameter; completions take `logprobs: N`",
         ));
     }
     let prompt = match request.prompt {
@@ -487,78 +733,37 @@ fn completions(
         Prompt::Text(text) => encode_text(state.tokenizer.as_ref(), &text)
             .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?,
     };
-    let (choices, prompt_tokens) = sample(state, stream, prompt, &request.common, 16)?;
-    let with_logprobs = request.logprobs.is_some();
-    let id = state.next_id.fetch_add(1, Ordering::SeqCst);
-    let envelope = json!({
-        "id": format!("cmpl-{id}"),
-        "object": "text_completion",
-        "created": now(),
-        "model": state.settings.model_name,
-    });
-    let usage = usage(prompt_tokens, &choices);
-    if request.common.streams() {
-        let token = |i: usize, c: &Choice, t: usize| {
-            let offset = offsets(&c.tokens)[t];
-            json!({"index": i, "text": c.deltas[t], "finish_reason": null,
-                "logprobs": if with_logprobs {
-                    json!({"tokens": [c.tokens[t]], "token_logprobs": [c.logprobs[t]], "top_logprobs": null, "text_offset": [offset]})
-                } else { Value::Null }})
-        };
-        let last = |i: usize, c: &Choice| json!({"index": i, "text": "", "logprobs": null, "finish_reason": c.finish_reason});
-        let chunks = stream_chunks(
-            &envelope,
-            &choices,
-            usage,
-            request.common.stream_usage(),
-            |_| None,
-            token,
-            last,
-        );
-        return Ok(Answer::Events(chunks));
-    }
-    let mut body = envelope;
-    body["usage"] = usage;
-    body["choices"] = choices.iter().enumerate().map(|(i, c)| json!({
-        "index": i,
-        "text": c.text,
-        "finish_reason": c.finish_reason,
-        "logprobs": if with_logprobs {
-            json!({"tokens": c.tokens, "token_logprobs": c.logprobs, "top_logprobs": null, "text_offset": offsets(&c.tokens)})
-        } else { Value::Null },
-    })).collect();
-    Ok(Answer::Json(body))
-}
-
-fn offsets(tokens: &[String]) -> Vec<usize> {
-    tokens
-        .iter()
-        .scan(0, |at, t| {
-            let start = *at;
-            *at += t.len();
-            Some(start)
-        })
-        .collect()
-}
-
-/// One entry of a chat answer's `logprobs.content`. A token that is not valid UTF-8 alone
-/// decodes to U+FFFD, whose bytes are not the token's: its `bytes` is `null` (OpenAI: no bytes
-/// representation), since the tokenizer does not expose a token's raw bytes.
-fn chat_logprob(c: &Choice, t: usize) -> Value {
-    let token = &c.tokens[t];
-    let bytes = if token.contains('\u{FFFD}') {
-        Value::Null
-    } else {
-        json!(token.as_bytes())
+    let top = request.logprobs.unwrap_or(0) as usize;
+    let running = sample(state, prompt, &request.common, 16, top)?;
+    let format = Format::Completions {
+        logprobs: request.logprobs,
     };
-    json!({"token": token, "logprob": c.logprobs[t], "bytes": bytes, "top_logprobs": []})
+    answer(state, stream, running, format, &request.common)
 }
 
-fn chat(state: &State, stream: &TcpStream, request: ChatRequest) -> Result<Answer, ApiError> {
+fn chat(
+    state: &State,
+    stream: &mut TcpStream,
+    request: ChatRequest,
+) -> Result<Option<Value>, ApiError> {
     if request.messages.is_empty() {
         return Err(ApiError::invalid(
             Some("messages"),
             "messages must not be empty",
+        ));
+    }
+    let logprobs = request.logprobs.unwrap_or(false);
+    let top = request.common.top_logprobs.unwrap_or(0);
+    if top > MAX_TOP_LOGPROBS {
+        return Err(ApiError::invalid(
+            Some("top_logprobs"),
+            format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    if top > 0 && !logprobs {
+        return Err(ApiError::invalid(
+            Some("top_logprobs"),
+            "top_logprobs needs `logprobs: true`",
         ));
     }
     let template = state.tokenizer.chat_template().ok_or_else(|| {
@@ -580,47 +785,12 @@ fn chat(state: &State, stream: &TcpStream, request: ChatRequest) -> Result<Answe
         .encode(&text)
         .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
     let default_max = state.config.max_position_embeddings;
-    let (choices, prompt_tokens) = sample(state, stream, prompt, &request.common, default_max)?;
-    let with_logprobs = request.logprobs.unwrap_or(false);
-    let id = state.next_id.fetch_add(1, Ordering::SeqCst);
-    let envelope = json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": if request.common.streams() { "chat.completion.chunk" } else { "chat.completion" },
-        "created": now(),
-        "model": state.settings.model_name,
-    });
-    let usage = usage(prompt_tokens, &choices);
-    if request.common.streams() {
-        let first = |i: usize| {
-            Some(
-                json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}),
-            )
-        };
-        let token = |i: usize, c: &Choice, t: usize| {
-            json!({"index": i, "delta": {"content": c.deltas[t]}, "finish_reason": null,
-                "logprobs": if with_logprobs { json!({"content": [chat_logprob(c, t)]}) } else { Value::Null }})
-        };
-        let last = |i: usize, c: &Choice| json!({"index": i, "delta": {}, "logprobs": null, "finish_reason": c.finish_reason});
-        let chunks = stream_chunks(
-            &envelope,
-            &choices,
-            usage,
-            request.common.stream_usage(),
-            first,
-            token,
-            last,
-        );
-        return Ok(Answer::Events(chunks));
-    }
-    let mut body = envelope;
-    body["usage"] = usage;
-    body["choices"] = choices.iter().enumerate().map(|(i, c)| json!({
-        "index": i,
-        "message": {"role": "assistant", "content": c.text},
-        "finish_reason": c.finish_reason,
-        "logprobs": if with_logprobs {
-            json!({"content": (0..c.tokens.len()).map(|t| chat_logprob(c, t)).collect::<Vec<_>>()})
-        } else { Value::Null },
-    })).collect();
-    Ok(Answer::Json(body))
+    let running = sample(state, prompt, &request.common, default_max, top as usize)?;
+    answer(
+        state,
+        stream,
+        running,
+        Format::Chat { logprobs },
+        &request.common,
+    )
 }

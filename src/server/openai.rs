@@ -1,6 +1,6 @@
 //! The OpenAI wire format: request bodies (validated into sampling jobs) and response bodies.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// An error answered to the client, OpenAI-style: `{"error": {"message", "type", "param", "code"}}`.
@@ -111,8 +111,9 @@ pub(crate) struct Common {
     suffix: Option<String>,
     #[serde(default)]
     best_of: Option<usize>,
+    /// Alternatives per token of a chat answer (0 to 20, with `logprobs: true`).
     #[serde(default)]
-    top_logprobs: Option<u32>,
+    pub(crate) top_logprobs: Option<u32>,
 }
 
 /// `stream_options`: whether a last chunk carries the usage.
@@ -160,8 +161,6 @@ impl Common {
             Some("suffix")
         } else if self.best_of.is_some_and(|b| b != self.n.unwrap_or(1)) {
             Some("best_of")
-        } else if self.top_logprobs.is_some_and(|k| k > 0) {
-            Some("top_logprobs")
         } else {
             None
         };
@@ -192,8 +191,8 @@ impl Common {
 #[derive(Debug, Deserialize)]
 pub(crate) struct CompletionRequest {
     pub(crate) prompt: Prompt,
-    /// Number of alternatives per token (OpenAI's legacy field): 0 returns the sampled
-    /// token's log-prob; more is refused (top alternatives are not computed).
+    /// Number of alternatives per token (OpenAI's legacy field, 0 to 5): 0 returns the sampled
+    /// tokens' log-probs, `k` also the `k` most likely tokens at each step.
     #[serde(default)]
     pub(crate) logprobs: Option<u32>,
     #[serde(flatten)]
@@ -251,15 +250,4 @@ pub(crate) struct ChatRequest {
     pub(crate) logprobs: Option<bool>,
     #[serde(flatten)]
     pub(crate) common: Common,
-}
-
-/// One returned choice, before formatting for an endpoint.
-#[derive(Debug, Serialize)]
-pub(crate) struct Choice {
-    pub(crate) text: String,
-    pub(crate) tokens: Vec<String>,
-    /// What each token adds to `text` (for streaming; they concatenate to `text`).
-    pub(crate) deltas: Vec<String>,
-    pub(crate) logprobs: Vec<f32>,
-    pub(crate) finish_reason: &'static str,
 }

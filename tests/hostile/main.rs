@@ -6,3 +6,5 @@
 mod common;
 
 mod inputs;
+mod resume;
+mod runs;

@@ -875,6 +875,7 @@ mod tests {
                 per_problem: per_problem.to_vec(),
                 format_ok: 1.0,
                 with_feedback: Some(Rate::of(&[with_feedback])),
+                with_feedback_missing: 0,
                 self_feedback: None,
                 sampled_tokens: 0,
                 wall_s: 1.0,

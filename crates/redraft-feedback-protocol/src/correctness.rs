@@ -50,7 +50,7 @@ impl FeedbackProvider for CorrectnessOnly {
     fn feedback(&self, requests: &[FeedbackRequest]) -> Vec<Result<Feedback>> {
         let out: Vec<Result<Feedback>> =
             requests.iter().map(|r| Ok(self.feedback_one(r))).collect();
-        self.stats.record_batch(&out);
+        self.stats.record_batch(self.name(), &out);
         out
     }
 

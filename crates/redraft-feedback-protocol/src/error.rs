@@ -23,6 +23,10 @@ pub enum Error {
     /// The request did not complete within its timeout.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
+    /// The time budget for all of a client's requests ran out (see
+    /// [`crate::OpenAiConfig::budget_ms`]): the request was abandoned in flight or never sent.
+    #[error("the feedback time budget of {0:?} ran out before an answer")]
+    BudgetExhausted(Duration),
     /// The connection could not be made or broke (refused, reset, DNS, TLS).
     #[error("connection failed: {0}")]
     Connection(String),
@@ -63,6 +67,8 @@ pub enum ErrorKind {
     HttpStatus,
     /// [`Error::Timeout`].
     Timeout,
+    /// [`Error::BudgetExhausted`].
+    BudgetExhausted,
     /// [`Error::Connection`].
     Connection,
     /// [`Error::MalformedResponse`].
@@ -87,6 +93,7 @@ impl Error {
             Error::HttpStatus { status, .. } if *status >= 500 => ErrorKind::ServerError,
             Error::HttpStatus { .. } => ErrorKind::HttpStatus,
             Error::Timeout(_) => ErrorKind::Timeout,
+            Error::BudgetExhausted(_) => ErrorKind::BudgetExhausted,
             Error::Connection(_) => ErrorKind::Connection,
             Error::MalformedResponse(_) => ErrorKind::MalformedResponse,
             Error::MissingApiKey(_) => ErrorKind::MissingApiKey,

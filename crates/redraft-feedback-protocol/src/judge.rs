@@ -249,7 +249,7 @@ impl FeedbackProvider for LlmJudge {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::Model("no response".into()))))
             .collect();
-        self.stats.record_batch(&out);
+        self.stats.record_batch(self.name(), &out);
         out
     }
 

@@ -292,7 +292,7 @@ impl FeedbackProvider for GroupJudge {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::Model("no response".into()))))
             .collect();
-        self.stats.record_batch(&out);
+        self.stats.record_batch(self.name(), &out);
         out
     }
 

@@ -33,6 +33,9 @@ fn default_backoff_max_ms() -> u64 {
 fn default_max_concurrency() -> usize {
     8
 }
+fn default_budget_ms() -> u64 {
+    600_000
+}
 
 /// Where and how to reach an OpenAI-compatible endpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +70,14 @@ pub struct OpenAiConfig {
     /// The most requests in flight at once. Default 8.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// The most time, in milliseconds, that all the requests of one client may take together
+    /// (the wall time of its calls; a batch's requests run side by side). When it runs out,
+    /// requests in flight are abandoned and the rest fail at once, with
+    /// [`Error::BudgetExhausted`]. The trainer builds its feedback provider anew for every RL
+    /// step and every evaluation, so this bounds the feedback time of one step. Default 600000
+    /// (10 minutes).
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
 }
 
 impl OpenAiConfig {
@@ -82,6 +93,7 @@ impl OpenAiConfig {
             backoff_max_ms: default_backoff_max_ms(),
             jitter_seed: None,
             max_concurrency: default_max_concurrency(),
+            budget_ms: default_budget_ms(),
         }
     }
 
@@ -125,6 +137,9 @@ impl JsonEndpoint {
         if config.timeout_ms == 0 {
             return Err(Error::Config("timeout_ms must be at least 1".into()));
         }
+        if config.budget_ms == 0 {
+            return Err(Error::Config("budget_ms must be at least 1".into()));
+        }
         let api_key = match &config.api_key_env {
             None => None,
             Some(var) => match std::env::var(var) {
@@ -145,19 +160,33 @@ impl JsonEndpoint {
     }
 
     /// Posts `body` with retries and parses a 2xx reply with `parse`; `index` seeds the
-    /// jitter. Returns the parsed reply and the latency over all attempts.
+    /// jitter. No attempt runs past `deadline` (each attempt's timeout is cut to it, and no
+    /// retry waits beyond it). Returns the parsed reply and the latency over all attempts.
     pub(crate) fn post<T>(
         &self,
         body: &Value,
         index: usize,
+        deadline: Option<Deadline>,
         parse: impl Fn(&str) -> Result<T>,
     ) -> Result<(T, Duration)> {
         let start = Instant::now();
         let mut retry = 0;
+        let configured = Duration::from_millis(self.config.timeout_ms);
         loop {
-            match self.attempt(body, &parse) {
+            let timeout = match deadline {
+                None => configured,
+                Some(d) => match d.left() {
+                    Some(left) => left.min(configured),
+                    None => return Err(Error::BudgetExhausted(d.budget)),
+                },
+            };
+            match self.attempt(body, timeout, &parse) {
                 Ok(v) => return Ok((v, start.elapsed())),
                 Err((e, retry_after)) => {
+                    if let Some(d) = deadline.filter(|d| d.left().is_none()) {
+                        tracing::debug!(error = %e, retry, url = %self.url, "budget ran out");
+                        return Err(Error::BudgetExhausted(d.budget));
+                    }
                     if !e.is_retryable() || retry >= self.config.max_retries {
                         tracing::debug!(error = %e, retry, url = %self.url, "request failed");
                         return Err(e);
@@ -165,6 +194,10 @@ impl JsonEndpoint {
                     let mut delay = self.config.backoff(index, retry);
                     if let Some(ra) = retry_after {
                         delay = ra.min(Duration::from_millis(self.config.backoff_max_ms));
+                    }
+                    if let Some(d) = deadline.filter(|d| d.left().is_none_or(|l| l <= delay)) {
+                        tracing::debug!(error = %e, retry, url = %self.url, "no time to retry");
+                        return Err(Error::BudgetExhausted(d.budget));
                     }
                     tracing::debug!(error = %e, retry, ?delay, url = %self.url, "retrying request");
                     self.retries.fetch_add(1, Ordering::Relaxed);
@@ -179,13 +212,14 @@ impl JsonEndpoint {
     fn attempt<T>(
         &self,
         body: &Value,
+        timeout: Duration,
         parse: &impl Fn(&str) -> Result<T>,
     ) -> std::result::Result<T, (Error, Option<Duration>)> {
-        let timeout = Duration::from_millis(self.config.timeout_ms);
         let start = Instant::now();
         let mut req = self
             .agent
             .post(&self.url)
+            .timeout(timeout)
             .set("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
             req = req.set("Authorization", &format!("Bearer {key}"));
@@ -256,9 +290,27 @@ impl JsonEndpoint {
     }
 }
 
+/// When a budget of time runs out: no request runs past `at`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    /// The instant the budget is spent.
+    at: Instant,
+    /// The whole budget, for the error.
+    budget: Duration,
+}
+
+impl Deadline {
+    /// The time left, `None` once it has run out.
+    fn left(&self) -> Option<Duration> {
+        Some(self.at.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+}
+
 /// The HTTP client. Cheap to share (`Arc`); thread-safe.
 pub struct OpenAiClient {
     endpoint: JsonEndpoint,
+    /// Wall time its calls have taken so far, against `budget_ms`.
+    spent: Mutex<Duration>,
 }
 
 impl std::fmt::Debug for OpenAiClient {
@@ -280,7 +332,36 @@ impl OpenAiClient {
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Ok(Self {
             endpoint: JsonEndpoint::new(url, config)?,
+            spent: Mutex::new(Duration::ZERO),
         })
+    }
+
+    /// Runs `call` with the deadline the rest of the budget gives, and charges its wall time.
+    fn within_budget<T>(&self, call: impl FnOnce(Deadline) -> T) -> T {
+        let budget = Duration::from_millis(self.endpoint.config.budget_ms);
+        let start = Instant::now();
+        let spent = *self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Deadline {
+            at: start + budget.saturating_sub(spent),
+            budget,
+        };
+        let out = call(deadline);
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner()) += start.elapsed();
+        out
+    }
+
+    /// One request with retries until `deadline`; `index` seeds its jitter.
+    fn send(
+        &self,
+        request: &ChatRequest,
+        index: usize,
+        deadline: Deadline,
+    ) -> Result<ChatResponse> {
+        let (mut resp, latency) =
+            self.endpoint
+                .post(&self.body(request), index, Some(deadline), parse_completion)?;
+        resp.latency = latency;
+        Ok(resp)
     }
 
     /// The configuration.
@@ -308,13 +389,10 @@ impl OpenAiClient {
         body
     }
 
-    /// Completes one request with retries; `index` seeds its jitter.
+    /// Completes one request with retries, within what is left of the budget; `index` seeds
+    /// its jitter.
     pub fn complete_one(&self, request: &ChatRequest, index: usize) -> Result<ChatResponse> {
-        let (mut resp, latency) =
-            self.endpoint
-                .post(&self.body(request), index, parse_completion)?;
-        resp.latency = latency;
-        Ok(resp)
+        self.within_budget(|deadline| self.send(request, index, deadline))
     }
 }
 
@@ -410,8 +488,10 @@ impl ChatModel for OpenAiClient {
     }
 
     fn complete(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse>> {
-        self.endpoint
-            .map_bounded(requests, |i, r| self.complete_one(r, i))
+        self.within_budget(|deadline| {
+            self.endpoint
+                .map_bounded(requests, |i, r| self.send(r, i, deadline))
+        })
     }
 
     fn retries(&self) -> u64 {

@@ -90,8 +90,19 @@ impl StatsRecorder {
         f(&mut guard)
     }
 
-    /// Records the outcomes of one batch.
-    pub fn record_batch(&self, results: &[Result<Feedback>]) {
+    /// Records the outcomes of one batch of `provider` and logs a warning when requests failed
+    /// (their samples get no feedback), naming the provider and the first failure.
+    pub fn record_batch(&self, provider: &str, results: &[Result<Feedback>]) {
+        let mut errors = results.iter().filter_map(|r| r.as_ref().err());
+        if let Some(first) = errors.next() {
+            tracing::warn!(
+                provider,
+                failed = 1 + errors.count(),
+                requests = results.len(),
+                error = %first,
+                "feedback requests failed; their samples get no feedback"
+            );
+        }
         self.with(|s| {
             for r in results {
                 s.requests += 1;

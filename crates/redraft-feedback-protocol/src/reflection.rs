@@ -419,7 +419,7 @@ impl FeedbackProvider for SelfReflection {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(crate::Error::Model("no response".into()))))
             .collect();
-        self.stats.record_batch(&out);
+        self.stats.record_batch(self.name(), &out);
         out
     }
 

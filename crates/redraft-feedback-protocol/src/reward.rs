@@ -499,7 +499,7 @@ impl HttpReward {
         self.endpoint
             .map_bounded(items, |i, (p, r)| {
                 self.endpoint
-                    .post(&reward_request(p, r), i, parse_reward_reply)
+                    .post(&reward_request(p, r), i, None, parse_reward_reply)
                     .map(|(v, _)| v)
             })
             .into_iter()

@@ -162,6 +162,44 @@ fn a_short_timeout_returns_promptly() {
 }
 
 #[test]
+fn a_budget_bounds_all_the_requests_of_a_client() {
+    let server = TestServer::start(|_, _| {
+        Reply::Delay(
+            Duration::from_millis(5_000),
+            Box::new(Reply::content("late")),
+        )
+    });
+    let mut c = config(&server);
+    c.max_concurrency = 2;
+    c.budget_ms = 600;
+    let judge = LlmJudge::new(
+        Arc::new(OpenAiClient::new(c).unwrap()),
+        Arc::new(Templates::new()),
+        JudgeConfig::default(),
+    );
+    let requests: Vec<FeedbackRequest> = (0..5).map(|_| math_request("6*7?", "41")).collect();
+    let start = Instant::now();
+    let out = judge.feedback(&requests);
+    let took = start.elapsed();
+    // Two requests in flight are abandoned when the budget runs out; the other three are
+    // never sent (without a budget: 3 attempts of 2 s each, for every request).
+    assert!(took < Duration::from_millis(1_800), "took {took:?}");
+    for r in &out {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BudgetExhausted, "{e}");
+        assert!(e.to_string().contains("budget of 600ms"), "{e}");
+    }
+    assert_eq!(server.hits(), 2);
+    // The budget is the client's: a later call finds it spent and sends nothing.
+    let start = Instant::now();
+    assert!(judge.feedback(&requests[..1])[0].is_err());
+    assert!(start.elapsed() < Duration::from_millis(100));
+    assert_eq!(server.hits(), 2);
+    let stats = judge.stats();
+    assert_eq!(stats.failures.get(&ErrorKind::BudgetExhausted), Some(&6));
+}
+
+#[test]
 fn connection_refused_is_a_connection_error() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -469,11 +469,23 @@ impl ModelConfig {
         v
     }
 
-    /// Number of trainable parameters.
+    /// Number of trainable parameters (saturating at `usize::MAX`; see
+    /// [`parameter_count`](Self::parameter_count)).
     pub fn num_parameters(&self) -> usize {
-        let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
-        let q = self.num_heads * self.head_dim;
-        let kv = self.num_kv_heads * self.head_dim;
+        usize::try_from(self.parameter_count()).unwrap_or(usize::MAX)
+    }
+
+    /// Number of trainable parameters, computed without overflow for any config.json
+    /// (a `hidden_size` of 10^9 has about 10^19 of them).
+    pub fn parameter_count(&self) -> u128 {
+        let n = |x: usize| x as u128;
+        let (d, f, v) = (
+            n(self.hidden_size),
+            n(self.intermediate_size),
+            n(self.vocab_size),
+        );
+        let q = n(self.num_heads) * n(self.head_dim);
+        let kv = n(self.num_kv_heads) * n(self.head_dim);
         let attn = d * q
             + 2 * d * kv
             + q * d
@@ -482,7 +494,221 @@ impl ModelConfig {
         let mlp = 3 * d * f + if self.mlp_bias { 2 * f + d } else { 0 };
         let layer = attn + mlp + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
-        v * d + self.num_layers * layer + d + head
+        v * d + n(self.num_layers) * layer + d + head
+    }
+
+    /// The memory `workload` needs with this model, in f32: the one estimate that
+    /// `init-model`, `train` and the model commands check before allocating
+    /// ([`MemoryEstimate::check`]). It is a lower bound (what must be held at once, never
+    /// temporary buffers), so a run it refuses could not have run.
+    pub fn memory_estimate(&self, workload: &Workload) -> MemoryEstimate {
+        // Saturating products: absurd sizes must give a huge estimate, never an overflow.
+        let mul = |xs: &[u128]| xs.iter().fold(1u128, |a, &x| a.saturating_mul(x));
+        let n = |x: usize| x as u128;
+        const F32: u128 = 4;
+        let params = self.parameter_count();
+        let weights = mul(&[params, F32, 1 + n(workload.copies)]);
+        // Gradients and AdamW's two moments.
+        let optimizer = if workload.train_rows > 0 {
+            mul(&[3, params, F32])
+        } else {
+            0
+        };
+        let tokens = n(workload.tokens);
+        // Decoding: the KV cache of every row, and one row of logits each.
+        let kv = mul(&[
+            n(self.num_layers),
+            2,
+            n(self.num_kv_heads),
+            n(self.head_dim),
+        ]);
+        let per_row = mul(&[tokens, kv]).saturating_add(n(self.vocab_size));
+        let decode = mul(&[n(workload.decode_rows), per_row, F32]);
+        // A training pass keeps the residual stream of every layer for backward, and the
+        // logits with their log-softmax.
+        let per_token =
+            mul(&[n(self.num_layers), n(self.hidden_size)]).saturating_add(2 * n(self.vocab_size));
+        let train = mul(&[n(workload.train_rows), tokens, per_token, F32]);
+        MemoryEstimate {
+            parameters: params,
+            weights,
+            optimizer,
+            batch: decode.max(train),
+        }
+    }
+}
+
+/// What a model is used for, sized by [`ModelConfig::memory_estimate`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Frozen copies of the weights held besides the model (a reference policy).
+    pub copies: usize,
+    /// Rows of the largest training batch (0: no training, so no gradients or optimiser state).
+    pub train_rows: usize,
+    /// Rows decoded at once with the KV cache (a rollout or an evaluation batch).
+    pub decode_rows: usize,
+    /// Tokens per row (prompt and completion).
+    pub tokens: usize,
+}
+
+/// Bytes a [`Workload`] needs, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Parameters of the model.
+    pub parameters: u128,
+    /// The weights (f32), copies included.
+    pub weights: u128,
+    /// Gradients and AdamW state.
+    pub optimizer: u128,
+    /// The larger of a decode batch (KV cache, logits) and a training batch (activations,
+    /// logits).
+    pub batch: u128,
+}
+
+impl MemoryEstimate {
+    /// All parts together.
+    pub fn total(&self) -> u128 {
+        self.weights
+            .saturating_add(self.optimizer)
+            .saturating_add(self.batch)
+    }
+
+    /// Refuses an estimate above `limit`, naming `what` was sized.
+    ///
+    /// # Errors
+    /// [`Error::MemoryLimit`] with the estimate, its parts and the limit.
+    pub fn check(&self, what: &str, limit: &MemoryLimit) -> Result<()> {
+        if self.total() <= u128::from(limit.bytes) {
+            return Ok(());
+        }
+        Err(Error::MemoryLimit {
+            what: what.to_owned(),
+            estimate: self.to_string(),
+            limit: limit.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} parameters: weights {}",
+            format_bytes(self.total()),
+            self.parameters,
+            format_bytes(self.weights)
+        )?;
+        if self.optimizer > 0 {
+            write!(
+                f,
+                ", gradients and optimiser state {}",
+                format_bytes(self.optimizer)
+            )?;
+        }
+        if self.batch > 0 {
+            write!(f, ", batch {}", format_bytes(self.batch))?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// The most memory a command may use, and where that figure comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLimit {
+    /// Bytes.
+    pub bytes: u64,
+    /// Its origin, as printed after the figure ("limit set by --max-memory").
+    pub source: String,
+}
+
+impl MemoryLimit {
+    /// The memory the machine has free: `MemAvailable` of /proc/meminfo on Linux; `None`
+    /// elsewhere or when it cannot be read (no limit then).
+    pub fn available() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Self {
+            bytes: kib.saturating_mul(1024),
+            source: "memory this machine has available (MemAvailable in /proc/meminfo)".into(),
+        })
+    }
+
+    /// The limit to check against: `given` (a user's limit, with its origin) capped by what
+    /// the machine has available when `machine` is true (the work runs in this machine's
+    /// memory, as on the CPU).
+    pub fn resolve(given: Option<Self>, machine: bool) -> Option<Self> {
+        let available = machine.then(Self::available).flatten();
+        match (given, available) {
+            (Some(g), Some(a)) if a.bytes < g.bytes => Some(a),
+            (Some(g), _) => Some(g),
+            (None, a) => a,
+        }
+    }
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            format_bytes(u128::from(self.bytes)),
+            self.source
+        )
+    }
+}
+
+/// A byte count as a person reads it: `512 B`, `3.1 MiB`, `1.2 TiB`.
+pub fn format_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses a byte count: a number with an optional unit, `B`, `KB`/`MB`/`GB`/`TB` (powers of
+/// 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), e.g. `2GiB`, `512 MB`, `1e9`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the text.
+pub fn parse_bytes(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => f64::NAN,
+    };
+    let value = number.trim().parse::<f64>().map(|v| v * scale);
+    match value {
+        Ok(v) if v.is_finite() && v >= 1.0 && v < u64::MAX as f64 => Ok(v as u64),
+        _ => Err(Error::InvalidInput(format!(
+            "`{text}` is not a memory size (e.g. 2GiB, 512MB, 1e9)"
+        ))),
     }
 }
 
@@ -493,6 +719,52 @@ mod tests {
     const LLAMA: &str = r#"{"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":40,
         "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,
         "rope_theta":500000.0,"eos_token_id":[3,4],"bos_token_id":1}"#;
+
+    #[test]
+    fn memory_sizes_parse_and_print() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("512 MB").unwrap(), 512_000_000);
+        assert_eq!(parse_bytes("1e9").unwrap(), 1_000_000_000);
+        for bad in ["", "lots", "-1GiB", "2 parsecs", "0"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn absurd_sizes_give_a_huge_estimate_not_an_overflow() {
+        let mut c = ModelConfig::from_json_str(LLAMA).unwrap();
+        let small = c.memory_estimate(&Workload::default());
+        assert_eq!(small.weights, 4 * c.parameter_count());
+        assert_eq!(small.total(), small.weights);
+        c.hidden_size = 1_000_000_000;
+        c.num_layers = 1_000_000;
+        let huge = c.memory_estimate(&Workload {
+            copies: 1,
+            train_rows: usize::MAX,
+            decode_rows: usize::MAX,
+            tokens: usize::MAX,
+        });
+        assert!(huge.total() > 1 << 60, "{huge}");
+        let limit = MemoryLimit {
+            bytes: 1 << 30,
+            source: "test limit".into(),
+        };
+        let e = huge.check("the model", &limit).unwrap_err().to_string();
+        assert!(e.contains("estimated") && e.contains("test limit"), "{e}");
+        // A batch costs memory: more rows, a larger estimate.
+        let c = ModelConfig::from_json_str(LLAMA).unwrap();
+        let rows = |train_rows| {
+            c.memory_estimate(&Workload {
+                train_rows,
+                tokens: 64,
+                ..Workload::default()
+            })
+            .total()
+        };
+        assert!(rows(100) > rows(1));
+    }
 
     #[test]
     fn reads_legacy_layout_and_defaults() {

@@ -84,6 +84,17 @@ pub enum Error {
         /// The model's `max_position_embeddings`.
         max: usize,
     },
+    /// The estimated memory of a model or a run exceeds what the machine has free, or a limit
+    /// given with `--max-memory` (see [`MemoryEstimate`](crate::MemoryEstimate)).
+    #[error("{what} needs an estimated {estimate}, more than the {limit}")]
+    MemoryLimit {
+        /// What was sized ("the model", "the run").
+        what: String,
+        /// The estimate with its parts.
+        estimate: String,
+        /// The limit and where it comes from.
+        limit: String,
+    },
     /// Inputs whose shapes do not fit together (for example rows of different lengths).
     #[error("invalid input: {0}")]
     InvalidInput(String),

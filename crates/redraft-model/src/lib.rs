@@ -32,7 +32,10 @@ mod weights;
 
 pub use batch::{PaddedBatch, check_rows, left_padded, right_padded};
 pub use cache::KvCache;
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use config::{
+    Architecture, MemoryEstimate, MemoryLimit, ModelConfig, RopeScaling, Workload, format_bytes,
+    parse_bytes,
+};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use gguf::{GgufWeights, is_gguf};
@@ -40,8 +43,8 @@ pub use logprobs::{entropy, next_token_logprobs, token_logprobs};
 pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{
-    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, replace_dir,
-    safetensors_bytes, write_atomic,
+    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, remove_stale_temps,
+    replace_dir, safetensors_bytes, temp_path, write_atomic,
 };
 
 /// The GGUF reader, re-exported for callers that open GGUF files themselves.

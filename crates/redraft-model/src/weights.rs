@@ -288,23 +288,110 @@ pub fn safetensors_bytes(tensors: &[NamedTensor], dtype: SaveDType) -> Result<Ve
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then a rename, so a crash never leaves a truncated file under the final name.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
+/// The temporary sibling `dir/.{name}.tmp-{pid}` through which an atomic write publishes
+/// `dir/name` (a file or a folder): the one naming rule of temporaries, which
+/// [`remove_stale_temps`] recognises.
+pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Whether `name` is a temporary of [`temp_path`]'s form (`.{name}.tmp-{digits}`).
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".tmp-"))
+        .is_some_and(|(head, pid)| {
+            !head.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Removes the temporaries ([`temp_path`]) that atomic writes killed before their rename left
+/// in `dir`, files and folders alike, and nothing else; returns what it removed. Call it only
+/// while no atomic write into `dir` is in flight (a run folder has one writer). A missing `dir`
+/// has none.
+///
+/// # Errors
+/// [`Error::Io`] when `dir` cannot be listed or a temporary cannot be removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        if !entry.file_name().to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map_err(io(&path))?.is_dir();
+        if is_dir {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+}
+
+/// Flushes `path` to disk: a file's data, or a folder's entries (what makes a rename into it
+/// durable) and, with `recursive`, everything under it. The one fsync helper of atomic writes.
+fn sync_path(path: &Path, recursive: bool) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        if recursive {
+            for entry in std::fs::read_dir(path)? {
+                sync_path(&entry?.path(), true)?;
+            }
+        }
+        // Folders can be opened and synced on Unix only; elsewhere the rename is what we have.
+        if cfg!(unix) {
+            std::fs::File::open(path)?.sync_all()?;
+        }
+        Ok(())
+    } else if meta.is_file() {
+        std::fs::File::open(path)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
+/// Renames the complete, synced `tmp` to `target` and syncs the folder holding it, so that the
+/// new name survives a crash.
+fn rename_durably(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, target)?;
+    sync_path(parent_dir(target), false)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory ([`temp_path`]),
+/// flushed to disk, then a rename and a flush of the directory, so a crash never leaves a
+/// truncated file under the final name and a completed write survives one.
+///
+/// # Errors
+/// [`Error::Io`] naming `path`; the temporary is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let tmp = temp_path(parent_dir(path), &file_name);
     let written = std::fs::File::create(&tmp)
         .and_then(|mut file| {
             std::io::Write::write_all(&mut file, bytes).and_then(|()| file.sync_all())
         })
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| rename_durably(&tmp, path));
     written.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
         Error::Io {
@@ -316,20 +403,102 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Publishes the complete folder `tmp` as `dir` (a sibling of `tmp`), replacing any folder of
 /// that name: the one place where finished checkpoints and final models take their name.
+/// Everything under `tmp` is flushed to disk before the rename, and the parent folder after it.
+///
+/// # Errors
+/// [`Error::Io`] naming the path that failed.
 pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
+    sync_path(tmp, true).map_err(io(tmp))?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(dir))?;
     }
-    std::fs::rename(tmp, dir).map_err(io(dir))
+    rename_durably(tmp, dir).map_err(io(dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporaries_are_recognised_by_their_one_form() {
+        for name in [".step-00000003.tmp-4000000", ".latest.tmp-1", ".a.b.tmp-77"] {
+            assert!(is_temp_name(name), "{name}");
+        }
+        for name in [
+            "step-00000003",
+            "notes.tmp",
+            ".keep.tmp-me",
+            ".tmp-12",
+            "latest.tmp-12",
+            ".final.tmp",
+            ".x.tmp-",
+        ] {
+            assert!(!is_temp_name(name), "{name}");
+        }
+        let made = temp_path(Path::new("d"), "final");
+        assert!(is_temp_name(made.file_name().unwrap().to_str().unwrap()));
+    }
+
+    #[test]
+    fn published_folders_and_files_are_whole_and_leave_no_temporary() {
+        // Durability itself (the fsyncs) cannot be observed without a crash; what can be is
+        // that the published folder is complete and nothing temporary remains.
+        let root = tempfile::tempdir().unwrap();
+        let tmp = temp_path(root.path(), "out");
+        std::fs::create_dir_all(tmp.join("sub")).unwrap();
+        write_atomic(&tmp.join("a.json"), b"{}").unwrap();
+        write_atomic(&tmp.join("sub/b.bin"), &[7; 1000]).unwrap();
+        let dir = root.path().join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("old"), b"old").unwrap();
+        replace_dir(&tmp, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("a.json")).unwrap(), b"{}");
+        assert_eq!(std::fs::read(dir.join("sub/b.bin")).unwrap(), vec![7; 1000]);
+        assert!(!dir.join("old").exists());
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(root.path()), ["out"]);
+        let mut inside = names(&dir);
+        inside.sort();
+        assert_eq!(inside, ["a.json", "sub"]);
+        assert_eq!(names(&dir.join("sub")), ["b.bin"]);
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let stale_dir = root.path().join(".step-00000002.tmp-4000000");
+        std::fs::create_dir_all(stale_dir.join("model")).unwrap();
+        std::fs::write(root.path().join(".latest.tmp-4000001"), b"x").unwrap();
+        for keep in ["step-00000001", "notes.tmp", ".keep.tmp-me"] {
+            std::fs::write(root.path().join(keep), b"mine").unwrap();
+        }
+        let mut removed = remove_stale_temps(root.path()).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [root.path().join(".latest.tmp-4000001"), stale_dir.clone()]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".keep.tmp-me", "notes.tmp", "step-00000001"]);
+        assert!(
+            remove_stale_temps(&root.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn random_init_depends_on_seed_and_name_only() {

@@ -21,11 +21,11 @@ pub use error::{Error, Result};
 pub use policy::{LocalPolicy, MeteredPolicy, Policy};
 pub use policy_chat::PolicyChat;
 pub use sampling::{
-    Completion, FinishReason, RowRequest, SamplingParams, generate, generate_rows, row_rng,
-    sample_token,
+    Completion, Control, FinishReason, RowRequest, Sampled, SamplingParams, generate,
+    generate_rows, generate_rows_with, row_rng, sample_token, top_logprobs,
 };
 pub use strategy::{
     MulFeRl, MulFeRlConfig, R3l, R3lConfig, RegenPairing, Rltf, RltfConfig, RolloutContext,
-    RolloutStrategy, RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, decide_round,
-    derive_seed,
+    RolloutStrategy, RoundDecision, SingleTurn, SingleTurnConfig, StrategyConfig, TurnPrompt,
+    decide_round, derive_seed,
 };

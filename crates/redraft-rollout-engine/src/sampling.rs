@@ -38,6 +38,15 @@ pub struct SamplingParams {
     pub vocab_limit: Option<usize>,
     /// Seed of the per-row generators.
     pub seed: u64,
+    /// How many of the most likely tokens (with their log-probabilities under the sampling
+    /// distribution) to report with each sampled token, in [`Completion::top_logprobs`] (0 =
+    /// none, and nothing is computed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub top_logprobs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for SamplingParams {
@@ -51,6 +60,7 @@ impl Default for SamplingParams {
             stop_tokens: Vec::new(),
             vocab_limit: None,
             seed: 0,
+            top_logprobs: 0,
         }
     }
 }
@@ -99,10 +109,15 @@ pub struct Completion {
     pub logprobs: Vec<f32>,
     /// Why sampling ended.
     pub finish_reason: FinishReason,
+    /// For each token, the [`SamplingParams::top_logprobs`] most likely tokens and their
+    /// log-probabilities (see [`top_logprobs`]); empty when none were asked for.
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
 }
 
-/// Draws one token from a row of logits; returns the token and its log-probability.
-pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
+/// The sampling distribution of a row of logits: unnormalised weights `exp((l - max) / T)`
+/// (temperature 1 when greedy) and their sum. The one place that defines the log-probability
+/// recorded for a token.
+fn weights(logits: &[f32], params: &SamplingParams) -> (Vec<f64>, f64) {
     let temperature = if params.temperature > 0.0 {
         params.temperature
     } else {
@@ -113,11 +128,68 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rn
         .iter()
         .map(|&l| f64::from((l - max) / temperature).exp())
         .collect();
-    let total: f64 = weights.iter().sum();
-    let logprob = |i: usize| (weights[i] / total).ln() as f32;
-    let limit = params
+    let total = weights.iter().sum();
+    (weights, total)
+}
+
+/// The ids that may be sampled: those below `params.vocab_limit`.
+fn sampled_ids(logits: &[f32], params: &SamplingParams) -> usize {
+    params
         .vocab_limit
-        .map_or(logits.len(), |l| l.min(logits.len()));
+        .map_or(logits.len(), |l| l.min(logits.len()))
+}
+
+/// Draws one token from a row of logits; returns the token and its log-probability.
+pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
+    let (weights, total) = weights(logits, params);
+    draw(logits, &weights, total, params, rng)
+}
+
+/// The `n` most likely ids of a row of logits (among those that may be sampled) with their
+/// log-probabilities under the sampling distribution (the softmax of `logits / temperature`
+/// before truncation, as recorded for a sampled token), most likely first; equal
+/// probabilities in increasing id order.
+pub fn top_logprobs(logits: &[f32], params: &SamplingParams, n: usize) -> Vec<(u32, f32)> {
+    let (weights, total) = weights(logits, params);
+    top_of(logits, &weights, total, params, n)
+}
+
+fn top_of(
+    logits: &[f32],
+    weights: &[f64],
+    total: f64,
+    params: &SamplingParams,
+    n: usize,
+) -> Vec<(u32, f32)> {
+    let limit = sampled_ids(logits, params);
+    let n = n.min(limit);
+    if n == 0 {
+        return Vec::new();
+    }
+    // By logit (the order of the probabilities, without their rounding), then by id.
+    let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    let mut ids: Vec<usize> = (0..limit).collect();
+    if n < ids.len() {
+        ids.select_nth_unstable_by(n - 1, order);
+        ids.truncate(n);
+    }
+    ids.sort_unstable_by(order);
+    ids.into_iter()
+        .map(|i| (i as u32, (weights[i] / total).ln() as f32))
+        .collect()
+}
+
+/// Draws a token (greedy: the first largest logit) from the ids that may be sampled, truncated
+/// by `params` (top-k, min-p, top-p).
+fn draw(
+    logits: &[f32],
+    weights: &[f64],
+    total: f64,
+    params: &SamplingParams,
+    rng: &mut ChaCha8Rng,
+) -> (u32, f32) {
+    let logprob = |i: usize| (weights[i] / total).ln() as f32;
+    let limit = sampled_ids(logits, params);
     if params.temperature == 0.0 {
         let best = (0..limit).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
         return (best as u32, logprob(best));
@@ -191,18 +263,64 @@ pub fn generate(
             rng: row_rng(params.seed, i),
         })
         .collect();
-    generate_rows(model, rows, pad_id, device, &|_, _| false)
+    generate_rows_with(model, rows, pad_id, device, &mut |_| Control::Continue)
+}
+
+/// One sampled token, as [`generate_rows_with`] reports it to its observer.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampled<'a> {
+    /// The row (index into the batch's rows).
+    pub row: usize,
+    /// The sampled id.
+    pub token: u32,
+    /// Its log-probability under the sampling distribution.
+    pub logprob: f32,
+    /// The row's [`SamplingParams::top_logprobs`] most likely tokens (see [`top_logprobs`]);
+    /// empty when none were asked for.
+    pub top_logprobs: &'a [(u32, f32)],
+    /// The row's tokens so far, this one included.
+    pub tokens: &'a [u32],
+    /// Why the row ends with this token, when it does (a stop token, or its length limit).
+    /// The observer can end it earlier by answering [`Control::Stop`].
+    pub finish: Option<FinishReason>,
+}
+
+/// What the observer of [`generate_rows_with`] answers for each token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on sampling the row (unless [`Sampled::finish`] ends it).
+    Continue,
+    /// End the row now, with [`FinishReason::Stop`].
+    Stop,
 }
 
 /// Samples a batch whose rows may differ in every parameter. `stop(row, tokens)` is asked
 /// after each new token and ends the row when it returns true (stop strings are checked this
-/// way by callers that can decode).
+/// way by callers that can decode); [`generate_rows_with`] with an observer that only stops.
 pub fn generate_rows(
+    model: &CausalLm,
+    rows: Vec<RowRequest>,
+    pad_id: u32,
+    device: &Device,
+    stop: &dyn Fn(usize, &[u32]) -> bool,
+) -> Result<Vec<Completion>> {
+    generate_rows_with(model, rows, pad_id, device, &mut |sampled: &Sampled<'_>| {
+        if stop(sampled.row, sampled.tokens) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })
+}
+
+/// Samples a batch whose rows may differ in every parameter, telling `observer` about each
+/// token as soon as it is sampled (to stream it, check stop strings, or cancel the row).
+pub fn generate_rows_with(
     model: &CausalLm,
     mut rows: Vec<RowRequest>,
     pad_id: u32,
     device: &Device,
-    stop: &dyn Fn(usize, &[u32]) -> bool,
+    observer: &mut dyn FnMut(&Sampled<'_>) -> Control,
 ) -> Result<Vec<Completion>> {
     for row in &rows {
         row.params.validate()?;
@@ -233,6 +351,7 @@ pub fn generate_rows(
             tokens: Vec::new(),
             logprobs: Vec::new(),
             finish_reason: FinishReason::Length,
+            top_logprobs: Vec::new(),
         })
         .collect();
     let mut done: Vec<bool> = limits.iter().map(|&l| l == 0).collect();
@@ -256,15 +375,47 @@ pub fn generate_rows(
                 next.push(i64::from(pad_id));
                 continue;
             }
-            let (token, logprob) =
-                sample_token(&host[i * vocab..(i + 1) * vocab], &row.params, &mut row.rng);
-            out[i].tokens.push(token);
-            out[i].logprobs.push(logprob);
-            if row.params.stop_tokens.contains(&token) || stop(i, &out[i].tokens) {
-                done[i] = true;
-                out[i].finish_reason = FinishReason::Stop;
-            } else if out[i].tokens.len() >= limits[i] {
-                done[i] = true;
+            let logits = &host[i * vocab..(i + 1) * vocab];
+            let (weights, total) = weights(logits, &row.params);
+            let (token, logprob) = draw(logits, &weights, total, &row.params, &mut row.rng);
+            let top = top_of(
+                logits,
+                &weights,
+                total,
+                &row.params,
+                row.params.top_logprobs,
+            );
+            let completion = &mut out[i];
+            completion.tokens.push(token);
+            completion.logprobs.push(logprob);
+            let finish = if row.params.stop_tokens.contains(&token) {
+                Some(FinishReason::Stop)
+            } else if completion.tokens.len() >= limits[i] {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            let control = observer(&Sampled {
+                row: i,
+                token,
+                logprob,
+                top_logprobs: &top,
+                tokens: &completion.tokens,
+                finish,
+            });
+            if row.params.top_logprobs > 0 {
+                completion.top_logprobs.push(top);
+            }
+            match (control, finish) {
+                (Control::Stop, _) => {
+                    done[i] = true;
+                    completion.finish_reason = FinishReason::Stop;
+                }
+                (Control::Continue, Some(reason)) => {
+                    done[i] = true;
+                    completion.finish_reason = reason;
+                }
+                (Control::Continue, None) => {}
             }
             next.push(i64::from(token));
         }
@@ -359,6 +510,52 @@ mod tests {
         }
     }
 
+    /// The log-softmax of `logits / temperature`, computed directly.
+    fn log_softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
+        let scaled: Vec<f64> = logits.iter().map(|&l| f64::from(l) / temperature).collect();
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_total = scaled.iter().map(|s| (s - max).exp()).sum::<f64>().ln() + max;
+        scaled.iter().map(|s| s - log_total).collect()
+    }
+
+    #[test]
+    fn top_logprobs_are_the_most_likely_tokens_of_the_sampling_distribution() {
+        let logits = [0.5f32, 2.0, -1.0, 3.0, 2.0, 0.0];
+        for temperature in [0.7f32, 1.0, 1.5] {
+            let p = params(temperature, 2, 0.5, 0.0); // truncation does not change them
+            let top = top_logprobs(&logits, &p, 4);
+            let ids: Vec<u32> = top.iter().map(|t| t.0).collect();
+            // Sorted by probability; the tie between ids 1 and 4 in increasing id order.
+            assert_eq!(ids, [3, 1, 4, 0]);
+            let direct = log_softmax(&logits, f64::from(temperature));
+            for &(id, logprob) in &top {
+                assert!((f64::from(logprob) - direct[id as usize]).abs() < 1e-6);
+            }
+            // The sampled token's recorded log-prob is the same distribution's.
+            let mut rng = row_rng(5, 0);
+            let (token, logprob) = sample_token(&logits, &p, &mut rng);
+            let listed = top.iter().find(|t| t.0 == token).unwrap();
+            assert_eq!(listed.1, logprob);
+        }
+        // Greedy: temperature-1 log-probs, the sampled token first.
+        let greedy = params(0.0, 0, 1.0, 0.0);
+        let top = top_logprobs(&logits, &greedy, 2);
+        let (token, logprob) = sample_token(&logits, &greedy, &mut row_rng(0, 0));
+        assert_eq!(top[0], (token, logprob));
+        assert!((f64::from(top[1].1) - log_softmax(&logits, 1.0)[1]).abs() < 1e-6);
+        // Never more than asked for, never ids that cannot be sampled, nothing for 0.
+        let limited = SamplingParams {
+            vocab_limit: Some(3),
+            ..SamplingParams::default()
+        };
+        let ids: Vec<u32> = top_logprobs(&logits, &limited, 20)
+            .iter()
+            .map(|t| t.0)
+            .collect();
+        assert_eq!(ids, [1, 0, 2]);
+        assert!(top_logprobs(&logits, &greedy, 0).is_empty());
+    }
+
     #[test]
     fn invalid_params_are_rejected() {
         assert!(params(-1.0, 0, 1.0, 0.0).validate().is_err());
@@ -376,6 +573,19 @@ mod tests {
             let (token, logprob) = sample_token(&logits, &params(temperature, top_k, top_p, 0.0), &mut rng);
             prop_assert!((token as usize) < logits.len());
             prop_assert!(logprob.is_finite() && logprob <= 0.0);
+        }
+
+        #[test]
+        fn top_logprobs_are_sorted_and_led_by_the_greedy_token(
+            logits in prop::collection::vec(-30.0f32..30.0, 1..50), n in 0usize..60,
+        ) {
+            let greedy = params(0.0, 0, 1.0, 0.0);
+            let top = top_logprobs(&logits, &greedy, n);
+            prop_assert_eq!(top.len(), n.min(logits.len()));
+            prop_assert!(top.windows(2).all(|w| w[0].1 >= w[1].1 && (w[0].1 > w[1].1 || w[0].0 < w[1].0)));
+            if n > 0 {
+                prop_assert_eq!(top[0], sample_token(&logits, &greedy, &mut row_rng(0, 0)));
+            }
         }
     }
 }

@@ -328,6 +328,14 @@ impl Tokenizer for ByteTokenizer {
         }
     }
 
+    /// A byte id gives its byte; a special token its spelling.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        match u8::try_from(id) {
+            Ok(byte) => Some(vec![byte]),
+            Err(_) => self.special_spelling(id).map(|s| s.as_bytes().to_vec()),
+        }
+    }
+
     fn special_tokens(&self) -> &SpecialTokens {
         &self.special
     }
@@ -401,6 +409,17 @@ mod tests {
             t.decode(&[0xff, 65, 0xe2, 0x82], false).unwrap(),
             "\u{FFFD}A\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn token_bytes_are_raw_bytes() {
+        let t = ByteTokenizer::default();
+        // 0xE2 starts a three-byte character: not valid UTF-8 alone.
+        assert_eq!(t.decode(&[0xE2], false).unwrap(), "\u{FFFD}");
+        assert_eq!(t.token_bytes(0xE2), Some(vec![226]));
+        assert_eq!(t.token_bytes(u32::from(b'a')), Some(b"a".to_vec()));
+        assert_eq!(t.token_bytes(260), Some(b"<|im_end|>".to_vec()));
+        assert_eq!(t.token_bytes(261), None);
     }
 
     #[test]

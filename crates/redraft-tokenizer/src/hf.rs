@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tokenizers::decoders::DecoderWrapper;
 
 use crate::{ChatTemplate, Error, Result, SpecialTokens, Tokenizer};
 
@@ -125,6 +126,51 @@ pub struct HfTokenizer {
     special: SpecialTokens,
     vocab_size: usize,
     template: Option<ChatTemplate>,
+    /// Ids of the added tokens (special or not), sorted: they decode to their text.
+    added: Vec<u32>,
+    /// How the decoder turns vocabulary strings into bytes (for [`Tokenizer::token_bytes`]).
+    bytes: TokenBytes,
+}
+
+/// How a vocabulary string becomes bytes, read from the `tokenizer.json` decoder.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokenBytes {
+    /// A `ByteLevel` decoder: each character stands for one byte (GPT-2's byte-to-unicode
+    /// table, [`byte_level_byte`]).
+    byte_level: bool,
+    /// A `ByteFallback` decoder: `<0xAB>` stands for the byte 0xAB.
+    byte_fallback: bool,
+}
+
+impl TokenBytes {
+    fn of(decoder: Option<&DecoderWrapper>) -> Self {
+        let mut found = Self::default();
+        let mut stack: Vec<&DecoderWrapper> = decoder.into_iter().collect();
+        while let Some(decoder) = stack.pop() {
+            match decoder {
+                DecoderWrapper::ByteLevel(_) => found.byte_level = true,
+                DecoderWrapper::ByteFallback(_) => found.byte_fallback = true,
+                DecoderWrapper::Sequence(sequence) => stack.extend(sequence.get_decoders()),
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// The byte that character `c` stands for in byte-level BPE vocabularies (GPT-2's
+/// `bytes_to_unicode`: the printable bytes `!`..=`~`, `¡`..=`¬` and `®`..=`ÿ` are their own
+/// character; the other bytes, in increasing order, are U+0100 onwards). `None` for any other
+/// character. The `tokenizers` crate's `ByteLevel` decoder applies the same table, privately.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    match u32::from(c) {
+        code @ 0..=255 => u8::try_from(code).ok().filter(|&b| printable(b)),
+        code => {
+            let index = usize::try_from(code - 256).ok()?;
+            (0..=255u8).filter(|&b| !printable(b)).nth(index)
+        }
+    }
 }
 
 impl HfTokenizer {
@@ -196,11 +242,20 @@ impl HfTokenizer {
         let vocab_size = max_id
             .map_or(0, |id| id as usize + 1)
             .max(inner.get_vocab_size(true));
+        let mut added: Vec<u32> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        added.sort_unstable();
+        let bytes = TokenBytes::of(inner.get_decoder());
         let mut tokenizer = Self {
             inner,
             special: SpecialTokens { bos, eos, pad, all },
             vocab_size,
             template: None,
+            added,
+            bytes,
         };
         tokenizer.template = config
             .chat_template
@@ -278,6 +333,35 @@ impl Tokenizer for HfTokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// Added tokens give their text; with a `ByteLevel` decoder each character of the
+    /// vocabulary string maps back to its byte; with `ByteFallback`, `<0xAB>` is the byte
+    /// 0xAB; otherwise the text the decoder gives the token alone.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        if id as usize >= self.vocab_size {
+            return None;
+        }
+        let token = self.inner.id_to_token(id)?;
+        if self.added.binary_search(&id).is_ok() {
+            return Some(token.into_bytes());
+        }
+        if self.bytes.byte_fallback
+            && let Some(hex) = token.strip_prefix("<0x").and_then(|t| t.strip_suffix('>'))
+            && hex.len() == 2
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            return Some(vec![byte]);
+        }
+        if self.bytes.byte_level
+            && let Some(bytes) = token
+                .chars()
+                .map(byte_level_byte)
+                .collect::<Option<Vec<u8>>>()
+        {
+            return Some(bytes);
+        }
+        self.inner.decode(&[id], false).ok().map(String::into_bytes)
+    }
+
     fn special_tokens(&self) -> &SpecialTokens {
         &self.special
     }
@@ -290,6 +374,38 @@ impl Tokenizer for HfTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_level_table_is_gpt2s() {
+        let alphabet = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet();
+        let mut bytes: Vec<u8> = alphabet
+            .iter()
+            .map(|&c| byte_level_byte(c).unwrap())
+            .collect();
+        bytes.sort_unstable();
+        assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
+        assert_eq!(byte_level_byte('Ġ'), Some(b' '));
+        assert_eq!(byte_level_byte('Ċ'), Some(b'\n'));
+        assert_eq!(byte_level_byte('a'), Some(b'a'));
+        assert_eq!(byte_level_byte('東'), None);
+    }
+
+    #[test]
+    fn byte_fallback_tokens_are_their_byte() {
+        let json = r#"{"version": "1.0", "added_tokens": [{"id": 3, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+            "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": true,
+                "vocab": {"<0xE2>": 0, "a▁b": 1, "é": 2, "<s>": 3}, "merges": []}}"#;
+        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        let t = HfTokenizer::from_parts(inner, HfTokenizerConfig::default()).unwrap();
+        assert_eq!(t.decode(&[0], false).unwrap(), "\u{FFFD}");
+        assert_eq!(t.token_bytes(0), Some(vec![0xE2]));
+        assert_eq!(t.token_bytes(1), Some(b"a b".to_vec()));
+        assert_eq!(t.token_bytes(2), Some("é".as_bytes().to_vec()));
+        assert_eq!(t.token_bytes(3), Some(b"<s>".to_vec()));
+        assert_eq!(t.token_bytes(4), None);
+    }
 
     #[test]
     fn config_token_forms_and_named_templates() {

@@ -59,6 +59,13 @@ pub trait Tokenizer: Send + Sync + std::fmt::Debug {
     /// The spelling of token `id` in the vocabulary, `None` when out of vocabulary.
     fn id_to_token(&self, id: u32) -> Option<String>;
 
+    /// The bytes token `id` stands for in decoded text, `None` when out of vocabulary.
+    ///
+    /// Unlike [`decode`](Self::decode)`(&[id])`, this is exact for tokens that are not valid
+    /// UTF-8 alone (a byte of a multi-byte character): their bytes, never U+FFFD. A special
+    /// token gives its text.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>>;
+
     /// The tokenizer's special tokens.
     fn special_tokens(&self) -> &SpecialTokens;
 
@@ -83,6 +90,9 @@ macro_rules! forward_tokenizer {
             }
             fn id_to_token(&self, id: u32) -> Option<String> {
                 (**self).id_to_token(id)
+            }
+            fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+                (**self).token_bytes(id)
             }
             fn special_tokens(&self) -> &SpecialTokens {
                 (**self).special_tokens()

@@ -253,3 +253,28 @@ fn conversation_keeps_sampled_ids_verbatim() {
         tok.encode("<|im_end|>\n").unwrap()
     );
 }
+
+#[test]
+fn token_bytes_concatenate_to_the_text() {
+    let t = tiny();
+    let text = "Überprüfung: 東京 🎉 naïve<|im_end|>";
+    let ids = t.encode(text).unwrap();
+    let bytes: Vec<u8> = ids
+        .iter()
+        .flat_map(|&id| t.token_bytes(id).unwrap())
+        .collect();
+    assert_eq!(bytes, text.as_bytes());
+    // Some token is a piece of a character: its bytes are not UTF-8 and its decode is lossy.
+    let piece = ids
+        .iter()
+        .find(|&&id| String::from_utf8(t.token_bytes(id).unwrap()).is_err())
+        .expect("a token that is part of a character");
+    assert!(t.decode(&[*piece], false).unwrap().contains('\u{FFFD}'));
+    // Tokens that are whole characters: their bytes are their decoded text.
+    for id in 0..t.vocab_size() as u32 {
+        if let Ok(text) = String::from_utf8(t.token_bytes(id).unwrap()) {
+            assert_eq!(t.decode(&[id], false).unwrap(), text, "id {id}");
+        }
+    }
+    assert_eq!(t.token_bytes(t.vocab_size() as u32), None);
+}

@@ -10,14 +10,17 @@
 //! RUN/checkpoints/latest   the name of the newest complete checkpoint
 //! ```
 //!
-//! A checkpoint is written into a hidden temporary folder and renamed into place, and `latest`
-//! is replaced atomically afterwards, so a crash at any moment leaves the previous checkpoint
-//! as the latest one. Random state needs no file: every generator derives from the run seed and
+//! A checkpoint is written into a hidden temporary folder (`.step-NNNNNNNN.tmp-PID`), flushed to
+//! disk and renamed into place, and `latest` is replaced atomically afterwards, so a crash at
+//! any moment leaves the previous checkpoint as the latest one. The temporaries a killed
+//! process left are removed before the next checkpoint is written. Random state needs no file: every generator derives from the run seed and
 //! the step.
 
 use std::path::{Path, PathBuf};
 
-use redraft_model::{CausalLm, SaveDType, replace_dir, write_atomic};
+use redraft_model::{
+    CausalLm, SaveDType, remove_stale_temps, replace_dir, temp_path, write_atomic,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -58,7 +61,8 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
-/// Writes a checkpoint of `learner` at `state` and keeps the newest `keep`.
+/// Writes a checkpoint of `learner` at `state` and keeps the newest `keep`; first removes what
+/// killed checkpoint writes left in the checkpoints folder.
 ///
 /// # Errors
 /// [`Error::Io`], [`Error::Model`] or [`Error::Checkpoint`]; the previous checkpoint stays
@@ -73,11 +77,9 @@ pub fn save(
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    remove_stale_temps(&root)?;
     let name = format!("step-{:08}", state.step);
-    let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let tmp = temp_path(&root, &name);
     let written = (|| -> Result<()> {
         let model_dir = tmp.join("model");
         learner

@@ -90,6 +90,11 @@ pub struct TrainConfig {
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// The most memory the run may take, e.g. `"2GiB"` (`redraft train --max-memory`). The
+    /// estimate of the model, its optimiser state and the largest batch is checked against it
+    /// (and, on the CPU, against the memory the machine has available) before any work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
     /// Reward components (`[[reward]]` tables, tagged by `type`: `task`, `command`, `http`),
     /// summed with their weights. Empty: the built-in verifier alone.
     #[serde(default, rename = "reward", skip_serializing_if = "Vec::is_empty")]
@@ -519,7 +524,22 @@ impl TrainConfig {
             return Err(Error::config("eval.temperature", "must be >= 0"));
         }
         positive("checkpoint.keep", self.checkpoint.keep)?;
+        self.memory_limit()?;
         Ok(())
+    }
+
+    /// The `max_memory` limit in bytes, if set.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a value that is not a memory size.
+    pub fn memory_limit(&self) -> Result<Option<u64>> {
+        self.max_memory
+            .as_deref()
+            .map(|text| {
+                redraft_model::parse_bytes(text)
+                    .map_err(|e| Error::config("max_memory", e.to_string()))
+            })
+            .transpose()
     }
 
     /// The configuration as TOML (written into every run folder and checkpoint).

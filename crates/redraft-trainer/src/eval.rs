@@ -86,8 +86,14 @@ pub struct EvalReport {
     pub per_problem: Vec<f64>,
     /// Share of samples with a parsable answer.
     pub format_ok: f64,
-    /// Multi-turn success: a failed first attempt gets feedback and one revision.
+    /// Multi-turn success: a failed first attempt gets feedback and one revision. Computed
+    /// over the problems whose failed attempts all got feedback (`problems −
+    /// with_feedback_missing` of them); `None` when not measured or when no problem qualifies.
     pub with_feedback: Option<Rate>,
+    /// Problems left out of `with_feedback` because feedback asked for one of their attempts
+    /// did not arrive (the provider failed: see the run's warnings).
+    #[serde(default)]
+    pub with_feedback_missing: usize,
     /// Test-time self-feedback: the policy critiques its own failed attempt, then revises.
     pub self_feedback: Option<Rate>,
     /// Tokens sampled by the evaluation.
@@ -171,19 +177,20 @@ impl Evaluator<'_> {
             p1.push(c as f64 / g.episodes.len() as f64);
             pk.push(pass_at_k(g.episodes.len(), c, k));
         }
-        let with_feedback = match (self.config.with_feedback, self.feedback) {
-            (true, Some(provider)) => {
-                let (rate, tokens) = self.multi_turn(provider, problems, seed)?;
-                sampled_tokens += tokens;
-                Some(rate)
-            }
-            _ => None,
-        };
+        let (with_feedback, with_feedback_missing) =
+            match (self.config.with_feedback, self.feedback) {
+                (true, Some(provider)) => {
+                    let outcome = self.multi_turn(provider, problems, seed)?;
+                    sampled_tokens += outcome.sampled_tokens;
+                    (outcome.rate, outcome.missing)
+                }
+                _ => (None, 0),
+            };
         let self_feedback = if self.config.self_feedback {
             let critic = SelfCritic::new(self)?;
-            let (rate, tokens) = self.multi_turn(&critic, problems, seed)?;
-            sampled_tokens += tokens + critic.sampled_tokens();
-            Some(rate)
+            let outcome = self.multi_turn(&critic, problems, seed)?;
+            sampled_tokens += outcome.sampled_tokens + critic.sampled_tokens();
+            outcome.rate
         } else {
             None
         };
@@ -195,19 +202,21 @@ impl Evaluator<'_> {
             pass_at_k: Rate::of(&pk),
             format_ok: format_ok as f64 / total.max(1) as f64,
             with_feedback,
+            with_feedback_missing,
             self_feedback,
             sampled_tokens,
             wall_s: start.elapsed().as_secs_f64(),
         })
     }
 
-    /// Success within two turns (critique and revision after a failed first attempt).
+    /// Success within two turns (critique and revision after a failed first attempt), over the
+    /// problems whose failed attempts all got feedback.
     fn multi_turn(
         &self,
         provider: &dyn FeedbackProvider,
         problems: &[Problem],
         seed: u64,
-    ) -> Result<(Rate, usize)> {
+    ) -> Result<MultiTurn> {
         let strategy = Rltf::new(RltfConfig {
             group_size: self.config.samples,
             early_termination: true,
@@ -216,8 +225,17 @@ impl Evaluator<'_> {
         let policy = self.local();
         let ctx = self.context(&policy).with_feedback(provider);
         let batch = strategy.rollout(&ctx, problems, seed)?;
-        let rates: Vec<f64> = batch
+        let unanswered = |e: usize| {
+            batch.episodes[e]
+                .feedback
+                .iter()
+                .any(|f| f.feedback.is_none())
+        };
+        let (answered, unanswered): (Vec<_>, Vec<_>) = batch
             .groups
+            .iter()
+            .partition(|g| !g.episodes.iter().any(|&e| unanswered(e)));
+        let rates: Vec<f64> = answered
             .iter()
             .map(|g| {
                 let solved = g
@@ -228,7 +246,46 @@ impl Evaluator<'_> {
                 solved as f64 / g.episodes.len() as f64
             })
             .collect();
-        Ok((Rate::of(&rates), batch.stats.sampled_tokens))
+        Ok(MultiTurn {
+            rate: (!rates.is_empty()).then(|| Rate::of(&rates)),
+            missing: unanswered.len(),
+            sampled_tokens: batch.stats.sampled_tokens,
+        })
+    }
+}
+
+/// What a multi-turn evaluation measured.
+struct MultiTurn {
+    /// Success over the problems whose feedback all arrived (`None`: no such problem).
+    rate: Option<Rate>,
+    /// Problems left out because feedback did not arrive.
+    missing: usize,
+    /// Policy tokens sampled.
+    sampled_tokens: usize,
+}
+
+impl EvalReport {
+    /// `with_feedback` for people: `mean ± stderr` (`decimals` digits), with `(over N of M
+    /// problems: no feedback for the rest)` when feedback was missing for some problems, or
+    /// `– (no feedback arrived)` when for all; `None` when it was not measured.
+    pub fn with_feedback_text(&self, decimals: usize) -> Option<String> {
+        let missing = self.with_feedback_missing;
+        match self.with_feedback {
+            None if missing == 0 => None,
+            None => Some(format!("– (no feedback arrived for {missing} problems)")),
+            Some(r) => {
+                let figure = format!("{:.decimals$} ± {:.decimals$}", r.mean, r.stderr);
+                Some(if missing == 0 {
+                    figure
+                } else {
+                    format!(
+                        "{figure} (over {} of {} problems: no feedback for the rest)",
+                        self.problems.saturating_sub(missing),
+                        self.problems
+                    )
+                })
+            }
+        }
     }
 }
 

@@ -59,4 +59,4 @@ pub use methods::{Method, MethodConfig, TrainMethod};
 pub use metrics::{MetricsRecord, StepMetrics};
 pub use problems::ProblemSource;
 pub use run_dir::RunDir;
-pub use trainer::{EvalRecord, Observer, RunSummary, Silent, Trainer};
+pub use trainer::{EvalRecord, Observer, Preflight, RunSummary, Silent, Trainer, preflight};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use redraft_feedback_protocol::ProviderStats;
+use redraft_feedback_protocol::{ErrorKind, ProviderStats};
 use redraft_rollout_engine::{Episode, Provenance, RolloutBatch};
 use redraft_verifier::Problem;
 use serde::{Deserialize, Serialize};
@@ -124,8 +124,13 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
     /// Feedback requests.
     pub feedback_requests: usize,
-    /// Feedback requests that failed.
+    /// Feedback requests that failed: those samples got no feedback (RLTF: no revision;
+    /// MulFeRL: no regeneration).
     pub feedback_failures: usize,
+    /// The provider's failed requests during the step by kind (`budget_exhausted` when the
+    /// step's feedback budget ran out, `timeout`, `connection`, ...); empty when none failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feedback_failure_kinds: BTreeMap<ErrorKind, u64>,
     /// Self-reflection reports that were missing or invalid.
     pub invalid_reflections: usize,
     /// Mean latency of successful feedback requests, milliseconds (`None`: no provider or no
@@ -233,6 +238,7 @@ impl StepMetrics {
             tokens_per_s: st.sampled_tokens as f64 / f.rollout_s.max(1e-9),
             feedback_requests: st.feedback_requests,
             feedback_failures: st.feedback_failures,
+            feedback_failure_kinds: f.feedback.map(|p| p.failures.clone()).unwrap_or_default(),
             invalid_reflections: st.invalid_reflections,
             feedback_latency_ms: f
                 .feedback

@@ -178,6 +178,42 @@ impl RunDir {
         read_jsonl(&self.join(files::TRANSCRIPTS))
     }
 
+    /// Removes what writes of a killed process left behind: the temporaries of atomic writes
+    /// (`.NAME.tmp-PID`: a log being rewritten, `final/` or `reference/` being published, a
+    /// checkpoint) in the folder and in `checkpoints/`, and nothing else.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when one cannot be removed.
+    pub fn remove_stale_temps(&self) -> Result<()> {
+        for dir in [
+            self.path.clone(),
+            crate::checkpoint::checkpoints_dir(&self.path),
+        ] {
+            for path in redraft_model::remove_stale_temps(&dir)? {
+                tracing::debug!(path = %path.display(), "removed a killed write's temporary");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the model folder `name` (`final`, `reference`): `write` fills a temporary
+    /// folder, which is then flushed to disk and renamed into place, so the folder is whole
+    /// or absent.
+    ///
+    /// # Errors
+    /// What `write` returns; [`Error::Model`] when publishing fails.
+    pub fn publish_dir(&self, name: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        let tmp = redraft_model::temp_path(&self.path, name);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        if let Err(e) = write(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        Ok(redraft_model::replace_dir(&tmp, &self.join(name))?)
+    }
+
     /// Drops what was logged after `state` (the checkpoint a run resumes from; the default
     /// state drops everything): those steps run again.
     ///

@@ -38,7 +38,7 @@ pub fn eval_table(evals: &[EvalRecord]) -> Table {
             e.sampled_tokens.to_string(),
             format_mean_stderr(r.pass_at_1.mean, r.pass_at_1.stderr),
             format_mean_stderr(r.pass_at_k.mean, r.pass_at_k.stderr),
-            opt(r.with_feedback),
+            r.with_feedback_text(3).unwrap_or_else(|| "–".to_string()),
             opt(r.self_feedback),
             format_value(r.format_ok),
         ]);

@@ -12,11 +12,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use redraft_feedback_protocol::{ChatModel, FeedbackProvider, ProviderConfig, Templates};
 use redraft_model::burn::tensor::Tensor;
-use redraft_model::{CausalLm, ModelConfig, SaveDType};
+use redraft_model::{
+    CausalLm, DeviceSpec, MemoryEstimate, MemoryLimit, ModelConfig, SaveDType, Workload,
+};
 use redraft_objectives::{Objective, PairRows, PolicyBatch, RowKind};
 use redraft_rollout_engine::{
-    LocalPolicy, MeteredPolicy, Policy, PolicyChat, RolloutContext, RolloutStrategy,
-    SamplingParams, derive_seed,
+    LocalPolicy, MeteredPolicy, Policy, PolicyChat, Rltf, RltfConfig, RolloutContext,
+    RolloutStrategy, SamplingParams, TurnPrompt, derive_seed,
 };
 use redraft_tokenizer::{ByteTokenizer, Tokenizer, load_tokenizer};
 use serde::{Deserialize, Serialize};
@@ -106,7 +108,7 @@ impl Trainer {
     /// # Errors
     /// [`Error::Config`] for an invalid configuration or a non-empty folder; loading errors.
     pub fn new(config: TrainConfig, run_dir: &Path) -> Result<Self> {
-        config.validate()?;
+        preflight(&config)?;
         let dir = RunDir::create(run_dir, &config)?;
         Self::build(config, dir, TrainState::default())
     }
@@ -119,13 +121,16 @@ impl Trainer {
     /// [`Error::Checkpoint`] for a broken checkpoint; loading errors.
     pub fn resume(run_dir: &Path) -> Result<Self> {
         let dir = RunDir::open(run_dir);
+        dir.remove_stale_temps()?;
         let Some(checkpoint) = checkpoint::latest(run_dir)? else {
             let config = dir.config()?;
+            preflight(&config)?;
             let state = TrainState::default();
             dir.truncate_to(&state)?;
             return Self::build(config, dir, state);
         };
         let loaded = checkpoint::read(&checkpoint)?;
+        preflight(&loaded.config)?;
         let state = loaded.state.clone();
         let mut trainer = Self::build(loaded.config, dir, state.clone())?;
         checkpoint::restore(&checkpoint, &mut trainer.learner, &trainer.config)?;
@@ -290,7 +295,10 @@ impl Trainer {
         }
         let dir = self.run_dir.join(files::REFERENCE);
         if !dir.join("config.json").is_file() {
-            self.learner.model().save_pretrained(&dir, SaveDType::F32)?;
+            let model = self.learner.model();
+            self.run_dir.publish_dir(files::REFERENCE, |tmp| {
+                Ok(model.save_pretrained(tmp, SaveDType::F32)?)
+            })?;
         }
         self.reference = Some(CausalLm::from_pretrained(
             &dir,
@@ -315,14 +323,10 @@ impl Trainer {
     }
 
     fn save_final(&self) -> Result<()> {
-        let dir = self.run_dir.join(files::FINAL);
-        let tmp = self.run_dir.join(format!(".{}.tmp", files::FINAL));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        self.learner.model().save_pretrained(&tmp, SaveDType::F32)?;
-        checkpoint::copy_tokenizer(&self.tokenizer_dir, &tmp)?;
-        Ok(redraft_model::replace_dir(&tmp, &dir)?)
+        self.run_dir.publish_dir(files::FINAL, |tmp| {
+            self.learner.model().save_pretrained(tmp, SaveDType::F32)?;
+            checkpoint::copy_tokenizer(&self.tokenizer_dir, tmp)
+        })
     }
 
     /// One SFT step; returns its loss.
@@ -687,6 +691,144 @@ impl Trainer {
             },
         )
     }
+}
+
+/// What [`preflight`] admitted a run with.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The model's context (`max_position_embeddings`).
+    pub context: usize,
+    /// The turn with the longest prompt, with `rollout.max_new_tokens` the closest to the
+    /// context.
+    pub longest: TurnPrompt,
+    /// The estimated memory of the run.
+    pub memory: MemoryEstimate,
+    /// What it was checked against (`None`: no limit known).
+    pub limit: Option<MemoryLimit>,
+}
+
+/// Training problems whose prompts [`preflight`] measures (with every held-out problem):
+/// generated families render alike, so the first ones stand for the stream.
+const PREFLIGHT_PROBLEMS: usize = 256;
+
+/// The start-up checks of a run, before anything is allocated or written (both
+/// [`Trainer::new`] and [`Trainer::resume`] run them; `redraft train --check` stops after):
+///
+/// 1. the configuration is valid ([`TrainConfig::validate`]);
+/// 2. the estimated memory of the model, its gradients and AdamW state, a reference copy and the
+///    largest batch (`rollout.prompts_per_step` × `rollout.group_size` rows, or the evaluation's
+///    `eval.problems` × `eval.samples`) fits `max_memory` and, on the CPU, the memory the
+///    machine has available ([`ModelConfig::memory_estimate`]);
+/// 3. every kind of turn the method samples, and evaluation's revision turn when
+///    `eval.with_feedback`, fits the model's context with `rollout.max_new_tokens` new tokens:
+///    the first turn with the longest rendered prompt of the training and held-out problems,
+///    later turns with their fixed parts ([`RolloutStrategy::turn_prompts`]); feedback that
+///    makes a later turn longer at run time cuts that turn instead.
+///
+/// # Errors
+/// [`Error::Config`] naming the key (`rollout.max_new_tokens`), [`Error::Model`] with the
+/// memory estimate, loading errors of the model config, tokenizer or problems.
+pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
+    config.validate()?;
+    let (model, tokenizer): (ModelConfig, Box<dyn Tokenizer>) =
+        match (&config.model.path, &config.model.init) {
+            (Some(path), _) => (
+                ModelConfig::from_file(&path.join("config.json"))?,
+                load_tokenizer(path)?,
+            ),
+            (None, Some(init)) => (
+                ModelConfig::from_file(init)?,
+                Box::new(ByteTokenizer::new()),
+            ),
+            (None, None) => return Err(Error::config("model", "no path and no init")),
+        };
+    let context = model.max_position_embeddings;
+    let r = &config.rollout;
+    let method = config.method.method();
+    // Memory first: a batch too large for the machine is refused before its problems exist.
+    let rollout_rows = r.prompts_per_step.saturating_mul(r.group_size);
+    let workload = Workload {
+        copies: usize::from(method.objective()?.needs_reference()),
+        train_rows: rollout_rows.div_ceil(config.updates.minibatches),
+        decode_rows: rollout_rows.max(config.eval.problems.saturating_mul(config.eval.samples)),
+        tokens: r.max_new_tokens.min(context),
+    };
+    let memory = model.memory_estimate(&workload);
+    let given = config.memory_limit()?.map(|bytes| MemoryLimit {
+        bytes,
+        source: "limit set by max_memory (--max-memory)".into(),
+    });
+    let limit = MemoryLimit::resolve(given, config.device_spec()? == DeviceSpec::Cpu);
+    if let Some(limit) = &limit {
+        memory.check("the run", limit)?;
+    }
+    // Then the context: the longest prompt of each kind of turn.
+    let templates = Templates::with_overrides(&config.templates)?;
+    let source = ProblemSource::new(&config.task, config.eval.problems)?;
+    let count = usize::try_from(config.steps)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(r.prompts_per_step)
+        .clamp(1, PREFLIGHT_PROBLEMS);
+    let (train, _) = source.train(0, count)?;
+    let strategy = method.strategy(&config.rollout)?;
+    let mut turns: Vec<TurnPrompt> = Vec::new();
+    let mut add = |t: TurnPrompt| match turns.iter_mut().find(|u| u.turn == t.turn) {
+        Some(u) if t.tokens + t.turn_end > u.tokens + u.turn_end => *u = t,
+        Some(_) => {}
+        None => turns.push(t),
+    };
+    let tok = tokenizer.as_ref();
+    for problem in train.iter().chain(source.eval()) {
+        for t in strategy.turn_prompts(tok, &templates, problem)? {
+            add(t);
+        }
+    }
+    if config.eval.with_feedback {
+        let revision = Rltf::new(RltfConfig::default())?;
+        for problem in source.eval() {
+            for mut t in revision
+                .turn_prompts(tok, &templates, problem)?
+                .into_iter()
+                .skip(1)
+            {
+                t.turn = format!("{} of evaluation with feedback", t.turn);
+                add(t);
+            }
+        }
+    }
+    let n = r.max_new_tokens;
+    let need = |t: &TurnPrompt| t.tokens.saturating_add(n).saturating_add(t.turn_end);
+    if let Some(t) = turns.iter().find(|t| need(t) > context) {
+        let prompt = if t.grows {
+            format!(
+                "at least {} tokens (its fixed parts; responses and feedback come on top)",
+                t.tokens
+            )
+        } else {
+            format!("up to {} tokens", t.tokens)
+        };
+        return Err(Error::config(
+            "rollout.max_new_tokens",
+            format!(
+                "rollout.max_new_tokens = {n}: {}'s prompt of {prompt} + {n} new tokens + {} \
+                 closing the turn = {} exceed the model's context of {context} \
+                 (max_position_embeddings); lower rollout.max_new_tokens or shorten the prompts",
+                t.turn,
+                t.turn_end,
+                need(t)
+            ),
+        ));
+    }
+    let longest = turns
+        .into_iter()
+        .max_by_key(need)
+        .ok_or_else(|| Error::config("task", "no problems to measure"))?;
+    Ok(Preflight {
+        context,
+        longest,
+        memory,
+        limit,
+    })
 }
 
 const SFT_SALT: u64 = 0x5F7;

@@ -28,7 +28,7 @@ use crate::episode::{Episode, Provenance, RolloutBatch, SequenceBuilder, Strateg
 use crate::error::{Error, Result};
 use crate::policy::{MeteredPolicy, Policy};
 pub(crate) use crate::prompts::problem_messages;
-use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
+use crate::sampling::{Completion, FinishReason, RowRequest, SamplingParams, row_rng};
 
 /// What a strategy samples with: the policy, its tokenizer, how to sample, the feedback
 /// provider and the prompt templates.
@@ -124,6 +124,25 @@ pub trait RolloutStrategy {
         seed: u64,
     ) -> Result<RolloutBatch>;
 
+    /// The least prompt of each kind of turn this strategy samples for `problem`: its fixed
+    /// parts (the problem, the templates, the chat scaffolding) with every earlier response and
+    /// every feedback text empty. Start-up checks add `max_new_tokens` and the turn end to
+    /// each and refuse what can never fit the context; at run time a turn whose real prompt
+    /// leaves less room is cut at the context (finish reason `length`), and one whose prompt
+    /// leaves none is not sampled (each strategy says what then happens to its episode).
+    ///
+    /// # Errors
+    /// Template or tokenizer failures.
+    fn turn_prompts(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        templates: &Templates,
+        problem: &Problem,
+    ) -> Result<Vec<TurnPrompt>> {
+        let _ = templates;
+        Ok(vec![first_turn_prompt(tokenizer, problem)?])
+    }
+
     /// Rolls out `problems` with generators derived from `seed`: [`sample`](Self::sample), with
     /// `stats.sampled_tokens` set to the completion tokens the policy's meter counted meanwhile
     /// (every decode call, wherever it was made; see [`RolloutContext::policy`]).
@@ -148,6 +167,60 @@ pub trait RolloutStrategy {
         batch.stats.sampled_tokens = meter.sampled_tokens() as usize;
         Ok(batch)
     }
+}
+
+/// The least prompt of one kind of turn ([`RolloutStrategy::turn_prompts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnPrompt {
+    /// Which turn, in words ("the first turn", "the revision turn").
+    pub turn: String,
+    /// Prompt tokens at least (the open assistant turn and any forced prefix included).
+    pub tokens: usize,
+    /// Tokens that close the turn when sampling ends without a stop token.
+    pub turn_end: usize,
+    /// Whether `tokens` leaves out text only known at run time (responses, feedback).
+    pub grows: bool,
+}
+
+impl TurnPrompt {
+    /// The turn whose prompt `builder` holds (its assistant turn open).
+    pub(crate) fn of(
+        turn: impl Into<String>,
+        tokenizer: &dyn Tokenizer,
+        builder: &SequenceBuilder,
+        grows: bool,
+    ) -> Result<Self> {
+        Ok(Self {
+            turn: turn.into(),
+            tokens: builder.ids().len(),
+            turn_end: builder.conv.turn_end_ids(tokenizer)?.len(),
+            grows,
+        })
+    }
+}
+
+/// The first turn's prompt of `problem` (its chat messages).
+pub(crate) fn first_turn_prompt(
+    tokenizer: &dyn Tokenizer,
+    problem: &Problem,
+) -> Result<TurnPrompt> {
+    let mut b = SequenceBuilder::new(tokenizer)?;
+    for m in problem_messages(problem) {
+        b.prompt(tokenizer, m)?;
+    }
+    b.open(tokenizer)?;
+    TurnPrompt::of("the first turn", tokenizer, &b, false)
+}
+
+/// New tokens the open turn of `builder` may still take within the policy's context, keeping
+/// room for the tokens that close it: 0 when its prompt leaves none (the turn cannot be
+/// sampled, and the strategy ends the episode before it).
+pub(crate) fn room(ctx: &RolloutContext<'_>, builder: &SequenceBuilder) -> Result<usize> {
+    let closing = builder.conv.turn_end_ids(ctx.tokenizer)?.len();
+    Ok(ctx
+        .policy
+        .max_context()
+        .saturating_sub(builder.ids().len() + closing))
 }
 
 /// The configuration of a strategy, tagged by `type`.
@@ -262,18 +335,39 @@ pub(crate) fn sample_turns(
         return Ok(Vec::new());
     }
     let params = ctx.turn_params()?;
-    let rows: Vec<RowRequest> = builders
-        .iter()
-        .zip(rngs)
-        .map(|(b, rng)| RowRequest {
-            prompt: b.ids().to_vec(),
-            params: params.clone(),
-            rng,
-        })
-        .collect();
-    let completions = ctx.policy.generate(rows, &|_, _| false)?;
-    let mut out = Vec::with_capacity(completions.len());
+    // Each turn takes at most what its context has left once closed (finish reason `length`);
+    // a turn with no room is not sent to the policy at all.
+    let mut rows = Vec::with_capacity(builders.len());
+    let mut sent = Vec::with_capacity(builders.len());
+    for (b, rng) in builders.iter().zip(rngs) {
+        let room = room(ctx, b)?;
+        sent.push(room > 0);
+        if room > 0 {
+            let mut params = params.clone();
+            params.max_new_tokens = params.max_new_tokens.min(room);
+            rows.push(RowRequest {
+                prompt: b.ids().to_vec(),
+                params,
+                rng,
+            });
+        }
+    }
+    let mut returned = if rows.is_empty() {
+        Vec::new()
+    } else {
+        ctx.policy.generate(rows, &|_, _| false)?
+    }
+    .into_iter();
+    let completions = sent
+        .into_iter()
+        .map(|sent| if sent { returned.next() } else { None });
+    let mut out = Vec::with_capacity(builders.len());
     for (b, c) in builders.iter_mut().zip(completions) {
+        let c = c.unwrap_or(Completion {
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish_reason: FinishReason::Length,
+        });
         let range = b.sampled(&c.tokens, &c.logprobs)?;
         b.close(ctx.tokenizer)?;
         out.push(SampledTurn {

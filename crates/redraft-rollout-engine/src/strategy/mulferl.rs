@@ -3,13 +3,14 @@
 use rand::SeedableRng;
 use rand::seq::{SliceRandom, index};
 use rand_chacha::ChaCha8Rng;
-use redraft_feedback_protocol::{Feedback, FeedbackRequest};
+use redraft_feedback_protocol::{Feedback, FeedbackRequest, Templates};
+use redraft_tokenizer::Tokenizer;
 use redraft_verifier::Problem;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RolloutContext, RolloutStrategy, derive_seed, first_turns, positive, sample_rng, sample_turns,
-    stage,
+    RolloutContext, RolloutStrategy, TurnPrompt, derive_seed, first_turn_prompt, first_turns,
+    positive, room, sample_rng, sample_turns, stage,
 };
 use crate::episode::{
     Episode, FeedbackRecord, GroupUse, PreferencePair, Provenance, RolloutBatch, SequenceBuilder,
@@ -188,6 +189,32 @@ impl MulFeRl {
 }
 
 impl RolloutStrategy for MulFeRl {
+    fn turn_prompts(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        templates: &Templates,
+        problem: &Problem,
+    ) -> Result<Vec<TurnPrompt>> {
+        let (message, prefix) =
+            regeneration_prompt(templates, problem, "", self.config.forced_prefix)?;
+        let mut b = SequenceBuilder::new(tokenizer)?;
+        b.feedback(tokenizer, message)?;
+        b.open(tokenizer)?;
+        if !prefix.is_empty() {
+            b.forced(&tokenizer.encode(&prefix)?)?;
+        }
+        let mut turns = vec![first_turn_prompt(tokenizer, problem)?];
+        if self.config.max_rounds > 0 {
+            turns.push(TurnPrompt::of(
+                "the regeneration turn",
+                tokenizer,
+                &b,
+                true,
+            )?);
+        }
+        Ok(turns)
+    }
+
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,
@@ -291,7 +318,7 @@ impl RolloutStrategy for MulFeRl {
                 // Merged critiques of a whole group can outgrow a small context: the group is
                 // dropped and counted, the run goes on.
                 let context = ctx.policy.max_context();
-                if b.ids().len() >= context {
+                if room(ctx, &b)? == 0 {
                     batch.stats.feedback_failures += 1;
                     tracing::warn!(
                         tokens = b.ids().len(),

@@ -4,14 +4,15 @@ use std::ops::Range;
 
 use redraft_feedback_protocol::{
     AuxSftRules, Exchange, Feedback, FeedbackKind, FeedbackRequest, FeedbackSource, Pivot,
-    PivotUnit, ReflectRetryRecord, RetryRecord, select_aux_sft,
+    PivotUnit, ReflectRetryRecord, RetryRecord, Templates, select_aux_sft,
 };
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
 use redraft_verifier::{Problem, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RolloutContext, RolloutStrategy, positive, problem_messages, sample_rng, sample_turns, stage,
+    RolloutContext, RolloutStrategy, TurnPrompt, first_turn_prompt, positive, problem_messages,
+    room, sample_rng, sample_turns, stage,
 };
 use crate::episode::{
     Episode, FeedbackRecord, GroupUse, Provenance, RolloutBatch, SequenceBuilder, StrategyKind,
@@ -156,6 +157,19 @@ fn run_attempts(
                 continue;
             }
             let text = retry_text.unwrap_or_default();
+            // Feedback that leaves the next attempt no room in the context ends the
+            // trajectory at this attempt.
+            let mut next = session.builder.clone();
+            next.feedback(ctx.tokenizer, Message::user(text.clone()))?;
+            next.open(ctx.tokenizer)?;
+            if room(ctx, &next)? == 0 {
+                tracing::debug!(
+                    tokens = next.ids().len(),
+                    "R^3L attempt has no room left in the context; trajectory ended"
+                );
+                session.done = true;
+                continue;
+            }
             let mut fb = Feedback::new(
                 FeedbackKind::CorrectnessOnly,
                 text.clone(),
@@ -167,11 +181,8 @@ fn run_attempts(
                 feedback: Some(fb),
                 error: None,
             });
-            session.feedback_messages.push(text.clone());
-            session
-                .builder
-                .feedback(ctx.tokenizer, Message::user(text))?;
-            session.builder.open(ctx.tokenizer)?;
+            session.feedback_messages.push(text);
+            session.builder = next;
         }
     }
 }
@@ -195,6 +206,42 @@ fn episode(problem: usize, session: &Session, provenance: Provenance) -> Episode
 }
 
 impl RolloutStrategy for R3l {
+    fn turn_prompts(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        templates: &Templates,
+        problem: &Problem,
+    ) -> Result<Vec<TurnPrompt>> {
+        // The longest fixed parts: a guided retry (the guidance's template before the problem)
+        // after empty attempts, each followed by the shorter of the two feedback messages.
+        let retry = templates.r3l_math_retry("")?;
+        let invalid = templates.r3l_invalid_format()?;
+        let feedback = if retry.len() <= invalid.len() {
+            retry
+        } else {
+            invalid
+        };
+        let mut b = SequenceBuilder::new(tokenizer)?;
+        let guided = guided_messages(&guidance_system(templates, "")?, problem);
+        let (system, prompt) = guided.split_at(1);
+        b.feedback(tokenizer, system[0].clone())?;
+        for m in prompt {
+            b.prompt(tokenizer, m.clone())?;
+        }
+        b.open(tokenizer)?;
+        let mut turns = vec![first_turn_prompt(tokenizer, problem)?];
+        for attempt in 1..=self.config.max_attempts {
+            if attempt > 1 {
+                b.close(tokenizer)?;
+                b.feedback(tokenizer, Message::user(feedback.clone()))?;
+                b.open(tokenizer)?;
+            }
+            let turn = format!("attempt {attempt} of a guided retry");
+            turns.push(TurnPrompt::of(turn, tokenizer, &b, true)?);
+        }
+        Ok(turns)
+    }
+
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,
@@ -266,9 +313,18 @@ impl RolloutStrategy for R3l {
                 continue;
             }
             let (pivot, untrained) = pivot_plan(fb.pivot, base, c.replay_to_pivot, tok)?;
-            base.untrained = untrained;
             let guidance = guidance_system(&ctx.templates, &fb.text)?;
             let (session, copy) = retry(ctx, &problems[base.problem], base, pivot, &guidance, b)?;
+            // Guidance that leaves the retry no room in the context: no retry.
+            if room(ctx, &session.builder)? == 0 {
+                tracing::warn!(
+                    tokens = session.builder.ids().len(),
+                    context = ctx.policy.max_context(),
+                    "R^3L retry prompt leaves no room in the context; no retry"
+                );
+                continue;
+            }
+            base.untrained = untrained;
             retry_of[b] = Some((pivot, guided.len()));
             guided.push(session);
             distilled.push(copy);
@@ -317,7 +373,11 @@ impl RolloutStrategy for R3l {
                         reflection: true,
                         ..Provenance::base(StrategyKind::R3l)
                     };
-                    sft.push(reflection_episode(ctx, p, exchange, verdict, provenance)?);
+                    let reflection = reflection_episode(ctx, p, exchange, verdict, provenance)?;
+                    // A reflection longer than the context cannot be trained on.
+                    if reflection.sequences[0].ids.len() <= ctx.policy.max_context() {
+                        sft.push(reflection);
+                    }
                 }
                 let Some((pivot, guided, distilled)) = retry else {
                     continue;

@@ -1,13 +1,14 @@
 //! RLTF two-turn rollouts: a first attempt; on failure a critique from the feedback provider and
 //! a revision turn prompted by RLTF's revision template (docs/algorithms/rltf.md).
 
-use redraft_feedback_protocol::FeedbackRequest;
+use redraft_feedback_protocol::{FeedbackRequest, Templates};
+use redraft_tokenizer::Tokenizer;
 use redraft_verifier::Problem;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RolloutContext, RolloutStrategy, first_turns, positive, sample_rng, sample_turns,
-    shaped_reward, stage,
+    RolloutContext, RolloutStrategy, TurnPrompt, first_turn_prompt, first_turns, positive, room,
+    sample_rng, sample_turns, shaped_reward, stage,
 };
 use crate::episode::{FeedbackRecord, GroupUse, RolloutBatch, SequenceBuilder, StrategyKind, Turn};
 use crate::error::Result;
@@ -49,7 +50,9 @@ impl Default for RltfConfig {
 /// from a *fresh* single user message rendered by the `rltf_revision` template (question,
 /// previous solution, critique), kept as the episode's second [`Sequence`](crate::Sequence)
 /// whose prompt tokens are [`TokenKind::Feedback`](crate::TokenKind::Feedback). A failed
-/// provider call is recorded on the episode, which then ends after turn 0. The episode reward is
+/// provider call is recorded on the episode, which then ends after turn 0; so is a critique
+/// whose revision prompt leaves no room in the context (a revision that outgrows it is cut,
+/// finish reason `length`). The episode reward is
 /// the last turn's reward; per-turn rewards are on the turns.
 #[derive(Debug, Clone)]
 pub struct Rltf {
@@ -65,6 +68,21 @@ impl Rltf {
 }
 
 impl RolloutStrategy for Rltf {
+    fn turn_prompts(
+        &self,
+        tokenizer: &dyn Tokenizer,
+        templates: &Templates,
+        problem: &Problem,
+    ) -> Result<Vec<TurnPrompt>> {
+        let mut b = SequenceBuilder::new(tokenizer)?;
+        b.feedback(tokenizer, revision_message(templates, problem, "", "")?)?;
+        b.open(tokenizer)?;
+        Ok(vec![
+            first_turn_prompt(tokenizer, problem)?,
+            TurnPrompt::of("the revision turn", tokenizer, &b, true)?,
+        ])
+    }
+
     fn sample(
         &self,
         ctx: &RolloutContext<'_>,
@@ -124,6 +142,23 @@ impl RolloutStrategy for Rltf {
                     let mut b = SequenceBuilder::new(ctx.tokenizer)?;
                     b.feedback(ctx.tokenizer, message)?;
                     b.open(ctx.tokenizer)?;
+                    // A critique that leaves the revision no room in the context: the episode
+                    // ends after turn 0, as when no critique came (counted, recorded).
+                    if room(ctx, &b)? == 0 {
+                        stats_failures += 1;
+                        let error = format!(
+                            "the revision prompt ({} tokens) does not fit the {}-token context",
+                            b.ids().len(),
+                            ctx.policy.max_context()
+                        );
+                        tracing::warn!("{error}; the episode ends after its first turn");
+                        episode.feedback.push(FeedbackRecord {
+                            turn: Some(0),
+                            feedback: Some(fb),
+                            error: Some(error),
+                        });
+                        continue;
+                    }
                     builders.push(b);
                     revised.push((p, s));
                     rngs.push(sample_rng(seed, p, stage::REVISION, s));

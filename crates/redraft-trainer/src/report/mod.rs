@@ -8,9 +8,8 @@ pub mod svg;
 pub use markdown::{Table, Transcript, TranscriptTurn, format_mean_stderr, format_value};
 pub use svg::{LinePlot, Series};
 
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The name of the markdown file [`Report::write`] writes.
 const REPORT_FILE: &str = "report.md";
@@ -107,25 +106,14 @@ fn one_line(text: &str) -> String {
     text.replace(['\r', '\n'], " ").trim().to_owned()
 }
 
-/// Writes `contents` to a temp file beside `path`, syncs it, then renames it over `path`.
+/// Writes `contents` atomically through [`redraft_model::write_atomic`] (temporary file,
+/// fsync, rename, fsync of the folder).
 fn write_atomic(path: &Path, contents: &str) -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{name}.{}-{unique}.tmp", std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut file| {
-            file.write_all(contents.as_bytes())
-                .and_then(|()| file.sync_all())
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match redraft_model::write_atomic(path, contents.as_bytes()) {
+        Ok(()) => Ok(path.to_owned()),
+        Err(redraft_model::Error::Io { source, .. }) => Err(source),
+        Err(other) => Err(io::Error::other(other.to_string())),
     }
-    result.map(|()| path.to_owned())
 }
 
 #[cfg(test)]
