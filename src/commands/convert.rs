@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use redraft::model::{CausalLm, DeviceSpec, SaveDType, replace_dir};
+use anyhow::{Context, Result};
+
+use super::{check_out_dir, publish_dir};
+use redraft::model::{CausalLm, DeviceSpec, SaveDType};
 use redraft::tokenizer::gguf_tokenizer_files;
 
 #[derive(Debug, clap::Args)]
@@ -33,48 +35,21 @@ enum Dtype {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let non_empty = std::fs::read_dir(&args.out).is_ok_and(|mut d| d.next().is_some());
-    if non_empty && !args.force {
-        bail!(
-            "{} exists and is not empty (use --force to replace it)",
-            args.out.display()
-        );
-    }
-    let parent = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        bail!("the folder {} of --out does not exist", parent.display());
-    }
-    let name = args
-        .out
-        .file_name()
-        .with_context(|| format!("--out {} names no folder", args.out.display()))?;
+    check_out_dir(&args.out, args.force)?;
     let file = redraft::gguf::GgufFile::open(&args.from)?;
     let tokenizer = gguf_tokenizer_files(&file)
         .with_context(|| format!("building the tokenizer of {}", args.from.display()))?;
     let model = CausalLm::from_gguf(&args.from, &DeviceSpec::Cpu.device()?)
         .with_context(|| format!("reading the model in {}", args.from.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| -> Result<()> {
-        let dtype = match args.dtype {
-            Dtype::F32 => SaveDType::F32,
-            Dtype::Bf16 => SaveDType::Bf16,
-        };
-        model.save_pretrained(&tmp, dtype)?;
-        tokenizer.write(&tmp)?;
+    let dtype = match args.dtype {
+        Dtype::F32 => SaveDType::F32,
+        Dtype::Bf16 => SaveDType::Bf16,
+    };
+    publish_dir(&args.out, |tmp| {
+        model.save_pretrained(tmp, dtype)?;
+        tokenizer.write(tmp)?;
         Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    replace_dir(&tmp, &args.out)?;
+    })?;
     let config = model.config();
     println!(
         "wrote {} ({} {} layers, {} parameters, vocabulary {})",

@@ -10,6 +10,7 @@ use std::path::Path;
 use redraft_gguf::{GgufFile, Metadata};
 use serde_json::{Map, Value, json};
 
+use crate::byte_level::byte_spelling;
 use crate::hf::{
     HF_CHAT_TEMPLATE_FILE, HF_TOKENIZER_CONFIG_FILE, HF_TOKENIZER_FILE, HfTokenizer,
     HfTokenizerConfig,
@@ -20,24 +21,6 @@ use crate::{Error, Result};
 /// tokens, user-defined ones plain added tokens.
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
-
-/// GPT-2's printable spelling of each byte (`bytes_to_unicode`): printable Latin-1 bytes stand
-/// for themselves, the others for code points from U+0100 on.
-pub(crate) fn byte_spelling() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut next = 256u32;
-    for byte in 0..=255u8 {
-        let printable = matches!(byte, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-        table[byte as usize] = if printable {
-            char::from(byte)
-        } else {
-            let c = char::from_u32(next).unwrap_or('\u{FFFD}');
-            next += 1;
-            c
-        };
-    }
-    table
-}
 
 /// Pre-tokenizer split patterns by `tokenizer.ggml.pre` (the vocabularies whose merges were
 /// learned on another split than GPT-2's); any other name splits as GPT-2 does.
@@ -314,19 +297,5 @@ impl HfTokenizer {
                 }
             })?;
         Self::from_parts(inner, config)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_spelling_is_gpt2s() {
-        let table = byte_spelling();
-        assert_eq!(table[b'A' as usize], 'A');
-        assert_eq!(table[b' ' as usize], '\u{120}'); // Ġ
-        assert_eq!(table[b'\n' as usize], '\u{10A}'); // Ċ
-        assert_eq!(table[0xAD], '\u{143}');
     }
 }

@@ -32,6 +32,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod byte;
+mod byte_level;
 mod chat;
 mod config;
 mod conversation;
