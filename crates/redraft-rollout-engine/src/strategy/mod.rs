@@ -367,6 +367,7 @@ pub(crate) fn sample_turns(
             tokens: Vec::new(),
             logprobs: Vec::new(),
             finish_reason: FinishReason::Length,
+            top_logprobs: Vec::new(),
         });
         let range = b.sampled(&c.tokens, &c.logprobs)?;
         b.close(ctx.tokenizer)?;
