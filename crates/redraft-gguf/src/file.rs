@@ -247,7 +247,7 @@ impl GgufFile {
             let start = data_start.checked_add(offset);
             let end = start.and_then(|s| s.checked_add(bytes));
             match (start, end) {
-                (Some(start), Some(end)) if end <= size && offset % alignment == 0 => {
+                (Some(start), Some(end)) if end <= size && offset.is_multiple_of(alignment) => {
                     if by_name.insert(name.clone(), tensors.len()).is_some() {
                         return Err(r.malformed(format!("tensor `{name}` appears twice")));
                     }

@@ -57,7 +57,7 @@ fn handmade(kv: &[Vec<u8>], tensors: &[(&str, &[u64], u32, u64)], data: &[u8]) -
         b.extend(ty.to_le_bytes());
         b.extend(offset.to_le_bytes());
     }
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.extend(data);
