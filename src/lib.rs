@@ -2,10 +2,11 @@
 //! feedback, on burn.
 //!
 //! This facade re-exports the workspace's crates under short names. Each crate can also be
-//! used on its own; the four marked "no burn" below never pull in a tensor library.
+//! used on its own; the crates marked "no burn" below never pull in a tensor library.
 //!
 //! | module | crate | what |
 //! |---|---|---|
+//! | [`gguf`] | redraft-gguf (no burn) | GGUF files: metadata, tensors, dequantization |
 //! | [`tokenizer`] | redraft-tokenizer (no burn) | tokenizers, chat templates, token transcripts |
 //! | [`verifier`] | redraft-verifier (no burn) | verdicts for math answers and built-in tasks |
 //! | [`feedback`] | redraft-feedback-protocol (no burn) | feedback types and providers |
@@ -17,6 +18,7 @@
 
 pub use redraft_credit_assignment as credit;
 pub use redraft_feedback_protocol as feedback;
+pub use redraft_gguf as gguf;
 pub use redraft_model as model;
 pub use redraft_objectives as objectives;
 pub use redraft_rollout_engine as rollout;

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Write a randomly initialised model directory (config, weights, tokenizer).
     InitModel(commands::init_model::Args),
+    /// Convert a GGUF file (llama.cpp's format) into a Hugging Face model directory.
+    Convert(commands::convert::Args),
     /// Per-token log-probabilities of token sequences or texts under a model.
     Score(commands::score::Args),
     /// Sample continuations of prompts with the KV cache.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::InitModel(args) => commands::init_model::run(args),
+        Command::Convert(args) => commands::convert::run(args),
         Command::Score(args) => commands::score::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Verify(args) => commands::verify::run(args),

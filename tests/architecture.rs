@@ -1,5 +1,5 @@
 //! The crate graph's invariants, read from `cargo metadata` (see docs/ARCHITECTURE.md):
-//! the four foundation crates never depend on burn, and internal dependencies only point down
+//! the foundation crates never depend on burn, and internal dependencies only point down
 //! the layers.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,7 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates a downstream project can take without a tensor library.
-const NO_BURN: [&str; 4] = [
+const NO_BURN: [&str; 5] = [
+    "redraft-gguf",
     "redraft-tokenizer",
     "redraft-verifier",
     "redraft-feedback-protocol",
@@ -18,10 +19,11 @@ const NO_BURN: [&str; 4] = [
 /// The internal crates each crate may depend on (directly).
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     BTreeMap::from([
-        ("redraft-tokenizer", vec![]),
+        ("redraft-gguf", vec![]),
+        ("redraft-tokenizer", vec!["redraft-gguf"]),
         ("redraft-verifier", vec![]),
         ("redraft-credit-assignment", vec![]),
-        ("redraft-model", vec![]),
+        ("redraft-model", vec!["redraft-gguf"]),
         (
             "redraft-feedback-protocol",
             vec!["redraft-tokenizer", "redraft-verifier"],

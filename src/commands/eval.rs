@@ -15,7 +15,7 @@ use super::{LoadedModel, Output};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The model folder (config.json, safetensors, tokenizer).
+    /// The model folder (config.json, safetensors, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
     /// A built-in task family (arithmetic, countdown, knights_knaves, shortest_path,

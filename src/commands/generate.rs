@@ -12,7 +12,7 @@ use super::{LoadedModel, Output, encode_text, read_jsonl};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// A model directory (config.json, safetensors weights, tokenizer).
+    /// A model directory (config.json, safetensors weights, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
     /// The prompt text.

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use redraft::model::{
-    CausalLm, DeviceSpec, MemoryLimit, ModelConfig, SaveDType, Workload, parse_bytes, replace_dir,
+    CausalLm, DeviceSpec, MemoryLimit, ModelConfig, SaveDType, Workload, parse_bytes,
 };
 use redraft::tokenizer::{ByteTokenizer, Tokenizer};
+
+use super::{check_out_dir, publish_dir};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -35,15 +37,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let config = ModelConfig::from_file(&args.config)?;
-    let non_empty = std::fs::read_dir(&args.out)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if non_empty && !args.force {
-        bail!(
-            "{} exists and is not empty (use --force to replace its model files)",
-            args.out.display()
-        );
-    }
+    check_out_dir(&args.out, args.force)?;
     // Sized before anything is allocated or written.
     let given = match &args.max_memory {
         Some(text) => Some(MemoryLimit {
@@ -57,26 +51,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             .memory_estimate(&Workload::default())
             .check("the model", &limit)?;
     }
-    // Written whole into a temporary sibling folder, then renamed: a failure leaves nothing.
-    let name = args
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let tmp = args
-        .out
-        .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let written = write_model(&args, &config, &tmp).and_then(|vocab| {
-        replace_dir(&tmp, &args.out)?;
-        Ok(vocab)
-    });
-    let vocab = match written {
-        Ok(vocab) => vocab,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
+    let vocab = publish_dir(&args.out, |tmp| write_model(&args, &config, tmp))?;
     println!(
         "wrote {} ({} parameters, vocabulary {} of {} ids used by the tokenizer, seed {})",
         args.out.display(),

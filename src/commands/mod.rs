@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: opening model directories and JSONL I/O.
 
+pub(crate) mod convert;
 pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod init_model;
@@ -15,10 +16,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use redraft::model::burn::tensor::Device;
-use redraft::model::{CausalLm, DeviceSpec};
+use redraft::model::{CausalLm, DeviceSpec, replace_dir, temp_path};
 use redraft::tokenizer::Tokenizer;
 
-/// A model directory opened for inference.
+/// A model (a directory or a `.gguf` file) opened for inference.
 pub(crate) struct LoadedModel {
     pub(crate) model: CausalLm,
     pub(crate) tokenizer: Box<dyn Tokenizer>,
@@ -26,10 +27,11 @@ pub(crate) struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads config.json, the safetensors weights and the tokenizer of `dir` onto `device`.
+    /// Loads config.json, the safetensors weights and the tokenizer of directory `dir`, or
+    /// the model and tokenizer of a `.gguf` file, onto `device`.
     pub(crate) fn open(dir: &Path, device: DeviceSpec) -> Result<Self> {
         let device = device.device()?;
-        let model = CausalLm::from_pretrained(dir, &device)
+        let model = CausalLm::load(dir, &device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
         let tokenizer = redraft::tokenizer::load_tokenizer(dir)
             .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
@@ -53,6 +55,55 @@ impl LoadedModel {
         stop.extend(self.tokenizer.token_to_id("<|im_end|>"));
         stop
     }
+}
+
+/// The folder holding `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Checks, before any work, that folder `dir` can be written by [`publish_dir`]: its parent
+/// exists, and it is missing or empty unless `force` (replace it).
+pub(crate) fn check_out_dir(dir: &Path, force: bool) -> Result<()> {
+    let parent = parent_of(dir);
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "the folder {} of {} does not exist",
+            parent.display(),
+            dir.display()
+        );
+    }
+    dir.file_name()
+        .with_context(|| format!("{}: not a folder name", dir.display()))?;
+    let non_empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if non_empty && !force {
+        anyhow::bail!(
+            "{} exists and is not empty (use --force to replace it)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes folder `dir` whole: `write` fills a temporary sibling (redraft-model's `temp_path`)
+/// that then replaces `dir` (`replace_dir`); on a failure the temporary is removed and `dir` is
+/// left as it was.
+pub(crate) fn publish_dir<T>(dir: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let parent = parent_of(dir);
+    let name = dir
+        .file_name()
+        .with_context(|| format!("{}: not a folder name", dir.display()))?;
+    let tmp = temp_path(parent, &name.to_string_lossy());
+    let written = write(&tmp).and_then(|value| {
+        replace_dir(&tmp, dir)?;
+        Ok(value)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
 }
 
 /// A text prompt as the program feeds it to a model: the tokenizer's BOS token, when it has
@@ -104,11 +155,7 @@ impl Output {
         let name = path
             .file_name()
             .with_context(|| format!("{}: not a file name", path.display()))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = temp_path(parent_of(&path), &name.to_string_lossy());
         let file = File::create(&tmp).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self {
             sink: BufWriter::new(Box::new(file)),

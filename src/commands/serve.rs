@@ -11,7 +11,7 @@ use crate::server::{Settings, serve};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// A model directory (config.json, safetensors weights, tokenizer).
+    /// A model directory (config.json, safetensors weights, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
     /// Address to bind.

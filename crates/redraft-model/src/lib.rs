@@ -23,6 +23,7 @@ mod cache;
 mod config;
 mod device;
 mod error;
+mod gguf;
 mod logprobs;
 mod pretrained;
 mod rope;
@@ -37,6 +38,7 @@ pub use config::{
 };
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
+pub use gguf::{GgufWeights, is_gguf};
 pub use logprobs::{entropy, next_token_logprobs, token_logprobs};
 pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
@@ -44,6 +46,9 @@ pub use weights::{
     Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, remove_stale_temps,
     replace_dir, safetensors_bytes, temp_path, write_atomic,
 };
+
+/// The GGUF reader, re-exported for callers that open GGUF files themselves.
+pub use redraft_gguf;
 
 /// burn's tensor and device types, re-exported so users need no direct burn dependency.
 pub use burn;

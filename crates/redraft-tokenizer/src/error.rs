@@ -79,4 +79,7 @@ pub enum Error {
     /// An operation on a [`Conversation`](crate::Conversation) is not valid in its current state.
     #[error("conversation: {0}")]
     Conversation(String),
+    /// A GGUF file, or its tokenizer metadata, could not be read.
+    #[error(transparent)]
+    Gguf(#[from] redraft_gguf::Error),
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokenizers::decoders::DecoderWrapper;
 
+use crate::byte_level::byte_of;
 use crate::{ChatTemplate, Error, Result, SpecialTokens, Tokenizer};
 
 /// The file name of a Hugging Face tokenizer in a model directory.
@@ -136,7 +137,7 @@ pub struct HfTokenizer {
 #[derive(Debug, Clone, Copy, Default)]
 struct TokenBytes {
     /// A `ByteLevel` decoder: each character stands for one byte (GPT-2's byte-to-unicode
-    /// table, [`byte_level_byte`]).
+    /// table, [`byte_of`]).
     byte_level: bool,
     /// A `ByteFallback` decoder: `<0xAB>` stands for the byte 0xAB.
     byte_fallback: bool,
@@ -155,21 +156,6 @@ impl TokenBytes {
             }
         }
         found
-    }
-}
-
-/// The byte that character `c` stands for in byte-level BPE vocabularies (GPT-2's
-/// `bytes_to_unicode`: the printable bytes `!`..=`~`, `¡`..=`¬` and `®`..=`ÿ` are their own
-/// character; the other bytes, in increasing order, are U+0100 onwards). `None` for any other
-/// character. The `tokenizers` crate's `ByteLevel` decoder applies the same table, privately.
-fn byte_level_byte(c: char) -> Option<u8> {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    match u32::from(c) {
-        code @ 0..=255 => u8::try_from(code).ok().filter(|&b| printable(b)),
-        code => {
-            let index = usize::try_from(code - 256).ok()?;
-            (0..=255u8).filter(|&b| !printable(b)).nth(index)
-        }
     }
 }
 
@@ -352,10 +338,7 @@ impl Tokenizer for HfTokenizer {
             return Some(vec![byte]);
         }
         if self.bytes.byte_level
-            && let Some(bytes) = token
-                .chars()
-                .map(byte_level_byte)
-                .collect::<Option<Vec<u8>>>()
+            && let Some(bytes) = token.chars().map(byte_of).collect::<Option<Vec<u8>>>()
         {
             return Some(bytes);
         }
@@ -374,21 +357,6 @@ impl Tokenizer for HfTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_byte_level_table_is_gpt2s() {
-        let alphabet = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet();
-        let mut bytes: Vec<u8> = alphabet
-            .iter()
-            .map(|&c| byte_level_byte(c).unwrap())
-            .collect();
-        bytes.sort_unstable();
-        assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
-        assert_eq!(byte_level_byte('Ġ'), Some(b' '));
-        assert_eq!(byte_level_byte('Ċ'), Some(b'\n'));
-        assert_eq!(byte_level_byte('a'), Some(b'a'));
-        assert_eq!(byte_level_byte('東'), None);
-    }
 
     #[test]
     fn byte_fallback_tokens_are_their_byte() {

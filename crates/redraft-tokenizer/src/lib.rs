@@ -32,10 +32,12 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod byte;
+mod byte_level;
 mod chat;
 mod config;
 mod conversation;
 mod error;
+mod gguf;
 mod hf;
 mod incremental;
 mod strftime;
@@ -51,6 +53,7 @@ pub use chat::{CHATML_TEMPLATE, ChatTemplate, Message};
 pub use config::TokenizerConfig;
 pub use conversation::{Conversation, Span, SpanKind, Transcript};
 pub use error::{Error, Result};
+pub use gguf::{GgufTokenizerFiles, gguf_tokenizer_files};
 pub use hf::{
     HF_CHAT_TEMPLATE_FILE, HF_TOKENIZER_CONFIG_FILE, HF_TOKENIZER_FILE, HfTokenizer,
     HfTokenizerConfig,
@@ -58,10 +61,20 @@ pub use hf::{
 pub use incremental::IncrementalDecoder;
 pub use tokenizer::{SpecialTokens, Tokenizer};
 
-/// Loads the tokenizer of a model directory: `tokenizer.json` (with `tokenizer_config.json`)
+/// Loads the tokenizer of a model directory, or of a `.gguf` file (built from its metadata):
+/// `tokenizer.json` (with `tokenizer_config.json`)
 /// as an [`HfTokenizer`], else `byte_tokenizer.json` as a [`ByteTokenizer`], else
 /// [`Error::NotFound`] listing the files looked for.
 pub fn load_tokenizer(model_dir: &Path) -> Result<Box<dyn Tokenizer>> {
+    if model_dir.is_file()
+        && model_dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        tracing::debug!(file = %model_dir.display(), "building the tokenizer of a GGUF file");
+        let file = redraft_gguf::GgufFile::open(model_dir)?;
+        return Ok(Box::new(HfTokenizer::from_gguf(&file)?));
+    }
     if model_dir.join(HF_TOKENIZER_FILE).is_file() {
         tracing::debug!(dir = %model_dir.display(), "loading Hugging Face tokenizer");
         return Ok(Box::new(HfTokenizer::load(model_dir)?));

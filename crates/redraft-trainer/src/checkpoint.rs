@@ -28,9 +28,10 @@ use crate::error::{Error, Result};
 use crate::learner::{Learner, adamw, param_ids, with_param_ids};
 
 /// Tokenizer files copied from the source model folder into every checkpoint.
-pub const TOKENIZER_FILES: [&str; 5] = [
+pub const TOKENIZER_FILES: [&str; 6] = [
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",
     "special_tokens_map.json",
     "byte_tokenizer.json",
     "generation_config.json",

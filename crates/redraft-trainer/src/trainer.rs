@@ -151,6 +151,16 @@ impl Trainer {
         let infer_device = spec.device()?;
         let (model, tokenizer, tokenizer_dir): (CausalLm, Arc<dyn Tokenizer>, PathBuf) =
             match (&config.model.path, &config.model.init) {
+                (Some(path), _) if redraft_model::is_gguf(path) => {
+                    // The run keeps the tokenizer's files for its checkpoints and final model.
+                    let model = CausalLm::from_gguf(path, &device)?;
+                    let file = redraft_model::redraft_gguf::GgufFile::open(path)
+                        .map_err(redraft_model::Error::from)?;
+                    let dir = run_dir.join(files::TOKENIZER);
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                    redraft_tokenizer::gguf_tokenizer_files(&file)?.write(&dir)?;
+                    (model, Arc::from(load_tokenizer(&dir)?), dir)
+                }
                 (Some(path), _) => {
                     let model = CausalLm::from_pretrained(path, &device)?;
                     (model, Arc::from(load_tokenizer(path)?), path.clone())
