@@ -106,6 +106,27 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A LoRA setting (a run's `[lora]` key or an `adapter_config.json` key) is invalid or
+    /// does not fit the model.
+    #[error("{origin}: invalid LoRA setting `{key}`: {reason}")]
+    Lora {
+        /// Where the setting was read.
+        origin: String,
+        /// The key at fault, as that source spells it.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor of a PEFT adapter does not fit the model (missing, wrong shape, or unknown).
+    #[error("{path}: adapter tensor `{name}` {reason}")]
+    AdapterTensor {
+        /// The adapter's safetensors file.
+        path: PathBuf,
+        /// PEFT's name of the tensor.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A GGUF file could not be read.
     #[error(transparent)]
     Gguf(#[from] redraft_gguf::Error),

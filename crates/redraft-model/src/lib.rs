@@ -25,6 +25,7 @@ mod device;
 mod error;
 mod gguf;
 mod logprobs;
+pub mod lora;
 mod pretrained;
 mod rope;
 mod transformer;
@@ -40,6 +41,7 @@ pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use gguf::{GgufWeights, is_gguf};
 pub use logprobs::{entropy, next_token_logprobs, token_logprobs};
+pub use lora::{LoraConfig, LoraKeys, PeftAdapter};
 pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{

@@ -13,6 +13,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::lora::{LoraConfig, LoraLinear};
 use crate::rope::{Rope, apply_rope};
 use crate::weights::{Init, NamedTensor, RandomInit, WeightSource};
 
@@ -67,6 +68,18 @@ fn linear(
     Ok(Linear { weight, bias })
 }
 
+/// A decoder projection: [`linear`] without adapter (see [`crate::lora`]).
+fn projection(
+    source: &mut dyn WeightSource,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<LoraLinear> {
+    linear(source, prefix, d_in, d_out, bias, device).map(LoraLinear::new)
+}
+
 fn rms_norm(
     source: &mut dyn WeightSource,
     name: &str,
@@ -80,7 +93,7 @@ fn rms_norm(
     })
 }
 
-fn host(t: Tensor<1>) -> Vec<f32> {
+pub(crate) fn host(t: Tensor<1>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -117,11 +130,11 @@ fn export_norm(out: &mut Vec<NamedTensor>, name: &str, n: &RmsNorm) {
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Gate projection `[hidden, intermediate]`.
-    pub gate_proj: Linear,
+    pub gate_proj: LoraLinear,
     /// Up projection `[hidden, intermediate]`.
-    pub up_proj: Linear,
+    pub up_proj: LoraLinear,
     /// Down projection `[intermediate, hidden]`.
-    pub down_proj: Linear,
+    pub down_proj: LoraLinear,
 }
 
 impl Mlp {
@@ -137,13 +150,13 @@ impl Mlp {
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection `[hidden, heads * head_dim]`.
-    pub q_proj: Linear,
+    pub q_proj: LoraLinear,
     /// Key projection `[hidden, kv_heads * head_dim]`.
-    pub k_proj: Linear,
+    pub k_proj: LoraLinear,
     /// Value projection `[hidden, kv_heads * head_dim]`.
-    pub v_proj: Linear,
+    pub v_proj: LoraLinear,
     /// Output projection `[heads * head_dim, hidden]`.
-    pub o_proj: Linear,
+    pub o_proj: LoraLinear,
     /// Number of query heads.
     pub num_heads: usize,
     /// Number of key/value heads.
@@ -253,6 +266,9 @@ pub struct CausalLm {
     config: ModelConfig,
     #[module(skip)]
     rope: Rope,
+    /// The settings of the LoRA adapters, when the projections carry some (see [`crate::lora`]).
+    #[module(skip)]
+    pub(crate) lora: Option<LoraConfig>,
 }
 
 impl CausalLm {
@@ -298,7 +314,7 @@ impl CausalLm {
                     device,
                 )?,
                 self_attn: Attention {
-                    q_proj: linear(
+                    q_proj: projection(
                         source,
                         &format!("{p}.self_attn.q_proj"),
                         d,
@@ -306,7 +322,7 @@ impl CausalLm {
                         bias,
                         device,
                     )?,
-                    k_proj: linear(
+                    k_proj: projection(
                         source,
                         &format!("{p}.self_attn.k_proj"),
                         d,
@@ -314,7 +330,7 @@ impl CausalLm {
                         bias,
                         device,
                     )?,
-                    v_proj: linear(
+                    v_proj: projection(
                         source,
                         &format!("{p}.self_attn.v_proj"),
                         d,
@@ -322,7 +338,7 @@ impl CausalLm {
                         bias,
                         device,
                     )?,
-                    o_proj: linear(
+                    o_proj: projection(
                         source,
                         &format!("{p}.self_attn.o_proj"),
                         q_dim,
@@ -342,7 +358,7 @@ impl CausalLm {
                     device,
                 )?,
                 mlp: Mlp {
-                    gate_proj: linear(
+                    gate_proj: projection(
                         source,
                         &format!("{p}.mlp.gate_proj"),
                         d,
@@ -350,8 +366,15 @@ impl CausalLm {
                         mlp_bias,
                         device,
                     )?,
-                    up_proj: linear(source, &format!("{p}.mlp.up_proj"), d, f, mlp_bias, device)?,
-                    down_proj: linear(
+                    up_proj: projection(
+                        source,
+                        &format!("{p}.mlp.up_proj"),
+                        d,
+                        f,
+                        mlp_bias,
+                        device,
+                    )?,
+                    down_proj: projection(
                         source,
                         &format!("{p}.mlp.down_proj"),
                         f,
@@ -376,6 +399,7 @@ impl CausalLm {
             lm_head,
             config: config.clone(),
             rope: Rope::new(config),
+            lora: None,
         })
     }
 
@@ -399,22 +423,22 @@ impl CausalLm {
             export_linear(
                 &mut out,
                 &format!("{p}.self_attn.q_proj"),
-                &layer.self_attn.q_proj,
+                &layer.self_attn.q_proj.base,
             );
             export_linear(
                 &mut out,
                 &format!("{p}.self_attn.k_proj"),
-                &layer.self_attn.k_proj,
+                &layer.self_attn.k_proj.base,
             );
             export_linear(
                 &mut out,
                 &format!("{p}.self_attn.v_proj"),
-                &layer.self_attn.v_proj,
+                &layer.self_attn.v_proj.base,
             );
             export_linear(
                 &mut out,
                 &format!("{p}.self_attn.o_proj"),
-                &layer.self_attn.o_proj,
+                &layer.self_attn.o_proj.base,
             );
             export_norm(
                 &mut out,
@@ -424,13 +448,17 @@ impl CausalLm {
             export_linear(
                 &mut out,
                 &format!("{p}.mlp.gate_proj"),
-                &layer.mlp.gate_proj,
+                &layer.mlp.gate_proj.base,
             );
-            export_linear(&mut out, &format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
+            export_linear(
+                &mut out,
+                &format!("{p}.mlp.up_proj"),
+                &layer.mlp.up_proj.base,
+            );
             export_linear(
                 &mut out,
                 &format!("{p}.mlp.down_proj"),
-                &layer.mlp.down_proj,
+                &layer.mlp.down_proj.base,
             );
         }
         export_norm(&mut out, "model.norm.weight", &self.norm);
