@@ -18,6 +18,10 @@ pub(crate) struct Args {
     /// The model folder (config.json, safetensors, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply to
+    /// the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// A built-in task family (arithmetic, countdown, knights_knaves, shortest_path,
     /// binary_matrix) or a JSONL/Parquet dataset of math problems.
     #[arg(long)]
@@ -67,7 +71,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .clone()
         .map(|p| Output::create(Some(p)))
         .transpose()?;
-    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let loaded = LoadedModel::open(&args.model, args.adapter.as_deref(), args.device)?;
     let task = match args.task.parse::<TaskFamily>() {
         Ok(family) => TaskConfig {
             family: Some(family),

@@ -15,6 +15,10 @@ pub(crate) struct Args {
     /// A model directory (config.json, safetensors weights, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply to
+    /// the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// The prompt text.
     #[arg(long, conflicts_with = "input", required_unless_present = "input")]
     prompt: Option<String>,
@@ -62,7 +66,7 @@ enum Line {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let mut output = Output::create(args.output.clone())?;
-    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let loaded = LoadedModel::open(&args.model, args.adapter.as_deref(), args.device)?;
     let lines = match (&args.prompt, &args.input) {
         (Some(prompt), None) => vec![Line::Prompt {
             prompt: prompt.clone(),

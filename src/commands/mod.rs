@@ -28,11 +28,19 @@ pub(crate) struct LoadedModel {
 
 impl LoadedModel {
     /// Loads config.json, the safetensors weights and the tokenizer of directory `dir`, or
-    /// the model and tokenizer of a `.gguf` file, onto `device`.
-    pub(crate) fn open(dir: &Path, device: DeviceSpec) -> Result<Self> {
+    /// the model and tokenizer of a `.gguf` file, onto `device`, with the PEFT LoRA adapter of
+    /// folder `adapter` when given (checked against the model first, then merged into its
+    /// weights: sampling and scoring then cost what the base costs).
+    pub(crate) fn open(dir: &Path, adapter: Option<&Path>, device: DeviceSpec) -> Result<Self> {
         let device = device.device()?;
-        let model = CausalLm::load(dir, &device)
+        let mut model = CausalLm::load(dir, &device)
             .with_context(|| format!("loading the model in {}", dir.display()))?;
+        if let Some(adapter) = adapter {
+            model = model
+                .with_adapter(adapter, &device)
+                .with_context(|| format!("loading the LoRA adapter in {}", adapter.display()))?
+                .merge_lora();
+        }
         let tokenizer = redraft::tokenizer::load_tokenizer(dir)
             .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
         Ok(Self {

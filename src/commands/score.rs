@@ -13,6 +13,10 @@ pub(crate) struct Args {
     /// A model directory (config.json, safetensors weights, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply to
+    /// the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// JSONL lines `{"tokens": [ids...]}` or `{"text": "..."}`.
     #[arg(long)]
     input: PathBuf,
@@ -36,7 +40,7 @@ enum Line {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let mut output = Output::create(args.output.clone())?;
-    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let loaded = LoadedModel::open(&args.model, args.adapter.as_deref(), args.device)?;
     let lines: Vec<Line> = read_jsonl(&args.input)?;
     let mut rows = Vec::with_capacity(lines.len());
     for (index, line) in lines.into_iter().enumerate() {

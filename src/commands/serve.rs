@@ -14,6 +14,10 @@ pub(crate) struct Args {
     /// A model directory (config.json, safetensors weights, tokenizer) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply to
+    /// the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -56,7 +60,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let loaded = LoadedModel::open(&args.model, args.adapter.as_deref(), args.device)?;
     let model_name = args.served_model_name.unwrap_or_else(|| {
         args.model
             .file_name()

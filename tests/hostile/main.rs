@@ -6,5 +6,6 @@
 mod common;
 
 mod inputs;
+mod lora;
 mod resume;
 mod runs;
