@@ -21,6 +21,11 @@ fixture's left-padded batch with the adapter applied (same layout as the base's 
 `--check` loads ADAPTER_DIR (for example one that redraft saved) onto the same base with peft and
 prints the max |log-prob difference| against the `logprobs` of REFERENCE_JSON over real tokens;
 it exits non-zero when the difference exceeds 1e-4.
+
+`--check ADAPTER_DIR --base MODEL_DIR --scores SCORES_JSONL --rows ROWS_JSONL` compares instead
+with what `redraft score --model MODEL_DIR --adapter ADAPTER_DIR --input ROWS_JSONL` printed
+(ROWS_JSONL: `{"tokens": [...]}` lines), row by row: for an adapter that `redraft train` wrote
+on any base transformers can load.
 """
 import argparse
 import json
@@ -112,13 +117,37 @@ def check(adapter, expect, base):
     return diff <= 1e-4
 
 
+def check_scores(adapter, base, rows_path, scores_path):
+    model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base, dtype=torch.float32),
+                                      adapter)
+    model.eval()
+    with open(rows_path) as f:
+        rows = [json.loads(line)["tokens"] for line in f if line.strip()]
+    with open(scores_path) as f:
+        scores = [json.loads(line)["logprobs"] for line in f if line.strip()]
+    worst = 0.0
+    for ids, ours in zip(rows, scores):
+        ids = torch.tensor([ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+        theirs = logp[0, :-1].gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).tolist()
+        worst = max([worst] + [abs(a - b) for a, b in zip(ours, theirs)])
+    print(f"{adapter} on {base}: peft {peft.__version__}, {len(rows)} rows, "
+          f"max |log-prob difference| vs redraft score = {worst:e}")
+    return worst <= 1e-4
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="crates/redraft-model/tests/fixtures")
     ap.add_argument("--base", default=BASE)
     ap.add_argument("--check", metavar="ADAPTER_DIR")
     ap.add_argument("--expect", metavar="REFERENCE_JSON")
+    ap.add_argument("--rows", metavar="ROWS_JSONL")
+    ap.add_argument("--scores", metavar="SCORES_JSONL")
     args = ap.parse_args()
+    if args.check and args.scores:
+        sys.exit(0 if check_scores(args.check, args.base, args.rows, args.scores) else 1)
     if args.check:
         sys.exit(0 if check(args.check, args.expect, args.base) else 1)
     make(args.out, args.base)

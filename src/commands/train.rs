@@ -27,11 +27,16 @@ pub(crate) struct Args {
     /// Run the start-up checks (configuration, context, memory) and stop.
     #[arg(long, conflicts_with = "resume")]
     check: bool,
+    /// With `[lora]`: also write RUN/merged/, the base with the trained adapters folded into
+    /// its weights (a Hugging Face model folder).
+    #[arg(long)]
+    merge: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let mut trainer = match (&args.resume, &args.config) {
         (Some(dir), _) => {
+            check_merge(&args, &RunDir::open(dir).config()?)?;
             Trainer::resume(dir).with_context(|| format!("resuming {}", dir.display()))?
         }
         (None, Some(path)) => {
@@ -40,6 +45,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 overrides.push(format!("max_memory={}", toml_string(limit)));
             }
             let config = TrainConfig::load(path, &overrides)?;
+            if args.merge && config.lora.is_none() {
+                bail!(
+                    "--merge needs a [lora] table in the configuration: only adapters can be merged"
+                );
+            }
             if args.check {
                 let p = preflight(&config)?;
                 println!(
@@ -68,6 +78,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
     };
     eprintln!("run folder: {}", trainer.run_dir().display());
     let summary = trainer.run(&mut Progress::default())?;
+    if args.merge {
+        let dir = trainer.save_merged()?;
+        println!("merged model: {}", dir.display());
+    }
     if let (Some(first), Some(last)) = (summary.evals.first(), summary.evals.last()) {
         println!(
             "held-out pass@1: {:.3} ± {:.3} (start) -> {:.3} ± {:.3} (step {})",
@@ -79,6 +93,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
         );
     }
     println!("report: {}", summary.run_dir.join("report.md").display());
+    Ok(())
+}
+
+/// Refuses `--merge` for a run without `[lora]`, before any work.
+fn check_merge(args: &Args, config: &TrainConfig) -> Result<()> {
+    if args.merge && config.lora.is_none() {
+        bail!("--merge needs a [lora] table in the configuration: only adapters can be merged");
+    }
     Ok(())
 }
 

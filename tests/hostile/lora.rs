@@ -178,3 +178,194 @@ fn adapters_that_do_not_fit_are_refused_before_any_output() {
         tensor,
     );
 }
+
+/// A two-step GRPO run with a KL term (so it needs a reference) of LoRA adapters on `model`.
+fn lora_run_config(dir: &Path, model: &Path, lora: &str) -> PathBuf {
+    let config = format!(
+        r#"
+        method = "grpo"
+        steps = 2
+        [model]
+        path = '{}'
+        [task]
+        family = "arithmetic"
+        difficulty = {{ digits = 1, prompt = "plain" }}
+        [rollout]
+        prompts_per_step = 2
+        group_size = 2
+        max_new_tokens = 8
+        [optimizer]
+        lr = 1e-2
+        [eval]
+        problems = 2
+        samples = 1
+        at_start = false
+        with_feedback = false
+        [checkpoint]
+        every = 1
+        keep = 2
+        [lora]
+        {lora}
+        "#,
+        model.display()
+    );
+    let path = dir.join("lora.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn train(config: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "method.objective.kl_coef=0.1",
+    ];
+    args.extend(extra);
+    redraft(&args)
+}
+
+#[test]
+fn lora_settings_that_do_not_fit_are_refused_before_the_run() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    init_model(&model);
+    let run = root.path().join("run");
+    let cases = [
+        (
+            "rank = 0\nalpha = 8\ntarget_modules = [\"q_proj\"]",
+            "[lora]: invalid LoRA setting `rank`: must be at least 1",
+        ),
+        // The tiny model's q_proj is [128, 128].
+        (
+            "rank = 129\nalpha = 8\ntarget_modules = [\"q_proj\"]",
+            "`rank`: 129 is larger than q_proj",
+        ),
+        (
+            "rank = 2\nalpha = 8\ntarget_modules = [\"q_proj\", \"qkv_proj\"]",
+            "`target_modules`: the model has no module `qkv_proj`",
+        ),
+        (
+            "rank = 2\nalpha = 8\ntarget_modules = [\"q_proj\"]\nranks = 3",
+            "ranks",
+        ),
+    ];
+    for (lora, expected) in cases {
+        let config = lora_run_config(root.path(), &model, lora);
+        fails_with(train(&config, &run, &[]), expected);
+        assert!(!run.exists(), "{lora}: a run folder was made");
+    }
+    let config = root.path().join("full.toml");
+    let text = std::fs::read_to_string(lora_run_config(
+        root.path(),
+        &model,
+        "rank = 2\nalpha = 4\ntarget_modules = [\"q_proj\"]",
+    ))
+    .unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[lora]\n", "")
+            .replace("rank = 2\nalpha = 4\ntarget_modules = [\"q_proj\"]", ""),
+    )
+    .unwrap();
+    fails_with(
+        train(&config, &run, &["--merge"]),
+        "--merge needs a [lora] table",
+    );
+    assert!(!run.exists());
+}
+
+/// The log-probs `redraft score` prints for `rows` (extra arguments: the model and adapter).
+fn score(args: &[&str], input: &Path) -> Vec<Vec<f64>> {
+    let mut all = vec!["score", "--input", input.to_str().unwrap()];
+    all.extend(args);
+    ok(redraft(&all))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["logprobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_lora_run_writes_peft_adapters_resumes_and_merges() {
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("model");
+    init_model(&model);
+    let lora = "rank = 4\nalpha = 8\ndropout = 0.1\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]";
+    let config = lora_run_config(root.path(), &model, lora);
+    let run = root.path().join("run");
+    ok(train(&config, &run, &["--merge"]));
+    // No full copy of the model anywhere: the reference is the base with adapters off.
+    assert!(!run.join("reference").exists());
+    for dir in [
+        run.join("final"),
+        run.join("checkpoints/step-00000001/adapter"),
+        run.join("checkpoints/step-00000002/adapter"),
+    ] {
+        let config = read_json(&dir.join("adapter_config.json"));
+        assert_eq!(config["r"], 4, "{}", dir.display());
+        assert_eq!(config["lora_alpha"], 8.0);
+        assert!(dir.join("adapter_model.safetensors").is_file());
+        assert!(!dir.join("model.safetensors").exists());
+    }
+    // The adapter moved: scoring with it differs from the base; the merged model scores the
+    // same as base + adapter.
+    let input = root.path().join("rows.jsonl");
+    std::fs::write(&input, "{\"text\": \"12+7=19\"}\n{\"text\": \"3+4=\"}\n").unwrap();
+    let (m, f, merged) = (
+        model.to_str().unwrap(),
+        run.join("final"),
+        run.join("merged"),
+    );
+    let base = score(&["--model", m], &input);
+    let adapted = score(&["--model", m, "--adapter", f.to_str().unwrap()], &input);
+    let folded = score(&["--model", merged.to_str().unwrap()], &input);
+    let diff = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(diff(&base, &adapted) > 1e-4, "the adapter did not train");
+    assert!(diff(&adapted, &folded) < 1e-4, "merged differs");
+
+    // Resuming from the first checkpoint ends with the same adapter.
+    let again = root.path().join("again");
+    std::fs::create_dir_all(again.join("checkpoints")).unwrap();
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&run, &again);
+    copy(
+        &run.join("checkpoints/step-00000001"),
+        &again.join("checkpoints/step-00000001"),
+    );
+    copy(
+        &run.join("checkpoints/step-00000001/adapter"),
+        &again.join("checkpoints/step-00000001/adapter"),
+    );
+    std::fs::write(again.join("checkpoints/latest"), "step-00000001").unwrap();
+    if run.join("tokenizer").is_dir() {
+        copy(&run.join("tokenizer"), &again.join("tokenizer"));
+    }
+    ok(redraft(&["train", "--resume", again.to_str().unwrap()]));
+    let same = std::fs::read(run.join("final/adapter_model.safetensors")).unwrap()
+        == std::fs::read(again.join("final/adapter_model.safetensors")).unwrap();
+    assert!(same, "the resumed run's adapter differs");
+}

@@ -582,6 +582,19 @@ impl CausalLm {
         Ok(model)
     }
 
+    /// The model without its adapters (the base alone).
+    pub fn without_lora(mut self) -> Self {
+        for layer in &mut self.layers {
+            for module in TARGET_MODULES {
+                if let Some(proj) = layer.projection_mut(module) {
+                    proj.lora = None;
+                }
+            }
+        }
+        self.lora = None;
+        self
+    }
+
     /// The LoRA settings of the model's adapters, if it has any.
     pub fn lora(&self) -> Option<&LoraConfig> {
         self.lora.as_ref()

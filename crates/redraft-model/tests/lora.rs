@@ -176,9 +176,12 @@ fn refusal(dir: &Path, base: CausalLm) -> String {
     err.to_string()
 }
 
+/// A change to an adapter_config.json.
+type Edit = fn(&mut serde_json::Value);
+
 #[test]
 fn adapters_that_do_not_fit_are_refused_by_name() {
-    let cases: [(&str, fn(&mut serde_json::Value), &str); 6] = [
+    let cases: [(&str, Edit, &str); 6] = [
         (
             "llama-lora",
             |c| c["r"] = 0.into(),

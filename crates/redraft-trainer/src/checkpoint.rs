@@ -3,6 +3,8 @@
 //! ```text
 //! RUN/checkpoints/step-00000020/
 //!     model/            config.json, model.safetensors (f32), tokenizer files: an HF model folder
+//!     adapter/          instead of model/ in a LoRA run: adapter_config.json,
+//!                       adapter_model.safetensors (a PEFT adapter of the unchanged base), tokenizer files
 //!     optimizer.bpk     AdamW moments and step counts (burnpack)
 //!     param_ids.json    the parameter ids the optimiser state is keyed by, in visiting order
 //!     state.json        step, data cursors, counters ([`TrainState`])
@@ -81,10 +83,8 @@ pub fn save(
     let name = format!("step-{:08}", state.step);
     let tmp = temp_path(&root, &name);
     let written = (|| -> Result<()> {
-        let model_dir = tmp.join("model");
-        learner
-            .model()
-            .save_pretrained(&model_dir, SaveDType::F32)?;
+        let model_dir = tmp.join(policy_dir(learner.model()));
+        save_weights(learner.model(), &model_dir)?;
         copy_tokenizer(tokenizer_dir, &model_dir)?;
         learner
             .optimizer()
@@ -152,7 +152,15 @@ pub fn read(dir: &Path) -> Result<Loaded> {
 /// [`Error::Model`] or [`Error::Checkpoint`].
 pub fn restore(dir: &Path, learner: &mut Learner, config: &TrainConfig) -> Result<()> {
     let device = config.device_spec()?.train_device()?;
-    let model = CausalLm::from_pretrained(&dir.join("model"), &device)?;
+    let model = match learner.model().lora() {
+        // The base never changes: only the adapters are read back.
+        Some(_) => learner
+            .model()
+            .clone()
+            .without_lora()
+            .with_adapter(&dir.join(ADAPTER_DIR), &device)?,
+        None => CausalLm::from_pretrained(&dir.join(MODEL_DIR), &device)?,
+    };
     let ids: Vec<u64> = read_json(&dir.join("param_ids.json"))?;
     let model = with_param_ids(model, &ids).map_err(|e| checkpoint_error(dir, e.to_string()))?;
     let optim = adamw(&config.optimizer)
@@ -160,6 +168,32 @@ pub fn restore(dir: &Path, learner: &mut Learner, config: &TrainConfig) -> Resul
         .map_err(|e| checkpoint_error(dir, format!("loading the optimizer: {e:?}")))?;
     learner.set_model(model);
     learner.set_optimizer(optim);
+    Ok(())
+}
+
+/// A checkpoint's folder of the full policy.
+const MODEL_DIR: &str = "model";
+/// A checkpoint's folder of a LoRA policy's adapter.
+const ADAPTER_DIR: &str = "adapter";
+
+/// The folder of a checkpoint that holds `model`'s weights: `adapter/` with LoRA adapters,
+/// `model/` otherwise.
+fn policy_dir(model: &CausalLm) -> &'static str {
+    if model.lora().is_some() {
+        ADAPTER_DIR
+    } else {
+        MODEL_DIR
+    }
+}
+
+/// Writes what a run keeps of `model` into folder `dir`: with LoRA adapters, the adapter as a
+/// PEFT folder (the base is unchanged); otherwise the whole model as a Hugging Face folder.
+pub(crate) fn save_weights(model: &CausalLm, dir: &Path) -> Result<()> {
+    if model.lora().is_some() {
+        model.save_adapter(dir)?;
+    } else {
+        model.save_pretrained(dir, SaveDType::F32)?;
+    }
     Ok(())
 }
 

@@ -99,6 +99,11 @@ pub struct TrainConfig {
     /// summed with their weights. Empty: the built-in verifier alone.
     #[serde(default, rename = "reward", skip_serializing_if = "Vec::is_empty")]
     pub reward: Vec<redraft_feedback_protocol::RewardConfig>,
+    /// LoRA (`[lora]`: `rank`, `alpha`, `dropout`, `target_modules`, `use_rslora`): train
+    /// low-rank adapters beside the frozen base of `model.path` instead of every weight;
+    /// checkpoints and `final/` then hold the adapter in PEFT's format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<redraft_model::LoraConfig>,
 }
 
 fn default_device() -> String {
@@ -429,6 +434,12 @@ impl TrainConfig {
                 return Err(Error::config(
                     "model",
                     "set `path` (a model folder) or `init` (a config.json)",
+                ));
+            }
+            (None, Some(_)) if self.lora.is_some() => {
+                return Err(Error::config(
+                    "lora",
+                    "LoRA adapters are trained on a saved base: set `model.path`, not `model.init`",
                 ));
             }
             _ => {}

@@ -83,6 +83,15 @@ impl Learner {
         self.model().valid()
     }
 
+    /// The KL reference of a LoRA policy: an inference copy with its adapters switched off (the
+    /// frozen base; no second copy of the weights). `None` without adapters.
+    pub fn lora_reference(&self) -> Option<CausalLm> {
+        self.model().lora()?;
+        let mut base = self.policy();
+        base.set_lora_enabled(false);
+        Some(base)
+    }
+
     /// The autodiff device the policy trains on.
     pub fn device(&self) -> &Device {
         &self.device
@@ -546,5 +555,73 @@ mod tests {
             (got - expected).abs() < 1e-4 * expected.abs(),
             "{got} vs {expected}"
         );
+    }
+
+    /// With LoRA, an update moves the adapters alone: the base gets no gradient (and so no
+    /// optimiser state), and the base with adapters off (the KL reference) still scores what
+    /// the model scored before any update.
+    #[test]
+    fn lora_updates_train_only_the_adapters() {
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let lora = redraft_model::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+            use_rslora: false,
+        };
+        let model = CausalLm::init(&config, 3, &device)
+            .unwrap()
+            .with_new_lora(&lora, "[lora]", 1, &device)
+            .unwrap();
+        let before = model.export();
+        let rows = [row(12, 3), row(7, 1)];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let mut learner = Learner::new(model, &OptimizerConfig::default(), device, infer, 0);
+        let base_scores = learner.score(&learner.policy(), &refs, 1.0).unwrap();
+        let trainable = |m: &CausalLm| {
+            struct Count(usize, usize);
+            impl ModuleVisitor for Count {
+                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                    if param.val().is_require_grad() {
+                        self.0 += 1;
+                    } else {
+                        self.1 += 1;
+                    }
+                }
+            }
+            let mut c = Count(0, 0);
+            m.visit(&mut c);
+            (c.0, c.1)
+        };
+        // 3 targets × (A, B) in 1 layer; the tied embedding, 3 norms and 7 projections frozen.
+        assert_eq!(trainable(learner.model()), (6, 11));
+        for _ in 0..3 {
+            let out = learner
+                .update(&refs, 1e-2, 1.0, 1.0, false, |_, lp, _| {
+                    let loss = lp.sum().neg();
+                    let mut m = BTreeMap::new();
+                    m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
+                    Ok((loss, m))
+                })
+                .unwrap();
+            assert!(out.skipped.is_none() && out.grad_norm > 0.0);
+        }
+        assert_eq!(trainable(learner.model()), (6, 11));
+        let after = learner.model().export();
+        for (a, b) in before.iter().zip(&after) {
+            assert_eq!(a.values, b.values, "{} moved", a.name);
+        }
+        let adapters = learner.model().export_lora();
+        assert!(adapters[1].values.iter().any(|v| *v != 0.0), "B moved");
+        let trained = learner.score(&learner.policy(), &refs, 1.0).unwrap();
+        assert_ne!(trained, base_scores);
+        let reference = learner.lora_reference().expect("a LoRA learner has one");
+        let again = learner.score(&reference, &refs, 1.0).unwrap();
+        for (x, y) in again.iter().flatten().zip(base_scores.iter().flatten()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
     }
 }

@@ -42,6 +42,8 @@ pub mod files {
     pub const REFERENCE: &str = "reference";
     /// The final policy.
     pub const FINAL: &str = "final";
+    /// The base with a LoRA run's adapters merged in (`redraft train --merge`).
+    pub const MERGED: &str = "merged";
 }
 
 /// A run folder.

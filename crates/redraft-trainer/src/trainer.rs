@@ -135,7 +135,7 @@ impl Trainer {
         let mut trainer = Self::build(loaded.config, dir, state.clone())?;
         checkpoint::restore(&checkpoint, &mut trainer.learner, &trainer.config)?;
         trainer.run_dir.truncate_to(&state)?;
-        if trainer.objective.needs_reference() && state.step > 0 {
+        if trainer.objective.needs_reference() && trainer.config.lora.is_none() && state.step > 0 {
             let path = trainer.run_dir.join(files::REFERENCE);
             trainer.reference = Some(CausalLm::from_pretrained(
                 &path,
@@ -176,6 +176,10 @@ impl Trainer {
                 }
                 (None, None) => return Err(Error::config("model", "no path and no init")),
             };
+        let model = match &config.lora {
+            Some(lora) => model.with_new_lora(lora, "[lora]", config.seed, &device)?,
+            None => model,
+        };
         let pad = tokenizer.special_tokens().padding_id();
         let learner = Learner::new(model, &config.optimizer, device, infer_device, pad);
         let source = ProblemSource::new(&config.task, config.eval.problems)?;
@@ -289,8 +293,10 @@ impl Trainer {
     }
 
     /// The policy's current weights as the frozen reference, when the objective needs one.
+    /// With LoRA there is nothing to freeze: the reference is the base with its adapters off
+    /// ([`Learner::lora_reference`]).
     fn freeze_reference(&mut self) -> Result<()> {
-        if !self.objective.needs_reference() {
+        if !self.objective.needs_reference() || self.config.lora.is_some() {
             return Ok(());
         }
         let dir = self.run_dir.join(files::REFERENCE);
@@ -322,11 +328,33 @@ impl Trainer {
         )
     }
 
+    /// `final/`: the trained model, or with LoRA the adapter in PEFT's format (to use with the
+    /// base: `--model BASE --adapter RUN/final`), with the tokenizer files.
     fn save_final(&self) -> Result<()> {
         self.run_dir.publish_dir(files::FINAL, |tmp| {
-            self.learner.model().save_pretrained(tmp, SaveDType::F32)?;
+            checkpoint::save_weights(self.learner.model(), tmp)?;
             checkpoint::copy_tokenizer(&self.tokenizer_dir, tmp)
         })
+    }
+
+    /// Writes `merged/`: the base with the trained LoRA adapters folded into its weights
+    /// (`W + scaling·B·A`), a Hugging Face model folder with the tokenizer files.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the run has no `[lora]` table; write failures.
+    pub fn save_merged(&self) -> Result<PathBuf> {
+        if self.config.lora.is_none() {
+            return Err(Error::config(
+                "lora",
+                "only a LoRA run has adapters to merge",
+            ));
+        }
+        let merged = self.learner.policy().merge_lora();
+        self.run_dir.publish_dir(files::MERGED, |tmp| {
+            merged.save_pretrained(tmp, SaveDType::F32)?;
+            checkpoint::copy_tokenizer(&self.tokenizer_dir, tmp)
+        })?;
+        Ok(self.run_dir.join(files::MERGED))
     }
 
     /// One SFT step; returns its loss.
@@ -376,6 +404,10 @@ impl Trainer {
         let lr = schedule.lr_at(self.state.sft_step, c.steps);
         let refs: Vec<&Row> = rows.iter().collect();
         let trained = rows.iter().map(Row::trained).sum::<usize>();
+        self.learner.device().seed(derive_seed(
+            self.config.seed,
+            &[DROPOUT_SALT, SFT_SALT, self.state.sft_step],
+        ));
         let outcome = self.learner.update(
             &refs,
             lr,
@@ -474,7 +506,8 @@ impl Trainer {
         rows.stats.groups_filtered += filtered;
         // 3. Log-probs the objective needs besides the sampling ones.
         self.fill_old_logprobs(&policy, &mut rows)?;
-        let reference = match &self.reference {
+        let lora_reference = self.learner.lora_reference();
+        let reference = match lora_reference.as_ref().or(self.reference.as_ref()) {
             Some(r) if self.objective.needs_reference() => {
                 let refs: Vec<&Row> = rows.rows.iter().collect();
                 Some(self.learner.score(r, &refs, self.sampling().temperature)?)
@@ -484,6 +517,9 @@ impl Trainer {
         // 4. Updates.
         let update_start = Instant::now();
         let lr = self.config.optimizer.lr_at(step, total);
+        self.learner
+            .device()
+            .seed(derive_seed(self.config.seed, &[DROPOUT_SALT, step]));
         let mut outcomes = Vec::new();
         for epoch in 0..self.config.updates.epochs {
             for minibatch in self.minibatches(&rows, step, epoch as u64) {
@@ -743,6 +779,9 @@ pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
             ),
             (None, None) => return Err(Error::config("model", "no path and no init")),
         };
+    if let Some(lora) = &config.lora {
+        lora.validate(&model, redraft_model::LoraKeys::Run, "[lora]")?;
+    }
     let context = model.max_position_embeddings;
     let r = &config.rollout;
     let method = config.method.method();
@@ -836,6 +875,9 @@ const SFT_SALT: u64 = 0x5F7;
 const ROLLOUT_SALT: u64 = 0x2011;
 const EVAL_SALT: u64 = 0xE7A1;
 const SHUFFLE_SALT: u64 = 0x5A1F;
+/// Seeds the training device's generator (LoRA dropout masks) before a step's updates, so a
+/// resumed run draws the same masks.
+const DROPOUT_SALT: u64 = 0xD209;
 
 /// Token-mean negative log-likelihood of the trained targets.
 fn nll_loss(
