@@ -232,3 +232,74 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
         "{err}"
     );
 }
+
+/// Seconds to decode `new` tokens greedily for `rows` rows with the KV cache (the sampling hot
+/// path), best of 3.
+fn decode_seconds(model: &CausalLm, rows: usize, prompt: usize, new: usize) -> f64 {
+    use redraft_model::LogitsFor;
+    let device = device();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let mut cache = model.new_cache(vec![0; rows]);
+        let ids: Vec<i64> = (0..rows * prompt).map(|i| (i % 200) as i64).collect();
+        let mut next = model
+            .forward_cached(
+                Tensor::from_data(TensorData::new(ids, [rows, prompt]), &device),
+                &mut cache,
+                LogitsFor::Last,
+            )
+            .unwrap()
+            .argmax(2)
+            .reshape([rows, 1]);
+        for _ in 1..new {
+            next = model
+                .forward_cached(next, &mut cache, LogitsFor::Last)
+                .unwrap()
+                .argmax(2)
+                .reshape([rows, 1]);
+        }
+        let _ = next.into_data();
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Sampling with adapters unmerged (x·Aᵀ·Bᵀ beside each projection) against merged weights,
+/// merge included: the measurement behind sampling from merged weights (docs/PERFORMANCE.md).
+/// `cargo test --workspace --locked --test lora -- --ignored --nocapture sampling_speed`
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn sampling_speed_merged_vs_unmerged() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models");
+    for name in ["tiny-byte-llama", "small-byte-llama"] {
+        let config =
+            redraft_model::ModelConfig::from_file(&configs.join(format!("{name}.json"))).unwrap();
+        let lora = LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            target_modules: redraft_model::lora::TARGET_MODULES
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            use_rslora: false,
+        };
+        let model = CausalLm::init(&config, 1, &device())
+            .unwrap()
+            .with_new_lora(&lora, "[lora]", 2, &device())
+            .unwrap();
+        for (rows, new) in [(1, 64), (16, 64)] {
+            let unmerged = decode_seconds(&model, rows, 16, new);
+            let start = std::time::Instant::now();
+            let merged_model = model.clone().merge_lora();
+            let merge = start.elapsed().as_secs_f64();
+            let merged = decode_seconds(&merged_model, rows, 16, new);
+            let base = decode_seconds(&model.clone().without_lora(), rows, 16, new);
+            println!(
+                "{name}, {rows} rows x {new} tokens: base {base:.3} s, unmerged {unmerged:.3} s, \
+                 merged {merged:.3} s + merge {merge:.4} s"
+            );
+        }
+    }
+}

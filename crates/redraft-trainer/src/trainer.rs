@@ -450,7 +450,7 @@ impl Trainer {
         // 1. Rollout with an inference copy of the policy.
         // Every token sampled for the step (the strategy's turns and the reflections R^3L's
         // provider samples from the policy) goes through one meter.
-        let policy = self.learner.policy();
+        let policy = self.learner.sampler();
         let meter = Arc::new(MeteredPolicy::new(LocalPolicy::for_tokenizer(
             policy.clone(),
             self.learner.infer_device().clone(),
@@ -567,7 +567,7 @@ impl Trainer {
     /// # Errors
     /// Rollout failures.
     pub fn evaluate(&mut self) -> Result<EvalRecord> {
-        let policy = self.learner.policy();
+        let policy = self.learner.sampler();
         let critic = self
             .config
             .feedback()
