@@ -507,10 +507,13 @@ impl ModelConfig {
         let n = |x: usize| x as u128;
         const F32: u128 = 4;
         let params = self.parameter_count();
-        let weights = mul(&[params, F32, 1 + n(workload.copies)]);
-        // Gradients and AdamW's two moments.
+        let adapters = workload.adapter_parameters;
+        let weights =
+            mul(&[params, F32, 1 + n(workload.copies)]).saturating_add(mul(&[adapters, F32]));
+        // Gradients and AdamW's two moments, of what is trained.
+        let trained = if adapters > 0 { adapters } else { params };
         let optimizer = if workload.train_rows > 0 {
-            mul(&[3, params, F32])
+            mul(&[3, trained, F32])
         } else {
             0
         };
@@ -549,6 +552,10 @@ pub struct Workload {
     pub decode_rows: usize,
     /// Tokens per row (prompt and completion).
     pub tokens: usize,
+    /// Parameters of the LoRA adapters trained in place of the weights
+    /// ([`LoraConfig::parameter_count`](crate::LoraConfig::parameter_count)); 0: every weight
+    /// is trained.
+    pub adapter_parameters: u128,
 }
 
 /// Bytes a [`Workload`] needs, by part.
@@ -745,6 +752,7 @@ mod tests {
             train_rows: usize::MAX,
             decode_rows: usize::MAX,
             tokens: usize::MAX,
+            adapter_parameters: u128::MAX,
         });
         assert!(huge.total() > 1 << 60, "{huge}");
         let limit = MemoryLimit {

@@ -126,6 +126,18 @@ impl LoraConfig {
         }
     }
 
+    /// The number of adapter parameters these settings put on `model` (targets it lacks count
+    /// nothing; [`validate`](Self::validate) refuses them).
+    pub fn parameter_count(&self, model: &ModelConfig) -> u128 {
+        let per_layer: u128 = self
+            .target_modules
+            .iter()
+            .filter_map(|m| module_dims(model, m))
+            .map(|[d_in, d_out]| (self.rank as u128) * (d_in + d_out) as u128)
+            .sum();
+        per_layer * model.num_layers as u128
+    }
+
     /// Checks the settings against `model`: a rank of at least 1 and no larger than any targeted
     /// projection's smaller side, a finite positive alpha, a dropout in `[0, 1)`, and target
     /// modules the model has, each once. Errors name the key as `keys` spells it and `origin`.

@@ -303,3 +303,39 @@ fn sampling_speed_merged_vs_unmerged() {
         }
     }
 }
+
+/// A LoRA run holds gradients and AdamW moments for its adapters only: the memory estimate
+/// sizes the optimiser state on them, and adds their weights.
+#[test]
+fn lora_workloads_are_sized_on_their_adapters() {
+    use redraft_model::{ModelConfig, Workload};
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models");
+    let config = ModelConfig::from_file(&configs.join("tiny-byte-llama.json")).unwrap();
+    let lora = LoraConfig {
+        rank: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "down_proj".into()],
+        use_rslora: false,
+    };
+    // 4 layers × 8 × ((128 + 128) + (384 + 128)).
+    let adapters = lora.parameter_count(&config);
+    assert_eq!(adapters, 4 * 8 * (256 + 512));
+    let full = Workload {
+        train_rows: 4,
+        tokens: 64,
+        ..Workload::default()
+    };
+    let with_lora = Workload {
+        adapter_parameters: adapters,
+        ..full
+    };
+    let (a, b) = (
+        config.memory_estimate(&full),
+        config.memory_estimate(&with_lora),
+    );
+    assert_eq!(a.optimizer, 3 * 4 * config.parameter_count());
+    assert_eq!(b.optimizer, 3 * 4 * adapters);
+    assert_eq!(b.weights, a.weights + 4 * adapters);
+    assert!(b.total() < a.total());
+}

@@ -787,8 +787,13 @@ pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
     let method = config.method.method();
     // Memory first: a batch too large for the machine is refused before its problems exist.
     let rollout_rows = r.prompts_per_step.saturating_mul(r.group_size);
+    // A LoRA run's reference is its base with the adapters off: no copy.
     let workload = Workload {
-        copies: usize::from(method.objective()?.needs_reference()),
+        copies: usize::from(method.objective()?.needs_reference() && config.lora.is_none()),
+        adapter_parameters: config
+            .lora
+            .as_ref()
+            .map_or(0, |lora| lora.parameter_count(&model)),
         train_rows: rollout_rows.div_ceil(config.updates.minibatches),
         decode_rows: rollout_rows.max(config.eval.problems.saturating_mul(config.eval.samples)),
         tokens: r.max_new_tokens.min(context),
