@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::transformer::{CausalLm, DecoderLayer, host};
-use crate::weights::{NamedTensor, SaveDType, safetensors_bytes, to_f32, write_atomic};
+use crate::weights::{NamedTensor, SaveDType, fnv1a, safetensors_bytes, to_f32, write_atomic};
 
 /// The projections an adapter can target, under PEFT's (and transformers') names.
 pub const TARGET_MODULES: [&str; 7] = [
@@ -237,8 +237,9 @@ impl LoraConfig {
             return Err(bad("peft_type", format!("{kind} is not a LoRA adapter")));
         }
         // Options that change what an adapter computes: only their neutral values are read.
-        let neutral: [(&str, Value); 10] = [
+        let neutral = [
             ("use_dora", json!(false)),
+            ("use_qalora", json!(false)),
             ("bias", json!("none")),
             ("fan_in_fan_out", json!(false)),
             ("lora_bias", json!(false)),
@@ -248,6 +249,9 @@ impl LoraConfig {
             ("modules_to_save", Value::Null),
             ("layer_replication", Value::Null),
             ("exclude_modules", Value::Null),
+            ("target_parameters", Value::Null),
+            ("trainable_token_indices", Value::Null),
+            ("alora_invocation_tokens", Value::Null),
         ];
         for (key, expected) in neutral {
             let found = value.get(key).cloned().unwrap_or(Value::Null);
@@ -548,10 +552,7 @@ impl CausalLm {
             }
             let bound = 1.0 / (cols as f32).sqrt();
             let uniform = Uniform::new(-bound, bound).expect("a positive bound");
-            let seed = name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
             (0..rows * cols).map(|_| uniform.sample(&mut rng)).collect()
         })
     }

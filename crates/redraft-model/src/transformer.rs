@@ -403,7 +403,8 @@ impl CausalLm {
         })
     }
 
-    /// Every parameter under its transformers name and shape, for saving.
+    /// Every parameter under its transformers name and shape, for saving: the base weights
+    /// only, without LoRA adapters (see [`CausalLm::export_lora`] and [`CausalLm::merge_lora`]).
     pub fn export(&self) -> Vec<NamedTensor> {
         let mut out = Vec::new();
         let embed = self.embed_tokens.weight.val();

@@ -53,7 +53,7 @@ impl RandomInit {
 }
 
 /// FNV-1a, to derive a stable per-tensor seed from its name.
-fn fnv1a(text: &str) -> u64 {
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
