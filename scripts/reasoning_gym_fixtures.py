@@ -9,6 +9,8 @@ a completion. One JSON line per problem, as reasoning-gym exports it plus its ca
 
     {"question", "answer", "metadata", "cases": [{"response", "extracted", "score"}, ...]}
 
+with the score as a string (Python's repr of the float, which Rust parses back exactly).
+
 Output: crates/redraft-verifier/tests/data/reasoning_gym/cases.jsonl (read by the test
 crates/redraft-verifier/tests/reasoning_gym.rs, which requires exact agreement on every case).
 
@@ -235,7 +237,8 @@ def main():
             for response in cases(entry, rng):
                 extracted = extract_answer(response)
                 score = data.score_answer(extracted, entry)
-                scored.append({"response": response, "extracted": extracted, "score": float(score)})
+                # The score as Python's repr, so that it is read back bit for bit.
+                scored.append({"response": response, "extracted": extracted, "score": repr(float(score))})
             lines.append({**entry, "cases": scored})
     with OUT.open("w") as f:
         for line in lines:

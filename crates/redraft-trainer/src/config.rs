@@ -443,10 +443,10 @@ impl TrainConfig {
                     "set `family` (a built-in task) or `dataset` (a JSONL/Parquet file)",
                 ));
             }
-            (Some(TaskFamily::Math), _) => {
+            (Some(family), _) if !family.has_generator() => {
                 return Err(Error::config(
                     "task.family",
-                    "math has no generator: use `dataset`",
+                    format!("{family} has no generator: use `dataset`"),
                 ));
             }
             (Some(family), None) => {
