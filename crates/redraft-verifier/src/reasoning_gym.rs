@@ -76,6 +76,21 @@ impl fmt::Display for RgDataset {
     }
 }
 
+/// The message for a dataset name redraft does not score.
+struct UnsupportedName<'a>(&'a str);
+
+impl fmt::Display for UnsupportedName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = RgDataset::ALL.iter().map(|d| d.name()).collect();
+        write!(
+            f,
+            "reasoning-gym dataset {:?} is not supported (supported: {})",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
 impl FromStr for RgDataset {
     type Err = Error;
 
@@ -83,13 +98,7 @@ impl FromStr for RgDataset {
         RgDataset::ALL
             .into_iter()
             .find(|d| d.name() == s.trim())
-            .ok_or_else(|| {
-                let names: Vec<&str> = RgDataset::ALL.iter().map(|d| d.name()).collect();
-                Error::InvalidOption(format!(
-                    "reasoning-gym dataset {s:?} is not supported (supported: {})",
-                    names.join(", ")
-                ))
-            })
+            .ok_or_else(|| Error::InvalidOption(UnsupportedName(s).to_string()))
     }
 }
 
@@ -126,7 +135,9 @@ impl ReasoningGymProblem {
             .and_then(serde_json::Value::as_str);
         let dataset = match (dataset, source) {
             (Some(d), _) => d,
-            (None, Some(name)) => name.parse()?,
+            (None, Some(name)) => name
+                .parse()
+                .map_err(|_| invalid(format!("{}", UnsupportedName(name))))?,
             (None, None) => return Ok(None),
         };
         let text = |key: &str| match line.get(key) {
