@@ -418,10 +418,7 @@ const ROLES: [&str; 14] = [
 fn kk_assignments(answer: &str) -> BTreeSet<(String, String)> {
     let lower = answer.to_lowercase();
     let text = py_strip(&lower)
-        .replace('.', " ")
-        .replace(',', " ")
-        .replace(')', " ")
-        .replace('(', " ")
+        .replace(['.', ',', ')', '('], " ")
         .replace(" and ", " ");
     let mut out = BTreeSet::new();
     let mut name: Option<&str> = None;
