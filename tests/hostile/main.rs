@@ -6,5 +6,6 @@
 mod common;
 
 mod inputs;
+mod reasoning_gym;
 mod resume;
 mod runs;
