@@ -445,9 +445,16 @@ impl CausalLm {
         &self.config
     }
 
-    /// An empty KV cache for rows with the given left padding.
+    /// An empty KV cache for rows with the given left padding; its storage is sized by the
+    /// prefill and doubles when full.
     pub fn new_cache(&self, left_pad: Vec<usize>) -> KvCache {
         KvCache::new(self.config.num_layers, left_pad)
+    }
+
+    /// An empty KV cache whose storage holds `capacity` slots (padding included) without
+    /// growing: pass the rows' budget, the padded prompt width plus the most new tokens.
+    pub fn new_cache_with_capacity(&self, left_pad: Vec<usize>, capacity: usize) -> KvCache {
+        KvCache::with_capacity(self.config.num_layers, left_pad, capacity)
     }
 
     /// Logits for every position of a batch of left-padded sequences (right padding needs no
