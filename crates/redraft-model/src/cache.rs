@@ -28,6 +28,8 @@ pub struct KvCache {
     capacity: usize,
     /// Times the storage was allocated (all layers at once count as one).
     reallocations: usize,
+    /// Most slots a growth allocates beyond what a write needs (the model's context).
+    max_slots: usize,
 }
 
 impl KvCache {
@@ -46,7 +48,14 @@ impl KvCache {
             slots: 0,
             capacity,
             reallocations: 0,
+            max_slots: usize::MAX,
         }
+    }
+
+    /// Caps the doubling at `max_slots` slots (a write needing more still gets them).
+    pub(crate) fn with_max_slots(mut self, max_slots: usize) -> Self {
+        self.max_slots = max_slots;
+        self
     }
 
     /// Number of slots filled so far (padding included).
@@ -115,6 +124,7 @@ impl KvCache {
             slots: self.slots,
             capacity: self.capacity,
             reallocations: allocated,
+            max_slots: self.max_slots,
         }
     }
 
@@ -139,7 +149,7 @@ impl KvCache {
             let grown = if first {
                 self.capacity
             } else {
-                2 * self.capacity
+                (2 * self.capacity).min(self.max_slots)
             };
             self.capacity = end.max(grown);
             self.reallocations += 1;

@@ -120,6 +120,12 @@ fn decoding_grows_the_cache_by_doubling_not_per_step() {
         cache.reallocations(),
         total - prefill
     );
+    // Doubling stops at the context (64 positions, no padding in row 0), not at 96 slots.
+    assert!(
+        cache.capacity() <= 64,
+        "capacity {} beyond the 64-position context",
+        cache.capacity()
+    );
 }
 
 #[test]
