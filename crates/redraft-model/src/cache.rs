@@ -161,7 +161,8 @@ impl KvCache {
                 let options = (&k.device(), k.dtype());
                 let mut keys = Tensor::zeros([b, heads, self.capacity, hd], options);
                 let mut values = Tensor::zeros([b, heads, self.capacity, hd], options);
-                if let Some((ok, ov)) = old {
+                // (`narrow` rejects an empty range: after `truncate(0)` there is nothing to copy.)
+                if let Some((ok, ov)) = old.filter(|_| start > 0) {
                     keys = keys
                         .slice_assign([0..b, 0..heads, 0..start, 0..hd], ok.narrow(2, 0, start));
                     values = values

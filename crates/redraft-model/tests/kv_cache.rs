@@ -266,3 +266,35 @@ fn a_capacity_hint_allocates_once_and_truncation_keeps_the_storage() {
     let forked = cache.select_rows(&[1, 0, 1]);
     assert_eq!((forked.capacity(), forked.reallocations()), (48, 1));
 }
+
+#[test]
+fn a_cache_truncated_to_nothing_takes_a_longer_prefill() {
+    let device = device();
+    let model = model(&device);
+    let rows = sequences(1, 40, 9);
+    let pad = vec![0];
+    let mut cache = model.new_cache(pad.clone());
+    model
+        .forward_cached(
+            ids(&cols(&rows, 0, 4), &device),
+            &mut cache,
+            LogitsFor::Last,
+        )
+        .unwrap();
+    cache.truncate(0);
+    assert!(cache.is_empty());
+    // A prefill longer than the storage: it grows with nothing to copy.
+    let logits = model
+        .forward_cached(
+            ids(&cols(&rows, 0, 20), &device),
+            &mut cache,
+            LogitsFor::Last,
+        )
+        .unwrap();
+    let diff = max_diff(
+        logits,
+        full_last(&model, &cols(&rows, 0, 20), &pad, &device),
+    );
+    assert!(diff <= TOLERANCE, "re-prefill: {diff:e}");
+    decode_and_check(&model, &mut cache, &rows, &pad, 20..40, &device, "after");
+}
