@@ -289,3 +289,64 @@ fn unreadable_ggufs_are_refused_by_name_leaving_nothing() {
         );
     }
 }
+
+#[test]
+fn a_run_trains_from_a_gguf_model_and_publishes_a_model_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            method = "grpo"
+            steps = 1
+            [model]
+            path = '{}'
+            [task]
+            family = "arithmetic"
+            difficulty = {{ digits = 1, prompt = "plain" }}
+            [rollout]
+            prompts_per_step = 2
+            group_size = 2
+            max_new_tokens = 8
+            [eval]
+            problems = 2
+            samples = 1
+            at_start = false
+            with_feedback = false
+            [checkpoint]
+            every = 1
+            "#,
+            data().join("llama-q8_0.gguf").display()
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    common::ok(common::redraft(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]));
+    let finished = run.join("final");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(finished.join(file).is_file(), "final/{file}");
+    }
+    // The published directory is an ordinary model: it scores.
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"1+2=\"}\n").unwrap();
+    let scored = common::ok(common::redraft(&[
+        "score",
+        "--model",
+        finished.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    assert!(scored.contains("logprobs"), "{scored}");
+}

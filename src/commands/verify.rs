@@ -12,8 +12,9 @@ use super::Output;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// JSONL lines `{"gold", "pred"}` (math equivalence) or `{"task", "problem", "response"}`
-    /// (built-in task families); standard input when absent.
+    /// JSONL lines `{"gold", "pred"}` (math equivalence), `{"task", "problem", "response"}`
+    /// (built-in task families) or `{"question", "answer", "metadata", "response"}` (exported by
+    /// reasoning-gym, scored by its rules); standard input when absent.
     #[arg(long)]
     input: Option<PathBuf>,
     /// Write the verdicts here instead of standard output.

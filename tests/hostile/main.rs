@@ -7,5 +7,6 @@ mod common;
 
 mod inputs;
 mod lora;
+mod reasoning_gym;
 mod resume;
 mod runs;

@@ -124,7 +124,7 @@ pub fn critique(problem: &Problem, verdict: &Verdict, reveal: bool) -> Critique 
         ),
         DiagnosisKind::WrongAnswer | DiagnosisKind::WrongStep | DiagnosisKind::Partial => {
             match problem {
-                Problem::Math(_) => math(fe, reveal),
+                Problem::Math(_) | Problem::ReasoningGym(_) => math(fe, reveal),
                 Problem::Arithmetic(_) => arithmetic(d, fe, reveal),
                 Problem::Countdown(_) => countdown(d, fe, reveal),
                 Problem::KnightsKnaves(p) => knights_knaves(&p.names, fe, reveal),
@@ -152,6 +152,7 @@ fn correct_text(fe: Option<&FirstError>) -> String {
 fn answer_format(problem: &Problem) -> AnswerFormat {
     match problem {
         Problem::Math(_) => AnswerFormat::Boxed,
+        Problem::ReasoningGym(_) => AnswerFormat::Tag,
         Problem::Arithmetic(p) => p.format,
         Problem::Countdown(p) => p.format,
         Problem::KnightsKnaves(p) => p.format,

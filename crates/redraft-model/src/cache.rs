@@ -3,26 +3,59 @@
 //! Rows are left-padded: row `b` starts with `left_pad[b]` padding slots that every query of that
 //! row ignores, and its real tokens take positions `0, 1, 2, ...` from the first real slot on.
 //! Slots are shared by all rows, so one decode step appends one slot to every row.
+//!
+//! The storage is written in place: each layer's keys and values live in tensors preallocated to
+//! a capacity of slots (a hint given at creation, else the first write's length), each step's new
+//! keys and values are written into the next free slots with a slice assignment, and attention
+//! reads a view of the filled slots. When a write does not fit, the storage grows to at least
+//! twice its capacity (one copy), so a decode of `N` steps reallocates `O(log N)` times instead
+//! of concatenating a new copy of the whole cache at every step. A clone shares the storage until
+//! one side writes (burn copies a tensor on write while another handle holds it), so a clone
+//! truncated and continued never alters the original.
 
 use burn::tensor::{Int, Tensor, TensorData};
 
 /// Keys and values of every layer for a batch of left-padded sequences.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    /// Per layer: keys and values `[batch, kv_heads, slots, head_dim]` (keys after RoPE).
+    /// Per layer: keys and values `[batch, kv_heads, capacity, head_dim]` (keys after RoPE), of
+    /// which the first `slots` slots are filled.
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     left_pad: Vec<usize>,
+    /// Slots filled.
     slots: usize,
+    /// Slots the storage holds (the hint before the first write).
+    capacity: usize,
+    /// Times the storage was allocated (all layers at once count as one).
+    reallocations: usize,
+    /// Most slots a growth allocates beyond what a write needs (the model's context).
+    max_slots: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `num_layers` layers and rows with the given left padding.
+    /// An empty cache for `num_layers` layers and rows with the given left padding; the storage
+    /// is sized by the first write and doubles when full.
     pub fn new(num_layers: usize, left_pad: Vec<usize>) -> Self {
+        Self::with_capacity(num_layers, left_pad, 0)
+    }
+
+    /// An empty cache whose storage, once written, holds at least `capacity` slots (padding
+    /// included) without growing: the rows' budget, prompt plus new tokens, when it is known.
+    pub fn with_capacity(num_layers: usize, left_pad: Vec<usize>, capacity: usize) -> Self {
         Self {
             layers: vec![None; num_layers],
             left_pad,
             slots: 0,
+            capacity,
+            reallocations: 0,
+            max_slots: usize::MAX,
         }
+    }
+
+    /// Caps the doubling at `max_slots` slots (a write needing more still gets them).
+    pub(crate) fn with_max_slots(mut self, max_slots: usize) -> Self {
+        self.max_slots = max_slots;
+        self
     }
 
     /// Number of slots filled so far (padding included).
@@ -33,6 +66,17 @@ impl KvCache {
     /// Whether nothing has been cached yet.
     pub fn is_empty(&self) -> bool {
         self.slots == 0
+    }
+
+    /// Slots the storage holds before it must grow.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many times the storage was allocated: once at the first write, then once per growth
+    /// (a fork from [`select_rows`](Self::select_rows) starts at one, its own copy).
+    pub fn reallocations(&self) -> usize {
+        self.reallocations
     }
 
     /// Number of rows.
@@ -54,10 +98,10 @@ impl KvCache {
     }
 
     /// A cache holding the given rows, in that order (a row may repeat): forks one prefilled
-    /// prompt into the samples of a group without recomputing it.
+    /// prompt into the samples of a group without recomputing it. The fork keeps the capacity.
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let layers = self
+        let layers: Vec<_> = self
             .layers
             .iter()
             .map(|layer| {
@@ -73,38 +117,65 @@ impl KvCache {
                 })
             })
             .collect();
+        let allocated = usize::from(layers.iter().any(Option::is_some));
         Self {
             layers,
             left_pad: rows.iter().map(|&r| self.left_pad[r]).collect(),
             slots: self.slots,
+            capacity: self.capacity,
+            reallocations: allocated,
+            max_slots: self.max_slots,
         }
     }
 
-    /// Keeps only the first `slots` slots (to retry from an earlier point of a conversation).
+    /// Keeps only the first `slots` slots (to retry from an earlier point of a conversation); the
+    /// storage stays, and later writes overwrite the dropped slots.
     pub fn truncate(&mut self, slots: usize) {
-        if slots >= self.slots {
-            return;
-        }
-        for layer in self.layers.iter_mut().flatten() {
-            layer.0 = layer.0.clone().narrow(2, 0, slots);
-            layer.1 = layer.1.clone().narrow(2, 0, slots);
-        }
-        self.slots = slots;
+        self.slots = self.slots.min(slots);
     }
 
-    /// Appends this step's keys and values to `layer` and returns all of them.
+    /// Writes this step's keys and values `[batch, kv_heads, new, head_dim]` into the free
+    /// slots of `layer` and returns views of all filled slots, the new ones included.
     pub(crate) fn append(
         &mut self,
         layer: usize,
         k: Tensor<4>,
         v: Tensor<4>,
     ) -> (Tensor<4>, Tensor<4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let [b, heads, new, hd] = k.dims();
+        let (start, end) = (self.slots, self.slots + new);
+        let first = self.reallocations == 0;
+        if first || end > self.capacity {
+            let grown = if first {
+                self.capacity
+            } else {
+                (2 * self.capacity).min(self.max_slots)
+            };
+            self.capacity = end.max(grown);
+            self.reallocations += 1;
+        }
+        let (keys, values) = match self.layers[layer].take() {
+            Some(kv) if kv.0.dims()[2] == self.capacity => kv,
+            old => {
+                // First write or growth: one copy of the filled slots into a larger storage.
+                let options = (&k.device(), k.dtype());
+                let mut keys = Tensor::zeros([b, heads, self.capacity, hd], options);
+                let mut values = Tensor::zeros([b, heads, self.capacity, hd], options);
+                // (`narrow` rejects an empty range: after `truncate(0)` there is nothing to copy.)
+                if let Some((ok, ov)) = old.filter(|_| start > 0) {
+                    keys = keys
+                        .slice_assign([0..b, 0..heads, 0..start, 0..hd], ok.narrow(2, 0, start));
+                    values = values
+                        .slice_assign([0..b, 0..heads, 0..start, 0..hd], ov.narrow(2, 0, start));
+                }
+                (keys, values)
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let at = [0..b, 0..heads, start..end, 0..hd];
+        let keys = keys.slice_assign(at.clone(), k);
+        let values = values.slice_assign(at, v);
+        self.layers[layer] = Some((keys.clone(), values.clone()));
+        (keys.narrow(2, 0, end), values.narrow(2, 0, end))
     }
 
     /// Records that `steps` slots were appended to every layer.

@@ -25,6 +25,15 @@ pub fn is_gguf(path: &Path) -> bool {
 }
 
 impl ModelConfig {
+    /// The config of a model directory (its `config.json`) or of a `.gguf` file.
+    pub fn load(path: &Path) -> Result<Self> {
+        if is_gguf(path) {
+            Self::from_gguf(&GgufFile::open(path)?)
+        } else {
+            Self::from_file(&path.join("config.json"))
+        }
+    }
+
     /// The config of the model in a GGUF file, from its metadata (as transformers maps it).
     ///
     /// # Errors

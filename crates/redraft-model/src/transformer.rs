@@ -474,9 +474,19 @@ impl CausalLm {
         &self.config
     }
 
-    /// An empty KV cache for rows with the given left padding.
+    /// An empty KV cache for rows with the given left padding; its storage is sized by the
+    /// prefill and doubles when full, up to what the context admits.
     pub fn new_cache(&self, left_pad: Vec<usize>) -> KvCache {
-        KvCache::new(self.config.num_layers, left_pad)
+        self.new_cache_with_capacity(left_pad, 0)
+    }
+
+    /// An empty KV cache whose storage holds `capacity` slots (padding included) without
+    /// growing: pass the rows' budget, the padded prompt width plus the most new tokens.
+    pub fn new_cache_with_capacity(&self, left_pad: Vec<usize>, capacity: usize) -> KvCache {
+        // The longest row may fill the context after the shortest padding.
+        let max_slots =
+            self.config.max_position_embeddings + left_pad.iter().copied().min().unwrap_or(0);
+        KvCache::with_capacity(self.config.num_layers, left_pad, capacity).with_max_slots(max_slots)
     }
 
     /// Logits for every position of a batch of left-padded sequences (right padding needs no

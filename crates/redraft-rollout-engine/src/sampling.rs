@@ -355,7 +355,9 @@ pub fn generate_rows_with(
         })
         .collect();
     let mut done: Vec<bool> = limits.iter().map(|&l| l == 0).collect();
-    let mut cache = model.new_cache(batch.left_pad.clone());
+    // Sized to the rows' budget, so the decode never grows the cache.
+    let budget = batch.tokens.dims()[1] + limits.iter().max().copied().unwrap_or(0);
+    let mut cache = model.new_cache_with_capacity(batch.left_pad.clone(), budget);
     let mut logits = model.forward_cached(batch.tokens, &mut cache, LogitsFor::Last)?; // [unique, 1, vocab]
     if unique.len() < n {
         let index: Vec<i64> = source.iter().map(|&u| u as i64).collect();

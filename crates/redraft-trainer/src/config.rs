@@ -137,9 +137,15 @@ pub struct TaskConfig {
     /// The family's difficulty knobs.
     #[serde(default)]
     pub difficulty: Difficulty,
-    /// A JSONL or Parquet dataset of problems (instead of `family`).
+    /// A JSONL or Parquet dataset of problems (instead of `family`). JSONL lines exported by
+    /// reasoning-gym are scored by its rules (the dataset named in `metadata.source_dataset`).
     #[serde(default)]
     pub dataset: Option<PathBuf>,
+    /// Score every line of `dataset` as this reasoning-gym dataset (`knights_knaves`,
+    /// `binary_matrix`, `shortest_path`, `countdown`, `basic_arithmetic`), for lines without
+    /// `metadata.source_dataset`.
+    #[serde(default)]
+    pub reasoning_gym: Option<redraft_verifier::RgDataset>,
     /// Share of a dataset held out for evaluation (by a hash of the problem text). Default 0.1.
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
@@ -454,10 +460,10 @@ impl TrainConfig {
                     "set `family` (a built-in task) or `dataset` (a JSONL/Parquet file)",
                 ));
             }
-            (Some(TaskFamily::Math), _) => {
+            (Some(family), _) if !family.has_generator() => {
                 return Err(Error::config(
                     "task.family",
-                    "math has no generator: use `dataset`",
+                    format!("{family} has no generator: use `dataset`"),
                 ));
             }
             (Some(family), None) => {

@@ -63,6 +63,7 @@ impl ProblemSource {
             .ok_or_else(|| Error::config("task", "no family and no dataset"))?;
         let options = LoadOptions {
             on_error: OnError::Stop,
+            reasoning_gym: task.reasoning_gym,
             ..LoadOptions::default()
         };
         let (records, _) = load(path, &options)?;
@@ -74,7 +75,9 @@ impl ProblemSource {
             ));
         }
         let to_problems = |rs: Vec<redraft_verifier::dataset::Record>| -> Vec<Problem> {
-            rs.into_iter().map(|r| Problem::Math(r.problem)).collect()
+            rs.into_iter()
+                .map(redraft_verifier::dataset::Record::into_problem)
+                .collect()
         };
         let eval: Vec<Problem> = to_problems(test).into_iter().take(eval_problems).collect();
         let eval_prompts = eval.iter().map(Problem::prompt).collect();
@@ -142,6 +145,7 @@ mod tests {
             family: Some(TaskFamily::Arithmetic),
             difficulty: Difficulty::from_pairs([("digits", "1")]),
             dataset: None,
+            reasoning_gym: None,
             test_fraction: 0.1,
             seed: 3,
         }
@@ -187,5 +191,85 @@ mod tests {
         let (train, _) = source.train(0, 80).unwrap();
         assert_eq!(train.len(), 80);
         assert!(train.iter().all(|p| !held.contains(&p.prompt())));
+    }
+
+    /// Lines exported by reasoning-gym (from the conformance fixture), without their cases.
+    fn reasoning_gym_lines(strip_source: bool) -> String {
+        let fixture = include_str!("../../redraft-verifier/tests/data/reasoning_gym/cases.jsonl");
+        fixture
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let m = v.as_object_mut().unwrap();
+                m.remove("cases");
+                if strip_source {
+                    m["metadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("source_dataset");
+                }
+                format!("{v}\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reasoning_gym_export_loads_as_problems_scored_by_its_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rg.jsonl");
+        std::fs::write(&path, reasoning_gym_lines(false)).unwrap();
+        let task = TaskConfig {
+            family: None,
+            dataset: Some(path),
+            ..arithmetic()
+        };
+        let source = ProblemSource::new(&task, 5).unwrap();
+        let (train, _) = source.train(0, 100).unwrap();
+        for p in source.eval().iter().chain(&train) {
+            let Problem::ReasoningGym(rg) = p else {
+                panic!("not loaded as a reasoning-gym problem: {p:?}");
+            };
+            assert_eq!(p.verify(&p.solution()).reward, 1.0, "{rg:?}");
+            // reasoning-gym's rule, not the math checker: countdown gives 0.01 for no answer.
+            let none = p.verify("no tags").reward;
+            let want = if rg.dataset.name() == "countdown" {
+                0.01
+            } else {
+                0.0
+            };
+            assert_eq!(none, want, "{}", rg.dataset);
+        }
+    }
+
+    #[test]
+    fn the_config_names_the_reasoning_gym_dataset_of_lines_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kk.jsonl");
+        let lines: String = reasoning_gym_lines(true)
+            .lines()
+            .take(20)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let task = TaskConfig {
+            family: None,
+            dataset: Some(path),
+            reasoning_gym: Some("knights_knaves".parse().unwrap()),
+            ..arithmetic()
+        };
+        let source = ProblemSource::new(&task, 2).unwrap();
+        let (train, _) = source.train(0, 10).unwrap();
+        for p in &train {
+            let Problem::ReasoningGym(rg) = p else {
+                panic!("not a reasoning-gym problem: {p:?}");
+            };
+            assert_eq!(rg.dataset.name(), "knights_knaves");
+        }
+        let toml_task: TaskConfig =
+            toml::from_str("dataset = \"kk.jsonl\"\nreasoning_gym = \"knights_knaves\"").unwrap();
+        assert_eq!(toml_task.reasoning_gym, task.reasoning_gym);
+        let err =
+            toml::from_str::<TaskConfig>("dataset = \"kk.jsonl\"\nreasoning_gym = \"sudoku\"");
+        assert!(err.is_err());
     }
 }

@@ -769,10 +769,7 @@ pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
     config.validate()?;
     let (model, tokenizer): (ModelConfig, Box<dyn Tokenizer>) =
         match (&config.model.path, &config.model.init) {
-            (Some(path), _) => (
-                ModelConfig::from_file(&path.join("config.json"))?,
-                load_tokenizer(path)?,
-            ),
+            (Some(path), _) => (ModelConfig::load(path)?, load_tokenizer(path)?),
             (None, Some(init)) => (
                 ModelConfig::from_file(init)?,
                 Box::new(ByteTokenizer::new()),

@@ -4,7 +4,10 @@
 //! Columns are found by name: the problem in `problem` / `question` / `prompt`, the gold answer in
 //! `answer` / `ground_truth` / `final_answer` / `solution` (a worked solution works too: its final
 //! answer is extracted when verifying), an optional worked solution in `solution`, an optional id
-//! in `id` / `unique_id`. [`ColumnMap`] overrides any of them. A malformed line or row is reported
+//! in `id` / `unique_id`. [`ColumnMap`] overrides any of them. A JSONL line exported by
+//! reasoning-gym (`metadata.source_dataset` naming a dataset of [`crate::reasoning_gym`], or any
+//! line with [`LoadOptions::reasoning_gym`]) becomes a problem scored by reasoning-gym's rules
+//! ([`Record::into_problem`]). A malformed line or row is reported
 //! with its file and line (or row) number; [`OnError`] says whether to stop or to skip it.
 
 use std::fs::File;
@@ -14,7 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tasks::{MathProblem, splitmix};
+use crate::reasoning_gym::{ReasoningGymProblem, RgDataset};
+use crate::tasks::{MathProblem, Problem, splitmix};
 
 /// What to do with a malformed line or row.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ pub struct LoadOptions {
     pub columns: ColumnMap,
     /// Stop or skip on malformed records.
     pub on_error: OnError,
+    /// Score every JSONL line as this reasoning-gym dataset (else a line is a reasoning-gym
+    /// problem when its `metadata.source_dataset` names a supported one).
+    pub reasoning_gym: Option<RgDataset>,
 }
 
 /// One problem of a dataset.
@@ -63,6 +70,22 @@ pub struct Record {
     pub id: String,
     /// The problem and its gold answer.
     pub problem: MathProblem,
+    /// The line as a reasoning-gym problem, scored by reasoning-gym's rules (JSONL lines whose
+    /// `metadata.source_dataset` names a supported dataset, or every line with
+    /// [`LoadOptions::reasoning_gym`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_gym: Option<ReasoningGymProblem>,
+}
+
+impl Record {
+    /// The problem to train or evaluate on: the reasoning-gym problem when there is one, else a
+    /// math problem.
+    pub fn into_problem(self) -> Problem {
+        match self.reasoning_gym {
+            Some(rg) => Problem::ReasoningGym(rg),
+            None => Problem::Math(self.problem),
+        }
+    }
 }
 
 fn pick<'a>(
@@ -119,6 +142,7 @@ fn record(
             answer,
             solution,
         },
+        reasoning_gym: None,
     })
 }
 
@@ -180,7 +204,12 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 .map_err(|e| e.to_string())
                 .and_then(|v| {
                     let get = |k: &str| v.get(k).and_then(scalar_string);
-                    record(&get, &self.options.columns, format!("{name}:{}", self.line))
+                    let mut r =
+                        record(&get, &self.options.columns, format!("{name}:{}", self.line))?;
+                    r.reasoning_gym =
+                        ReasoningGymProblem::from_line(&v, self.options.reasoning_gym)
+                            .map_err(|e| e.to_string())?;
+                    Ok(r)
                 });
             match parsed {
                 Ok(r) => return Some(Ok(r)),
@@ -297,6 +326,12 @@ impl Iterator for ParquetRecords {
 pub fn read_parquet(path: &Path, options: &LoadOptions) -> Result<ParquetRecords> {
     use parquet::file::reader::SerializedFileReader;
 
+    if let Some(d) = options.reasoning_gym {
+        return Err(Error::InvalidOption(format!(
+            "{}: reasoning-gym problems ({d}) are read from JSONL exports, not Parquet",
+            path.display()
+        )));
+    }
     let f = File::open(path).map_err(|source| Error::Io {
         file: path.to_path_buf(),
         source,

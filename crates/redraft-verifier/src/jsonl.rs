@@ -2,7 +2,10 @@
 //!
 //! `verify_jsonl` reads lines `{"gold": ..., "pred": ...}` (math equivalence),
 //! `{"task": FAMILY, "problem": {...}, "response": "..."}` (any family), or
-//! `{"problem": "...", "answer": "...", "response": "..."}` (a dataset math problem), and writes
+//! `{"problem": "...", "answer": "...", "response": "..."}` (a dataset math problem), or
+//! `{"question", "answer", "metadata", "response"}` (a line exported by reasoning-gym, its
+//! dataset in `metadata.source_dataset`, scored by reasoning-gym's rules: see
+//! [`crate::reasoning_gym`]), and writes
 //! one verdict per line: `{"reward", "correct", "format_ok", "diagnosis"}` plus the input's `id`
 //! if it has one. A malformed input line is an error naming the file and line; with
 //! [`OnError::Skip`] it is written as `{"error": "..."}` instead and counted, so output lines stay
@@ -16,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::OnError;
 use crate::error::{Error, Result};
 use crate::math::{MathOptions, check_math};
+use crate::reasoning_gym::ReasoningGymProblem;
 use crate::tasks::{Difficulty, MathProblem, Problem, TaskFamily};
 use crate::verdict::Verdict;
 
@@ -83,6 +87,9 @@ fn verdict_for(
             .map_err(|e| format!("bad problem: {e}"))?;
         return Ok(problem.verify_with(&response, &options.math));
     }
+    if let Some(rg) = ReasoningGymProblem::from_line(v, None).map_err(|e| e.to_string())? {
+        return Ok(Problem::ReasoningGym(rg).verify_with(&response, &options.math));
+    }
     if let (Some(problem), Some(answer)) = (text_field(v, "problem"), text_field(v, "answer")) {
         let p = Problem::Math(MathProblem {
             problem,
@@ -91,7 +98,11 @@ fn verdict_for(
         });
         return Ok(p.verify_with(&response, &options.math));
     }
-    Err("expected {\"gold\", \"pred\"} or {\"task\", \"problem\", \"response\"}".into())
+    Err(
+        "expected {\"gold\", \"pred\"}, {\"task\", \"problem\", \"response\"} or \
+         {\"question\", \"answer\", \"metadata\", \"response\"}"
+            .into(),
+    )
 }
 
 /// Verifies every line of `reader`, writing one JSON verdict per line to `writer`.
@@ -254,10 +265,7 @@ mod tests {
 
     #[test]
     fn generated_lines_round_trip_and_verify() {
-        for family in TaskFamily::ALL
-            .into_iter()
-            .filter(|f| *f != TaskFamily::Math)
-        {
+        for family in TaskFamily::ALL.into_iter().filter(|f| f.has_generator()) {
             let mut out = Vec::new();
             generate_jsonl(&mut out, family, 3, 2, &Difficulty::default()).unwrap();
             for line in String::from_utf8(out).unwrap().lines() {

@@ -37,6 +37,8 @@ pub mod math;
 
 pub mod tasks;
 
+pub mod reasoning_gym;
+
 pub mod dataset;
 
 pub mod jsonl;
@@ -45,6 +47,7 @@ pub mod bench;
 
 pub use error::{Error, Result};
 pub use math::{MathOptions, check_math, math_equivalent};
+pub use reasoning_gym::{ReasoningGymProblem, RgDataset};
 pub use tasks::{Difficulty, Problem, PromptStyle, TaskFamily};
 pub use verdict::{Diagnosis, DiagnosisKind, FirstError, Verdict};
 

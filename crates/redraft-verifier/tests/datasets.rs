@@ -37,6 +37,7 @@ fn parquet_with_snappy_and_a_missing_value() {
             ..Default::default()
         },
         on_error: OnError::Skip,
+        ..Default::default()
     };
     let (records, _) = load(&fixture("tiny.parquet"), &mapped).unwrap();
     assert_eq!(records[0].problem.answer, "1");

@@ -55,6 +55,7 @@ fn mutated(p: &Problem) -> String {
             b.format.wrap(&text.join("\n"))
         }
         Problem::Math(m) => AnswerFormat::Boxed.wrap(&format!("{}+1", m.answer)),
+        Problem::ReasoningGym(r) => AnswerFormat::Tag.wrap(&format!("{} wrong", r.answer)),
     }
 }
 

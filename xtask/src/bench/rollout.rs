@@ -9,7 +9,8 @@
 //!   (same lengths, same batch, same decode);
 //! - pivot-prefix reuse: a retry from turn k continuing from a truncated copy of the base
 //!   trajectory's cache ([`KvCache::truncate`]) instead of prefilling the replayed prefix again,
-//!   both ways one batch-1 continuation. This measures the primitive only: the R^3L strategy no
+//!   both ways one batch-1 continuation. The clone shares the base's storage until its first
+//!   write copies it; truncation keeps the storage, and later writes overwrite it in place. This measures the primitive only: the R^3L strategy no
 //!   longer reuses caches (it batches all retries through `Policy::generate` and prefills the
 //!   replayed prefix again; docs/algorithms/r3l.md).
 //!

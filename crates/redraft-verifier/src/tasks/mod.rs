@@ -48,18 +48,28 @@ pub enum TaskFamily {
     ShortestPath,
     /// Distance of each cell of a binary matrix to the nearest 0.
     BinaryMatrix,
+    /// Problems exported by reasoning-gym, scored by its own rules (no generator; see
+    /// [`crate::reasoning_gym`]).
+    ReasoningGym,
 }
 
 impl TaskFamily {
     /// Every family, in declaration order.
-    pub const ALL: [TaskFamily; 6] = [
+    pub const ALL: [TaskFamily; 7] = [
         TaskFamily::Math,
         TaskFamily::Arithmetic,
         TaskFamily::Countdown,
         TaskFamily::KnightsKnaves,
         TaskFamily::ShortestPath,
         TaskFamily::BinaryMatrix,
+        TaskFamily::ReasoningGym,
     ];
+
+    /// Whether problems of the family are generated (math and reasoning-gym problems come from
+    /// datasets).
+    pub fn has_generator(self) -> bool {
+        !matches!(self, TaskFamily::Math | TaskFamily::ReasoningGym)
+    }
 
     /// The snake_case name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -70,6 +80,7 @@ impl TaskFamily {
             TaskFamily::KnightsKnaves => "knights_knaves",
             TaskFamily::ShortestPath => "shortest_path",
             TaskFamily::BinaryMatrix => "binary_matrix",
+            TaskFamily::ReasoningGym => "reasoning_gym",
         }
     }
 
@@ -80,6 +91,13 @@ impl TaskFamily {
             TaskFamily::Math => {
                 return Err(Error::InvalidOption(
                     "the math family has no generator; load math problems from a dataset".into(),
+                ));
+            }
+            TaskFamily::ReasoningGym => {
+                return Err(Error::InvalidOption(
+                    "reasoning-gym problems have no generator here; load a JSONL exported by \
+                     reasoning-gym as a dataset"
+                        .into(),
                 ));
             }
             TaskFamily::Arithmetic => {
@@ -351,6 +369,8 @@ pub enum Problem {
     ShortestPath(#[serde(deserialize_with = "valid")] shortest_path::ShortestPathProblem),
     /// Binary matrix distances.
     BinaryMatrix(#[serde(deserialize_with = "valid")] binary_matrix::BinaryMatrixProblem),
+    /// A reasoning-gym problem, scored by reasoning-gym's rules.
+    ReasoningGym(#[serde(deserialize_with = "valid")] crate::reasoning_gym::ReasoningGymProblem),
 }
 
 /// A family's problem type that can check itself.
@@ -372,7 +392,8 @@ impl_validate!(
     countdown::CountdownProblem,
     knights_knaves::KnightsKnavesProblem,
     shortest_path::ShortestPathProblem,
-    binary_matrix::BinaryMatrixProblem
+    binary_matrix::BinaryMatrixProblem,
+    crate::reasoning_gym::ReasoningGymProblem
 );
 
 /// Deserializes a family's problem and refuses it unless [`Validate::validate`] passes.
@@ -397,6 +418,7 @@ impl Problem {
             Problem::KnightsKnaves(p) => p.validate(),
             Problem::ShortestPath(p) => p.validate(),
             Problem::BinaryMatrix(p) => p.validate(),
+            Problem::ReasoningGym(p) => p.validate(),
         }
     }
 
@@ -409,13 +431,14 @@ impl Problem {
             Problem::KnightsKnaves(_) => TaskFamily::KnightsKnaves,
             Problem::ShortestPath(_) => TaskFamily::ShortestPath,
             Problem::BinaryMatrix(_) => TaskFamily::BinaryMatrix,
+            Problem::ReasoningGym(_) => TaskFamily::ReasoningGym,
         }
     }
 
     /// The prompt style of a generated problem (dataset math problems are always chat).
     pub fn prompt_style(&self) -> PromptStyle {
         match self {
-            Problem::Math(_) => PromptStyle::Chat,
+            Problem::Math(_) | Problem::ReasoningGym(_) => PromptStyle::Chat,
             Problem::Arithmetic(p) => p.prompt_style,
             Problem::Countdown(p) => p.prompt_style,
             Problem::KnightsKnaves(p) => p.prompt_style,
@@ -433,6 +456,7 @@ impl Problem {
             Problem::KnightsKnaves(p) => p.prompt(),
             Problem::ShortestPath(p) => p.prompt(),
             Problem::BinaryMatrix(p) => p.prompt(),
+            Problem::ReasoningGym(p) => format!("{}\n", p.question),
         }
     }
 
@@ -453,6 +477,7 @@ impl Problem {
             Problem::KnightsKnaves(p) => p.chat_prompt(),
             Problem::ShortestPath(p) => p.chat_prompt(),
             Problem::BinaryMatrix(p) => p.chat_prompt(),
+            Problem::ReasoningGym(p) => p.chat_prompt(),
         };
         vec![ChatMessage::user(content)]
     }
@@ -470,6 +495,7 @@ impl Problem {
             Problem::KnightsKnaves(p) => p.solution(),
             Problem::ShortestPath(p) => p.solution(),
             Problem::BinaryMatrix(p) => p.solution(),
+            Problem::ReasoningGym(p) => p.solution(),
         }
     }
 
@@ -488,6 +514,7 @@ impl Problem {
             Problem::KnightsKnaves(p) => p.verify(response),
             Problem::ShortestPath(p) => p.verify(response),
             Problem::BinaryMatrix(p) => p.verify(response),
+            Problem::ReasoningGym(p) => p.verify(response),
         }
     }
 
@@ -514,10 +541,7 @@ mod tests {
 
     #[test]
     fn plain_prompt_style_sends_the_compact_prompt() {
-        for family in TaskFamily::ALL
-            .into_iter()
-            .filter(|f| *f != TaskFamily::Math)
-        {
+        for family in TaskFamily::ALL.into_iter().filter(|f| f.has_generator()) {
             let plain = family
                 .generate_one(3, 0, &"prompt=plain".parse().unwrap())
                 .unwrap();
