@@ -294,8 +294,7 @@ fn unreadable_ggufs_are_refused_by_name_leaving_nothing() {
 fn a_run_trains_from_a_gguf_model_and_publishes_a_model_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("run.toml");
-    std::fs::write(
-        &config,
+    let run_toml = |lora: &str| {
         format!(
             r#"
             method = "grpo"
@@ -316,11 +315,12 @@ fn a_run_trains_from_a_gguf_model_and_publishes_a_model_directory() {
             with_feedback = false
             [checkpoint]
             every = 1
+            {lora}
             "#,
             data().join("llama-q8_0.gguf").display()
-        ),
-    )
-    .unwrap();
+        )
+    };
+    std::fs::write(&config, run_toml("")).unwrap();
     let run = tmp.path().join("run");
     common::ok(common::redraft(&[
         "train",
@@ -349,4 +349,22 @@ fn a_run_trains_from_a_gguf_model_and_publishes_a_model_directory() {
         input.to_str().unwrap(),
     ]));
     assert!(scored.contains("logprobs"), "{scored}");
+
+    // LoRA on the GGUF base: final/ is a PEFT adapter, merged/ a model directory.
+    std::fs::write(
+        &config,
+        run_toml("[lora]\nrank = 2\nalpha = 4\ntarget_modules = [\"q_proj\", \"v_proj\"]"),
+    )
+    .unwrap();
+    let run = tmp.path().join("lora-run");
+    common::ok(common::redraft(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--merge",
+    ]));
+    assert!(run.join("final/adapter_config.json").is_file());
+    assert!(run.join("merged/model.safetensors").is_file());
 }
