@@ -156,16 +156,6 @@ fn smollm2_matches_transformers_when_present() {
     check("smollm2", &path, &references()["smollm2"]);
 }
 
-/// The files of `dir`, sorted.
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn convert_writes_a_model_directory_that_scores_as_the_gguf_does() {
     let tmp = tempfile::tempdir().unwrap();
@@ -179,7 +169,7 @@ fn convert_writes_a_model_directory_that_scores_as_the_gguf_does() {
         out.to_str().unwrap(),
     ]));
     assert_eq!(
-        files_in(&out),
+        common::files_in(&out),
         [
             "chat_template.jinja",
             "config.json",
@@ -188,7 +178,11 @@ fn convert_writes_a_model_directory_that_scores_as_the_gguf_does() {
             "tokenizer_config.json"
         ]
     );
-    assert_eq!(files_in(tmp.path()), ["qwen2"], "no temporary folder left");
+    assert_eq!(
+        common::files_in(tmp.path()),
+        ["qwen2"],
+        "no temporary folder left"
+    );
     let input = tmp.path().join("in.jsonl");
     std::fs::write(
         &input,

@@ -65,3 +65,13 @@ pub(crate) fn smollm2() -> Option<PathBuf> {
     );
     path.is_file().then_some(path)
 }
+
+/// The names in `dir`, sorted: what a command left there (no temporary file after a failure).
+pub(crate) fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

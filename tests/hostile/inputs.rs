@@ -1,6 +1,6 @@
 //! Malformed models, configs, problems and outputs given to the one-shot commands.
 
-use crate::common::{fails_with, init_model, ok, redraft};
+use crate::common::{fails_with, files_in, init_model, ok, redraft};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,16 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// The files of `dir`: no output and no temporary file is left behind by a failure.
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 /// Sets `key` of the model's config.json to `value`.
 fn edit_config(model: &Path, key: &str, value: Value) {
