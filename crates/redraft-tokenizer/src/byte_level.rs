@@ -3,8 +3,13 @@
 //! others, in increasing order, for U+0100 onwards. The `tokenizers` crate's `ByteLevel` steps
 //! apply the same table, privately; this is the crate's one copy of it.
 
-/// The character that spells each byte.
-pub(crate) fn byte_spelling() -> [char; 256] {
+/// The character that spells each byte (built once).
+pub(crate) fn byte_spelling() -> &'static [char; 256] {
+    static TABLE: std::sync::OnceLock<[char; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(build_table)
+}
+
+fn build_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for byte in 0..=255u8 {
