@@ -2,11 +2,15 @@
 //! with `--resume` ends with exactly the metrics of an uninterrupted run (CPU), and bad
 //! configurations are refused before any work.
 
+mod common;
+
+use common::{records, rl_steps};
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The one-layer model the integration tests train (shared with redraft-trainer's).
 const TINY: &str = concat!(
@@ -52,36 +56,6 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("run.toml");
     std::fs::write(&path, config).unwrap();
     path
-}
-
-/// The records of a JSONL file without wall-clock fields.
-fn records(path: &Path) -> Vec<Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut m: Map<String, Value> = serde_json::from_str(l).unwrap();
-            for k in [
-                "step_s",
-                "rollout_s",
-                "update_s",
-                "tokens_per_s",
-                "feedback_latency_ms",
-            ] {
-                m.remove(k);
-            }
-            if let Some(Value::Object(r)) = m.get_mut("report") {
-                r.remove("wall_s");
-            }
-            m
-        })
-        .collect()
-}
-
-fn rl_steps(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| l.contains("\"stage\":\"rl\"")).count())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -75,3 +75,36 @@ pub(crate) fn files_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The records of a JSONL file of a run without its wall-clock fields (the only ones two runs
+/// of the same configuration may differ in).
+pub(crate) fn records(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut m: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(l).unwrap();
+            for k in [
+                "step_s",
+                "rollout_s",
+                "update_s",
+                "tokens_per_s",
+                "feedback_latency_ms",
+            ] {
+                m.remove(k);
+            }
+            if let Some(serde_json::Value::Object(r)) = m.get_mut("report") {
+                r.remove("wall_s");
+            }
+            m
+        })
+        .collect()
+}
+
+/// The RL steps a metrics.jsonl records so far (0 while it does not exist).
+pub(crate) fn rl_steps(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter(|l| l.contains("\"stage\":\"rl\"")).count())
+        .unwrap_or(0)
+}

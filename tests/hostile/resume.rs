@@ -3,13 +3,15 @@
 //! costs a step at most its feedback budget, with a warning and the figures it spoiled reported
 //! as missing.
 
+use crate::common::{records, rl_steps};
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The one-layer model the training tests use.
 fn tiny() -> PathBuf {
@@ -58,37 +60,6 @@ fn write_config(dir: &Path, steps: u64, extra: &str) -> PathBuf {
     let path = dir.join("run.toml");
     std::fs::write(&path, config).unwrap();
     path
-}
-
-fn rl_steps(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| l.contains("\"stage\":\"rl\"")).count())
-        .unwrap_or(0)
-}
-
-/// The records of a JSONL file without the wall-clock fields (the only ones two runs of the
-/// same configuration may differ in).
-fn records(path: &Path) -> Vec<Map<String, Value>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut m: Map<String, Value> = serde_json::from_str(l).unwrap();
-            for k in [
-                "step_s",
-                "rollout_s",
-                "update_s",
-                "tokens_per_s",
-                "feedback_latency_ms",
-            ] {
-                m.remove(k);
-            }
-            if let Some(Value::Object(r)) = m.get_mut("report") {
-                r.remove("wall_s");
-            }
-            m
-        })
-        .collect()
 }
 
 /// Every path under `dir` whose name looks like a temporary file of an atomic write.

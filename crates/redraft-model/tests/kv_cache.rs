@@ -4,28 +4,22 @@
 //!
 //! The device is `cpu` unless `REDRAFT_TEST_DEVICE` names another one compiled into the build.
 
+mod common;
+
+use common::{device, fixture};
+
 use std::ops::Range;
-use std::path::Path;
 
 use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use redraft_model::{CausalLm, DeviceSpec, KvCache, LogitsFor};
+use redraft_model::{CausalLm, KvCache, LogitsFor};
 
 /// Largest |cached - full| logit difference accepted.
 const TOLERANCE: f32 = 1e-4;
 
-fn device() -> Device {
-    let spec: DeviceSpec = std::env::var("REDRAFT_TEST_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .unwrap();
-    spec.device().unwrap()
-}
-
 /// The tiny random Llama of the parity fixtures (2 layers, grouped-query attention,
 /// `max_position_embeddings` 64, vocabulary 96).
 fn model(device: &Device) -> CausalLm {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama");
-    CausalLm::from_pretrained(&dir, device).unwrap()
+    CausalLm::from_pretrained(&fixture("llama"), device).unwrap()
 }
 
 /// `rows` deterministic token sequences of `len` tokens, distinct per `salt`.

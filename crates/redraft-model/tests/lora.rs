@@ -1,10 +1,14 @@
 //! LoRA parity with peft on the tiny Llama fixture (see scripts/make_lora_fixtures.py), the
 //! PEFT round trip of a saved adapter, and the refusal of adapters that do not fit the model.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use redraft_model::{CausalLm, DeviceSpec, Error, LoraConfig, next_token_logprobs};
+use common::{device, fixture};
+
+use std::path::Path;
+
+use redraft_model::burn::tensor::{Int, Tensor, TensorData};
+use redraft_model::{CausalLm, Error, LoraConfig, next_token_logprobs};
 
 const TOLERANCE: f32 = 1e-4;
 const ADAPTERS: [&str; 2] = ["llama-lora", "llama-rslora"];
@@ -19,20 +23,6 @@ struct Batch {
 #[derive(serde::Deserialize)]
 struct Reference {
     logprobs: Vec<Vec<f32>>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn device() -> Device {
-    let spec: DeviceSpec = std::env::var("REDRAFT_TEST_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .unwrap();
-    spec.device().unwrap()
 }
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> T {

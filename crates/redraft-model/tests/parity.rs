@@ -4,11 +4,15 @@
 //! The device is `cpu` unless `REDRAFT_TEST_DEVICE` names another one compiled into the build
 //! (CI runs this file again with `--features wgpu` and `REDRAFT_TEST_DEVICE=wgpu`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{device, fixture};
+
+use std::path::Path;
 
 use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use redraft_model::{
-    CausalLm, DeviceSpec, Error, LogitsFor, ModelConfig, SaveDType, entropy, next_token_logprobs,
+    CausalLm, Error, LogitsFor, ModelConfig, SaveDType, entropy, next_token_logprobs,
     token_logprobs,
 };
 
@@ -21,20 +25,6 @@ struct Reference {
     attention_mask: Vec<Vec<u8>>,
     logprobs: Vec<Vec<f32>>,
     entropy: Vec<Vec<f32>>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn device() -> Device {
-    let spec: DeviceSpec = std::env::var("REDRAFT_TEST_DEVICE")
-        .unwrap_or_else(|_| "cpu".into())
-        .parse()
-        .unwrap();
-    spec.device().unwrap()
 }
 
 fn reference(name: &str) -> Reference {
