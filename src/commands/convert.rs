@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{check_out_dir, publish_dir};
-use redraft::model::{CausalLm, DeviceSpec, SaveDType};
+use super::check_out_dir;
+use redraft::model::{CausalLm, DeviceSpec, SaveDType, publish_dir};
 use redraft::tokenizer::gguf_tokenizer_files;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         Dtype::F32 => SaveDType::F32,
         Dtype::Bf16 => SaveDType::Bf16,
     };
-    publish_dir(&args.out, |tmp| {
+    publish_dir(&args.out, |tmp| -> Result<()> {
         model.save_pretrained(tmp, dtype)?;
         tokenizer.write(tmp)?;
         Ok(())

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use redraft::model::{
-    CausalLm, DeviceSpec, MemoryLimit, ModelConfig, SaveDType, Workload, parse_bytes,
+    CausalLm, DeviceSpec, MemoryLimit, ModelConfig, SaveDType, Workload, parse_bytes, publish_dir,
 };
 use redraft::tokenizer::{ByteTokenizer, Tokenizer};
 
-use super::{check_out_dir, publish_dir};
+use super::check_out_dir;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use redraft::model::burn::tensor::Device;
-use redraft::model::{CausalLm, DeviceSpec, replace_dir, temp_path};
+use redraft::model::{CausalLm, DeviceSpec, temp_path};
 use redraft::tokenizer::Tokenizer;
 
 /// A model (a directory or a `.gguf` file) opened for inference.
@@ -93,25 +93,6 @@ pub(crate) fn check_out_dir(dir: &Path, force: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Writes folder `dir` whole: `write` fills a temporary sibling (redraft-model's `temp_path`)
-/// that then replaces `dir` (`replace_dir`); on a failure the temporary is removed and `dir` is
-/// left as it was.
-pub(crate) fn publish_dir<T>(dir: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-    let parent = parent_of(dir);
-    let name = dir
-        .file_name()
-        .with_context(|| format!("{}: not a folder name", dir.display()))?;
-    let tmp = temp_path(parent, &name.to_string_lossy());
-    let written = write(&tmp).and_then(|value| {
-        replace_dir(&tmp, dir)?;
-        Ok(value)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    written
 }
 
 /// A text prompt as the program feeds it to a model: the tokenizer's BOS token, when it has

@@ -45,8 +45,8 @@ pub use lora::{LoraConfig, LoraKeys, PeftAdapter};
 pub use rope::{Rope, apply_rope};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{
-    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, remove_stale_temps,
-    replace_dir, safetensors_bytes, temp_path, write_atomic,
+    Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, publish_dir,
+    remove_stale_temps, replace_dir, safetensors_bytes, temp_path, write_atomic,
 };
 
 /// The GGUF reader, re-exported for callers that open GGUF files themselves.

@@ -419,6 +419,44 @@ pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     rename_durably(tmp, dir).map_err(io(dir))
 }
 
+/// Writes folder `dir` whole: `write` fills a temporary sibling ([`temp_path`], emptied first),
+/// which then replaces `dir` ([`replace_dir`]); when `write` or the rename fails the temporary
+/// is removed and `dir` is left as it was. The one way finished folders are published
+/// (checkpoints, a run's `final/` and `reference/`, the command-line program's model folders).
+///
+/// # Errors
+/// What `write` returns, or [`Error::Io`] naming the path that failed.
+pub fn publish_dir<T, E: From<Error>>(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            io(dir)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a folder name",
+            ))
+        })?;
+    let tmp = temp_path(parent_dir(dir), &name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    let written = write(&tmp).and_then(|value| {
+        replace_dir(&tmp, dir)?;
+        Ok(value)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redraft_model::{
-    CausalLm, SaveDType, remove_stale_temps, replace_dir, temp_path, write_atomic,
-};
+use redraft_model::{CausalLm, SaveDType, publish_dir, remove_stale_temps, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -81,27 +79,21 @@ pub fn save(
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     remove_stale_temps(&root)?;
     let name = format!("step-{:08}", state.step);
-    let tmp = temp_path(&root, &name);
-    let written = (|| -> Result<()> {
+    let dir = root.join(&name);
+    publish_dir(&dir, |tmp| -> Result<()> {
         let model_dir = tmp.join(policy_dir(learner.model()));
         save_weights(learner.model(), &model_dir)?;
         copy_tokenizer(tokenizer_dir, &model_dir)?;
         learner
             .optimizer()
             .save(tmp.join("optimizer.bpk"))
-            .map_err(|e| checkpoint_error(&tmp, format!("saving the optimizer: {e:?}")))?;
+            .map_err(|e| checkpoint_error(tmp, format!("saving the optimizer: {e:?}")))?;
         write_json(&tmp.join("param_ids.json"), &param_ids(learner.model()))?;
         write_json(&tmp.join("state.json"), state)?;
         let toml = config.to_toml()?;
         write_atomic(&tmp.join("config.toml"), toml.as_bytes())?;
         Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let dir = root.join(&name);
-    replace_dir(&tmp, &dir)?;
+    })?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
     prune(&root, keep, &name)?;
     Ok(dir)

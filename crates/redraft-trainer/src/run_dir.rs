@@ -205,15 +205,7 @@ impl RunDir {
     /// # Errors
     /// What `write` returns; [`Error::Model`] when publishing fails.
     pub fn publish_dir(&self, name: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-        let tmp = redraft_model::temp_path(&self.path, name);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        if let Err(e) = write(&tmp) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        Ok(redraft_model::replace_dir(&tmp, &self.join(name))?)
+        redraft_model::publish_dir(&self.join(name), write)
     }
 
     /// Drops what was logged after `state` (the checkpoint a run resumes from; the default
