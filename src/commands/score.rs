@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use redraft::model::{DeviceSpec, next_token_logprobs, right_padded};
+use redraft::model::{DeviceSpec, right_padded};
 use serde::Deserialize;
 
 use super::{LoadedModel, Output, encode_text, read_jsonl};
@@ -66,10 +66,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
             loaded.pad_id(),
             &loaded.device,
         )?;
-        let logits = loaded
-            .model
-            .forward(batch.tokens.clone(), &batch.left_pad)?;
-        let logprobs = next_token_logprobs(logits, batch.tokens);
+        // Right padding: no left padding to pass; the head runs in chunks of positions.
+        let (logprobs, _) = loaded.model.next_token_stats(batch.tokens, 1.0, false)?;
         let [_, width] = logprobs.dims();
         let flat = logprobs
             .into_data()

@@ -497,7 +497,7 @@ impl ModelConfig {
         v * d + n(self.num_layers) * layer + d + head
     }
 
-    /// The memory `workload` needs with this model, in f32: the one estimate that
+    /// The memory `workload` needs with this model: the one estimate that
     /// `init-model`, `train` and the model commands check before allocating
     /// ([`MemoryEstimate::check`]). It is a lower bound (what must be held at once, never
     /// temporary buffers), so a run it refuses could not have run.
@@ -508,8 +508,10 @@ impl ModelConfig {
         const F32: u128 = 4;
         let params = self.parameter_count();
         let adapters = workload.adapter_parameters;
-        let weights =
-            mul(&[params, F32, 1 + n(workload.copies)]).saturating_add(mul(&[adapters, F32]));
+        let base = n(workload.base_dtype.size());
+        let weights = mul(&[params, base])
+            .saturating_add(mul(&[params, F32, n(workload.copies)]))
+            .saturating_add(mul(&[adapters, F32]));
         // Gradients and AdamW's two moments, of what is trained.
         let trained = if adapters > 0 { adapters } else { params };
         let optimizer = if workload.train_rows > 0 {
@@ -527,10 +529,9 @@ impl ModelConfig {
         ]);
         let per_row = mul(&[tokens, kv]).saturating_add(n(self.vocab_size));
         let decode = mul(&[n(workload.decode_rows), per_row, F32]);
-        // A training pass keeps the residual stream of every layer for backward, and the
-        // logits with their log-softmax.
-        let per_token =
-            mul(&[n(self.num_layers), n(self.hidden_size)]).saturating_add(2 * n(self.vocab_size));
+        // A training pass keeps at least the residual stream entering every layer (all a
+        // checkpointed pass keeps); the head runs in chunks, so no logits are kept.
+        let per_token = mul(&[n(self.num_layers) + 1, n(self.hidden_size)]);
         let train = mul(&[n(workload.train_rows), tokens, per_token, F32]);
         MemoryEstimate {
             parameters: params,
@@ -556,6 +557,8 @@ pub struct Workload {
     /// ([`LoraConfig::parameter_count`](crate::LoraConfig::parameter_count)); 0: every weight
     /// is trained.
     pub adapter_parameters: u128,
+    /// How the model's own weights are stored (copies are f32).
+    pub base_dtype: crate::BaseDType,
 }
 
 /// Bytes a [`Workload`] needs, by part.
@@ -563,12 +566,12 @@ pub struct Workload {
 pub struct MemoryEstimate {
     /// Parameters of the model.
     pub parameters: u128,
-    /// The weights (f32), copies included.
+    /// The weights (in the base's dtype; copies and adapters in f32).
     pub weights: u128,
     /// Gradients and AdamW state.
     pub optimizer: u128,
-    /// The larger of a decode batch (KV cache, logits) and a training batch (activations,
-    /// logits).
+    /// The larger of a decode batch (KV cache, a row of logits each) and a training batch
+    /// (the layers' inputs).
     pub batch: u128,
 }
 
@@ -753,6 +756,7 @@ mod tests {
             decode_rows: usize::MAX,
             tokens: usize::MAX,
             adapter_parameters: u128::MAX,
+            base_dtype: crate::BaseDType::F32,
         });
         assert!(huge.total() > 1 << 60, "{huge}");
         let limit = MemoryLimit {

@@ -22,12 +22,15 @@ mod batch;
 mod cache;
 mod config;
 mod device;
+mod dtype;
 mod error;
 mod gguf;
+mod head;
 mod logprobs;
 pub mod lora;
 mod pretrained;
 mod rope;
+mod training;
 mod transformer;
 mod weights;
 
@@ -38,11 +41,14 @@ pub use config::{
     parse_bytes,
 };
 pub use device::DeviceSpec;
+pub use dtype::BaseDType;
 pub use error::{Error, Result};
 pub use gguf::{GgufWeights, is_gguf};
+pub use head::{TokenStats, inverse_temperature};
 pub use logprobs::{entropy, next_token_logprobs, token_logprobs};
 pub use lora::{LoraConfig, LoraKeys, PeftAdapter};
 pub use rope::{Rope, apply_rope};
+pub use training::{TrainPass, add_grads};
 pub use transformer::{Attention, CausalLm, DecoderLayer, LogitsFor, Mlp};
 pub use weights::{
     Checkpoint, Init, NamedTensor, RandomInit, SaveDType, WeightSource, publish_dir,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::module::linear;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Uniform};
@@ -26,6 +26,7 @@ use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
 use crate::config::ModelConfig;
+use crate::dtype::widen;
 use crate::error::{Error, Result};
 use crate::transformer::{CausalLm, DecoderLayer, host};
 use crate::weights::{NamedTensor, SaveDType, fnv1a, safetensors_bytes, to_f32, write_atomic};
@@ -365,8 +366,18 @@ impl LoraLinear {
     /// - `x`: `[..., in]` -> `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
-            Some(adapter) if adapter.enabled => self.base.forward(x.clone()) + adapter.forward(x),
-            _ => self.base.forward(x),
+            Some(adapter) if adapter.enabled => self.base_forward(x.clone()) + adapter.forward(x),
+            _ => self.base_forward(x),
+        }
+    }
+
+    /// `base(x)`, widening a base weight stored in bf16 or f16 to f32 first.
+    fn base_forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let w = self.base.weight.val();
+        if w.dtype() == DType::F32 {
+            self.base.forward(x)
+        } else {
+            linear(x, widen(w), self.base.bias.as_ref().map(Param::val))
         }
     }
 
@@ -382,7 +393,7 @@ impl LoraLinear {
             .transpose()
             .matmul(adapter.b.val().transpose())
             .mul_scalar(adapter.scaling);
-        let weight = Param::from_tensor(self.base.weight.val() + delta);
+        let weight = Param::from_tensor(widen(self.base.weight.val()) + delta);
         Self {
             base: Linear {
                 weight,

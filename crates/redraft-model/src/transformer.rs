@@ -12,6 +12,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
+use crate::dtype::widen;
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
 use crate::rope::{Rope, apply_rope};
@@ -240,6 +241,31 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
     /// Feed-forward block.
     pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// `x + attn(norm(x))`, then `+ mlp(norm(·))`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]`; `cos`, `sin`, `mask` as for [`Attention::forward`]
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor<3> {
+        let h = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            cos,
+            sin,
+            mask,
+            cache,
+        );
+        let x = x + h;
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
 }
 
 /// Which positions the output head is applied to.
@@ -534,8 +560,29 @@ impl CausalLm {
         tokens: Tensor<2, Int>,
         left_pad: &[usize],
         start: usize,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         logits: LogitsFor,
+    ) -> Result<Tensor<3>> {
+        let x = self.hidden(tokens, left_pad, start, cache)?;
+        let [_, t, _] = x.dims();
+        let x = match logits {
+            LogitsFor::All => x,
+            LogitsFor::Last => x.narrow(1, t - 1, 1),
+        };
+        Ok(self.head(x))
+    }
+
+    /// The final (normalised) hidden states of new tokens written from slot `start`: the
+    /// layers without the output head.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, new]` -> `[batch, new, hidden]`
+    pub(crate) fn hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        left_pad: &[usize],
+        start: usize,
+        mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor<3>> {
         let [b, t] = tokens.dims();
         let device = tokens.device();
@@ -553,50 +600,67 @@ impl CausalLm {
                 max: self.config.max_position_embeddings,
             });
         }
-        // Row b, slot s holds position max(s - pad_b, 0); padding slots are never attended to.
-        let positions: Vec<usize> = (0..b)
-            .flat_map(|row| (start..slots).map(move |s| s.saturating_sub(left_pad[row])))
-            .collect();
-        let (cos, sin) = self.rope.tables(&positions, b, t, &device);
-        let mask = attention_mask(left_pad, start, t, self.config.num_heads, &device);
-
-        let mut x = self.embed_tokens.forward(tokens);
+        let p = self.positions(left_pad, start, t, &device);
+        let mut x = self.embed(tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let attn_cache = cache.as_deref_mut().map(|c| (c, i));
-            let h = layer.self_attn.forward(
-                layer.input_layernorm.forward(x.clone()),
-                &cos,
-                &sin,
-                mask.as_ref(),
-                attn_cache,
-            );
-            x = x + h;
-            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+            x = layer.forward(x, &p.cos, &p.sin, p.mask.as_ref(), attn_cache);
         }
         if let Some(cache) = cache {
             cache.advance(t);
         }
-        let x = match logits {
-            LogitsFor::All => x,
-            LogitsFor::Last => x.narrow(1, t - 1, 1),
-        };
-        Ok(self.head(self.norm.forward(x)))
+        Ok(self.norm.forward(x))
+    }
+
+    /// The rotary tables and attention mask of `new` tokens written from slot `start` of rows
+    /// with the given left padding.
+    pub(crate) fn positions(
+        &self,
+        left_pad: &[usize],
+        start: usize,
+        new: usize,
+        device: &Device,
+    ) -> Positions {
+        let b = left_pad.len();
+        // Row b, slot s holds position max(s - pad_b, 0); padding slots are never attended to.
+        let positions: Vec<usize> = (0..b)
+            .flat_map(|row| (start..start + new).map(move |s| s.saturating_sub(left_pad[row])))
+            .collect();
+        let (cos, sin) = self.rope.tables(&positions, b, new, device);
+        let mask = attention_mask(left_pad, start, new, self.config.num_heads, device);
+        Positions { cos, sin, mask }
+    }
+
+    /// The token embeddings of `tokens`, in f32 whatever dtype the table is stored in.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]` -> `[batch, seq, hidden]`
+    pub(crate) fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        widen(self.embed_tokens.forward(tokens))
     }
 
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, vocab]`
     fn head(&self, x: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => {
-                let [b, t, d] = x.dims();
-                let w = self.embed_tokens.weight.val().transpose(); // [hidden, vocab]
-                x.reshape([b * t, d])
-                    .matmul(w)
-                    .reshape([b, t, self.config.vocab_size])
-            }
-        }
+        let w = match &self.lm_head {
+            Some(head) => head.weight.val(), // [hidden, vocab]
+            None => self.embed_tokens.weight.val().transpose(),
+        };
+        let [b, t, d] = x.dims();
+        x.reshape([b * t, d])
+            .matmul(widen(w))
+            .reshape([b, t, self.config.vocab_size])
     }
+}
+
+/// What every layer of one forward pass shares: rotary tables and the attention mask.
+pub(crate) struct Positions {
+    /// `[batch, 1, new, head_dim]`
+    pub(crate) cos: Tensor<4>,
+    /// `[batch, 1, new, head_dim]`
+    pub(crate) sin: Tensor<4>,
+    /// `[batch, heads, new, keys]`, `None` when nothing needs masking.
+    pub(crate) mask: Option<Tensor<4, Bool>>,
 }
 
 /// The mask of query `i` (slot `start + i`) against key slot `j` of row `b`: masked when the key

@@ -124,6 +124,10 @@ pub struct ModelSource {
     /// tokenizer.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// How the frozen base of a LoRA run is stored: `f32` (default), `bf16` or `f16` (half
+    /// the memory; each weight is widened to f32 where it is used). Needs `[lora]`.
+    #[serde(default)]
+    pub dtype: redraft_model::BaseDType,
 }
 
 /// The problems: a built-in task family or a dataset file.
@@ -221,6 +225,10 @@ pub struct OptimizerConfig {
     pub schedule: Schedule,
     /// Final learning rate of the cosine schedule, as a share of `lr`. Default 0.1.
     pub min_lr_ratio: f64,
+    /// Keep only each layer's input during an update and recompute the layers one at a time in
+    /// the backward: activation memory of one layer instead of all, for one more forward pass
+    /// (transformers' `gradient_checkpointing`). Default false.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for OptimizerConfig {
@@ -234,6 +242,7 @@ impl Default for OptimizerConfig {
             warmup_steps: 0,
             schedule: Schedule::Constant,
             min_lr_ratio: 0.1,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -450,6 +459,15 @@ impl TrainConfig {
             }
             _ => {}
         }
+        if self.model.dtype != redraft_model::BaseDType::F32 && self.lora.is_none() {
+            return Err(Error::config(
+                "model.dtype",
+                format!(
+                    "{} stores a frozen base: it needs `[lora]` (full fine-tuning trains f32 weights)",
+                    self.model.dtype
+                ),
+            ));
+        }
         match (&self.task.family, &self.task.dataset) {
             (Some(_), Some(_)) => {
                 return Err(Error::config("task", "set either `family` or `dataset`"));
@@ -506,6 +524,13 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&o.min_lr_ratio) {
             return Err(Error::config("optimizer.min_lr_ratio", "must be in [0, 1]"));
+        }
+        if o.gradient_checkpointing && self.lora.as_ref().is_some_and(|l| l.dropout > 0.0) {
+            // The recomputed layers would draw other dropout masks than the forward did.
+            return Err(Error::config(
+                "optimizer.gradient_checkpointing",
+                "cannot be combined with `lora.dropout` > 0 (set the dropout to 0)",
+            ));
         }
         positive("updates.epochs", self.updates.epochs)?;
         positive("updates.minibatches", self.updates.minibatches)?;

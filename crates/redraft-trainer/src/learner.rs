@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use redraft_model::{CausalLm, entropy, next_token_logprobs, right_padded};
+#[cfg(doc)]
+use redraft_model::inverse_temperature;
+use redraft_model::{BaseDType, CausalLm, TrainPass, add_grads, right_padded};
 
 use crate::config::OptimizerConfig;
 use crate::error::{Error, Result};
@@ -43,6 +45,8 @@ pub struct Learner {
     /// The plain device of inference copies.
     infer_device: Device,
     pad: u32,
+    /// Recompute the layers in the backward instead of keeping their activations.
+    checkpoint: bool,
 }
 
 impl std::fmt::Debug for Learner {
@@ -68,6 +72,7 @@ impl Learner {
             device,
             infer_device,
             pad,
+            checkpoint: config.gradient_checkpointing,
         }
     }
 
@@ -85,9 +90,16 @@ impl Learner {
 
     /// The inference copy to sample from: the policy with its LoRA adapters merged into the
     /// weights (one dense add per projection, then each token costs what the base costs), which
-    /// measured faster than the unmerged path in every case tried (docs/PERFORMANCE.md).
+    /// measured faster than the unmerged path in every case tried (docs/PERFORMANCE.md). A base
+    /// stored in bf16 or f16 is not merged: the merged weights would be a second, f32 copy of
+    /// the model, and rounding them back would lose the adapters' small updates.
     pub fn sampler(&self) -> CausalLm {
-        self.policy().merge_lora()
+        let policy = self.policy();
+        if policy.base_dtype() == BaseDType::F32 {
+            policy.merge_lora()
+        } else {
+            policy
+        }
     }
 
     /// The KL reference of a LoRA policy: an inference copy with its adapters switched off (the
@@ -124,21 +136,24 @@ impl Learner {
         self.model = Some(model);
     }
 
-    /// Pads `rows` (right padding) onto `device`: the ids and their targets' layout.
+    /// Pads `rows` (right padding, checked against `model`'s context) onto `device`: the ids
+    /// and their targets' layout.
     pub(crate) fn pad_rows(
         &self,
+        model: &CausalLm,
         rows: &[&Row],
         device: &Device,
     ) -> Result<(Tensor<2, Int>, Padded)> {
         let ids: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
-        let tokens = right_padded(self.model().config(), &ids, self.pad, device)?.tokens;
+        let tokens = right_padded(model.config(), &ids, self.pad, device)?.tokens;
         let [batch, t] = tokens.dims();
         Ok((tokens, Padded { batch, time: t - 1 }))
     }
 
     /// Per-target log-probs of `rows` under `model` (an inference copy: the policy before an
-    /// update, or the reference model) at `temperature` (see [`tempered_logits`]), each
-    /// `ids.len() - 1` long.
+    /// update, or the reference model) at `temperature` (see [`inverse_temperature`]), each
+    /// `ids.len() - 1` long. The head runs in chunks of positions
+    /// ([`CausalLm::next_token_stats`]): no `[rows, time, vocab]` tensor.
     pub(crate) fn score(
         &self,
         model: &CausalLm,
@@ -147,9 +162,8 @@ impl Learner {
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(SCORE_CHUNK) {
-            let (tokens, padded) = self.pad_rows(chunk, &self.infer_device)?;
-            let logits = tempered_logits(model, tokens.clone(), temperature)?;
-            let lp = read(next_token_logprobs(logits, tokens))?;
+            let (tokens, padded) = self.pad_rows(model, chunk, &self.infer_device)?;
+            let lp = read(model.next_token_stats(tokens, temperature, false)?.0)?;
             for (i, r) in chunk.iter().enumerate() {
                 let start = i * padded.time;
                 out.push(lp[start..start + r.ids.len() - 1].to_vec());
@@ -159,14 +173,23 @@ impl Learner {
     }
 
     /// One optimiser update on `rows`: `loss` maps the policy's `[batch, time]` log-probs (and
-    /// entropies, when `with_entropy`) at `temperature` (see [`tempered_logits`]; 1 for SFT)
-    /// to a loss and its metrics.
+    /// entropies, when `with_entropy`) of `softmax(logits / temperature)` to a loss and its
+    /// metrics. The temperature is the rollout's (1 for SFT; see [`inverse_temperature`]): the
+    /// distribution the sampler draws from and records the log-probs of, so importance
+    /// ratios, the KL to the reference, OPMD, RLTF-SD's re-scored revisions and pair losses
+    /// compare like with like (verl divides the logits by the rollout temperature the same
+    /// way).
     ///
     /// Rows are forwarded in length buckets ([`length_buckets`]), each padded to its own
     /// longest row, and their log-probs are laid back out as one right-padded batch in the
     /// original order: `loss` sees exactly what one padded forward pass would give (padding
     /// positions are zero), while a batch mixing short first attempts with long feedback turns
     /// no longer pays attention over the longest row for every row.
+    ///
+    /// The loss is differentiated with respect to the log-probs and entropies alone (leaves
+    /// here), and [`TrainPass::backward`] carries those gradients through the model: the head
+    /// in chunks of positions, the layers whole or, with gradient checkpointing, recomputed one
+    /// at a time.
     pub(crate) fn update<F>(
         &mut self,
         rows: &[&Row],
@@ -177,65 +200,23 @@ impl Learner {
         loss: F,
     ) -> Result<UpdateOutcome>
     where
-        F: FnOnce(
-            &Padded,
-            Tensor<2>,
-            Option<Tensor<2>>,
-        ) -> Result<(Tensor<1>, BTreeMap<String, f64>)>,
+        F: FnOnce(&Padded, Tensor<2>, Option<Tensor<2>>) -> Result<LossOutput>,
     {
         let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
         let buckets = length_buckets(&lens);
-        let mut bucket_tokens = Vec::with_capacity(buckets.len());
-        let mut time = 0;
-        for b in &buckets {
-            let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
-            let (tokens, layout) = self.pad_rows(&chunk, &self.device)?;
-            bucket_tokens.push(tokens);
-            time = time.max(layout.time);
-        }
-        if bucket_tokens.is_empty() {
+        if buckets.is_empty() {
             return Err(redraft_model::Error::InvalidInput(
                 "an update needs at least one row".into(),
             )
             .into());
         }
-        let padded = Padded {
-            batch: rows.len(),
-            time,
-        };
-        // Bucket order → original order.
-        let mut position = vec![0i64; rows.len()];
-        for (k, &i) in buckets.iter().flatten().enumerate() {
-            position[i] = k as i64;
-        }
-        let order =
-            Tensor::<1, Int>::from_data(TensorData::new(position, [rows.len()]), &self.device);
         let model = self.model.take().expect("model present between updates");
-        let result = (|| {
-            let widen = |t: Tensor<2>| {
-                let [n, w] = t.dims();
-                if w == time {
-                    t
-                } else {
-                    let zeros = Tensor::zeros([n, time - w], &t.device());
-                    Tensor::cat(vec![t, zeros], 1)
-                }
-            };
-            let mut lps = Vec::with_capacity(buckets.len());
-            let mut ents = Vec::with_capacity(buckets.len());
-            for tokens in bucket_tokens {
-                let logits = tempered_logits(&model, tokens.clone(), temperature)?;
-                if with_entropy {
-                    let [b, t, _] = logits.dims();
-                    ents.push(widen(entropy(logits.clone()).slice([0..b, 0..t - 1])));
-                }
-                lps.push(widen(next_token_logprobs(logits, tokens)));
-            }
-            let lp = Tensor::cat(lps, 0).select(0, order.clone());
-            let ent = with_entropy.then(|| Tensor::cat(ents, 0).select(0, order.clone()));
-            loss(&padded, lp, ent)
-        })();
-        let (loss, metrics) = match result {
+        let forward = self.forward(&model, rows, &buckets, temperature, with_entropy);
+        let result = forward.and_then(|f| {
+            let (loss, metrics) = loss(&f.padded, f.logprobs.clone(), f.entropy.clone())?;
+            Ok((f, loss, metrics))
+        });
+        let (forward, loss, metrics) = match result {
             Ok(x) => x,
             Err(e) => {
                 self.model = Some(model);
@@ -251,7 +232,7 @@ impl Learner {
                 skipped: Some("non-finite loss"),
             });
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = forward.backward(&model, loss, &self.infer_device);
         let norm = grad_norm(&model, &grads)?;
         if !norm.is_finite() {
             self.model = Some(model);
@@ -275,26 +256,104 @@ impl Learner {
             skipped: None,
         })
     }
+
+    /// The forward half of [`Self::update`]: a training pass per bucket, and the log-probs (and
+    /// entropies) laid out in the rows' order as leaves on the autodiff device.
+    fn forward(
+        &self,
+        model: &CausalLm,
+        rows: &[&Row],
+        buckets: &[Vec<usize>],
+        temperature: f32,
+        with_entropy: bool,
+    ) -> Result<Forward> {
+        let mut passes = Vec::with_capacity(buckets.len());
+        let (mut lps, mut ents) = (Vec::new(), Vec::new());
+        let mut time = 0;
+        for b in buckets {
+            let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
+            let (tokens, layout) = self.pad_rows(model, &chunk, &self.device)?;
+            time = time.max(layout.time);
+            let (pass, lp, ent) =
+                TrainPass::new(model, tokens, temperature, with_entropy, self.checkpoint)?;
+            passes.push((pass, layout.time, ids_tensor(b, &self.infer_device)));
+            lps.push(lp);
+            ents.extend(ent);
+        }
+        let widen = |t: Tensor<2>| {
+            let [n, w] = t.dims();
+            if w == time {
+                t
+            } else {
+                let zeros = Tensor::zeros([n, time - w], &t.device());
+                Tensor::cat(vec![t, zeros], 1)
+            }
+        };
+        // Bucket order → original order.
+        let mut position = vec![0usize; rows.len()];
+        for (k, &i) in buckets.iter().flatten().enumerate() {
+            position[i] = k;
+        }
+        let order = ids_tensor(&position, &self.infer_device);
+        let leaf = |parts: Vec<Tensor<2>>| {
+            let parts = parts.into_iter().map(widen).collect();
+            Tensor::cat(parts, 0)
+                .select(0, order.clone())
+                .autodiff()
+                .require_grad()
+        };
+        Ok(Forward {
+            padded: Padded {
+                batch: rows.len(),
+                time,
+            },
+            logprobs: leaf(lps),
+            entropy: with_entropy.then(|| leaf(ents)),
+            passes,
+        })
+    }
 }
 
-/// `model`'s logits over `tokens` divided by `temperature`: the one place where the learner
-/// applies the rollout temperature, so that every log-prob it computes (importance ratios, the
-/// KL to the reference, OPMD, RLTF-SD's re-scored revisions, pair losses) and every entropy is
-/// of `softmax(logits / T)`, the distribution the sampler draws from and records the log-probs
-/// of (`sample_token` in redraft-rollout-engine; verl divides the logits by the rollout
-/// temperature the same way). A temperature of 0 (greedy decoding) scores at 1, as the
-/// sampler records.
-fn tempered_logits(
-    model: &CausalLm,
-    tokens: Tensor<2, Int>,
-    temperature: f32,
-) -> Result<Tensor<3>> {
-    let logits = model.forward(tokens, &[])?;
-    Ok(if temperature > 0.0 && temperature != 1.0 {
-        logits.div_scalar(temperature)
-    } else {
-        logits
-    })
+/// What a loss closure returns: the loss and its metrics.
+pub(crate) type LossOutput = (Tensor<1>, BTreeMap<String, f64>);
+
+/// The forward half of an update, kept for its backward.
+struct Forward {
+    padded: Padded,
+    /// `[batch, time]` leaves the loss is computed from.
+    logprobs: Tensor<2>,
+    entropy: Option<Tensor<2>>,
+    /// Each bucket's pass, its width (targets per row) and its rows' indices.
+    passes: Vec<(TrainPass, usize, Tensor<1, Int>)>,
+}
+
+impl Forward {
+    /// The gradients of `model`'s parameters for `loss`: `∂loss/∂log-probs` (and entropies),
+    /// then through each bucket's pass.
+    fn backward(self, model: &CausalLm, loss: Tensor<1>, device: &Device) -> GradientsParams {
+        let zeros = |t: &Tensor<2>| Tensor::zeros(t.dims(), device);
+        // A loss that does not depend on the policy has no gradient.
+        let (g_lp, g_ent) = if loss.is_tracked() {
+            let all = loss.backward();
+            let grad = |leaf: &Tensor<2>| leaf.grad(&all).unwrap_or_else(|| zeros(leaf));
+            (grad(&self.logprobs), self.entropy.as_ref().map(grad))
+        } else {
+            (zeros(&self.logprobs), None)
+        };
+        let mut grads = GradientsParams::new();
+        for (pass, width, index) in self.passes {
+            let rows_of = |g: &Tensor<2>| g.clone().select(0, index.clone()).narrow(1, 0, width);
+            let bucket = pass.backward(model, rows_of(&g_lp), g_ent.as_ref().map(rows_of));
+            add_grads(&mut grads, bucket, model);
+        }
+        grads
+    }
+}
+
+/// Row indices as an index tensor.
+fn ids_tensor(ids: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(values, [ids.len()]), device)
 }
 
 /// Row indices sorted by length (`lens`) and cut into buckets whose longest row is at most 1.5
@@ -422,7 +481,7 @@ pub(crate) fn with_param_ids(model: CausalLm, ids: &[u64]) -> Result<CausalLm> {
 
 #[cfg(test)]
 mod tests {
-    use redraft_model::{DeviceSpec, ModelConfig};
+    use redraft_model::{DeviceSpec, ModelConfig, next_token_logprobs};
     use redraft_objectives::RowKind;
 
     use super::*;
@@ -539,7 +598,7 @@ mod tests {
             0,
         );
         // One padded forward pass of the same weights.
-        let (tokens, padded) = learner.pad_rows(&refs, &device).unwrap();
+        let (tokens, padded) = learner.pad_rows(&model, &refs, &device).unwrap();
         let lp = next_token_logprobs(model.forward(tokens.clone(), &[]).unwrap(), tokens);
         let w = upload(weights(&padded), [padded.batch, padded.time], &device);
         let expected = f64::from(read((lp * w).sum().neg()).unwrap()[0]);
@@ -630,5 +689,71 @@ mod tests {
         for (x, y) in again.iter().flatten().zip(base_scores.iter().flatten()) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
+    }
+
+    /// Gradient checkpointing and a bf16 base change how an update is computed, not what it
+    /// does: checkpointing gives the same adapters (to float rounding), and a bf16 base stays
+    /// bf16 and frozen while its f32 adapters train, scoring within bf16's rounding of f32.
+    #[test]
+    fn checkpointing_and_a_bf16_base_train_the_same_adapters() {
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let lora = redraft_model::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+            use_rslora: false,
+        };
+        let rows = [row(12, 3), row(7, 1), row(30, 2)];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let train = |checkpointing: bool, dtype: BaseDType| {
+            let model = CausalLm::init(&config, 3, &device)
+                .unwrap()
+                .with_new_lora(&lora, "[lora]", 1, &device)
+                .unwrap()
+                .with_base_dtype(dtype);
+            let optimizer = OptimizerConfig {
+                gradient_checkpointing: checkpointing,
+                ..OptimizerConfig::default()
+            };
+            let mut learner = Learner::new(model, &optimizer, device.clone(), infer.clone(), 0);
+            for _ in 0..3 {
+                let out = learner
+                    .update(&refs, 1e-2, 1.0, 0.7, true, |_, lp, ent| {
+                        let loss = lp.sum().neg() - ent.unwrap().sum().mul_scalar(0.1);
+                        let mut m = BTreeMap::new();
+                        m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
+                        Ok((loss, m))
+                    })
+                    .unwrap();
+                assert!(out.skipped.is_none() && out.grad_norm > 0.0);
+            }
+            assert_eq!(learner.model().base_dtype(), dtype);
+            let scores = learner.score(&learner.sampler(), &refs, 1.0).unwrap();
+            let adapters: Vec<f32> = learner
+                .model()
+                .export_lora()
+                .into_iter()
+                .flat_map(|t| t.values)
+                .collect();
+            (adapters, scores)
+        };
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        };
+        let (plain, plain_scores) = train(false, BaseDType::F32);
+        let (checkpointed, _) = train(true, BaseDType::F32);
+        assert!(
+            worst(&plain, &checkpointed) < 1e-5,
+            "checkpointing changed the adapters"
+        );
+        let (half, half_scores) = train(true, BaseDType::Bf16);
+        assert!(worst(&plain, &half) > 0.0, "bf16 rounding shows");
+        let diff = worst(&plain_scores.concat(), &half_scores.concat());
+        assert!(diff < 0.05, "a bf16 base scores {diff} away from f32");
     }
 }

@@ -177,7 +177,9 @@ impl Trainer {
                 (None, None) => return Err(Error::config("model", "no path and no init")),
             };
         let model = match &config.lora {
-            Some(lora) => model.with_new_lora(lora, "[lora]", config.seed, &device)?,
+            Some(lora) => model
+                .with_new_lora(lora, "[lora]", config.seed, &device)?
+                .with_base_dtype(config.model.dtype),
             None => model,
         };
         let pad = tokenizer.special_tokens().padding_id();
@@ -794,6 +796,7 @@ pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
         train_rows: rollout_rows.div_ceil(config.updates.minibatches),
         decode_rows: rollout_rows.max(config.eval.problems.saturating_mul(config.eval.samples)),
         tokens: r.max_new_tokens.min(context),
+        base_dtype: config.model.dtype,
     };
     let memory = model.memory_estimate(&workload);
     let given = config.memory_limit()?.map(|bytes| MemoryLimit {

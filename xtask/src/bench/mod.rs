@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: measured figures, printed as a table and optionally saved as JSON.
 
+mod memory;
 mod model;
 mod rollout;
 mod torch;
@@ -20,6 +21,8 @@ pub(crate) enum Suite {
     Verifier,
     /// Group sampling (G = 8) against transformers' `generate`; prefix forking and pivot reuse.
     Rollout,
+    /// Peak resident memory and time of a GRPO step: full fine-tuning and LoRA, per base dtype.
+    Memory,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +43,12 @@ pub(crate) struct Args {
     /// scripts/bench_rollout_torch.py for `rollout`].
     #[arg(long)]
     torch_script: Option<PathBuf>,
+    /// Models of the `memory` suite (smollm2, qwen0.5b), comma-separated.
+    #[arg(long, default_value = "smollm2,qwen0.5b", value_delimiter = ',')]
+    models: Vec<String>,
+    /// Run one `memory` case (a file the suite writes) in this process.
+    #[arg(long, hide = true)]
+    case: Option<PathBuf>,
     /// Also write all measurements as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -59,13 +68,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let default_script = match args.suite {
         Suite::Rollout => "scripts/bench_rollout_torch.py",
-        Suite::Model | Suite::Verifier => "scripts/torch_reference.py",
+        Suite::Model | Suite::Verifier | Suite::Memory => "scripts/torch_reference.py",
     };
     let script = root.join(
         args.torch_script
             .as_deref()
             .unwrap_or(std::path::Path::new(default_script)),
     );
+    if args.suite == Suite::Memory {
+        return match &args.case {
+            Some(case) => memory::run_case(case),
+            None => memory::run(&args.models, args.out.as_deref()),
+        };
+    }
     if args.suite == Suite::Verifier {
         return verifier::run(&root, &args.python, 3.0);
     }

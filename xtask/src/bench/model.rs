@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use redraft_model::burn::optim::{AdamWConfig, GradientsParams};
+use redraft_model::burn::optim::AdamWConfig;
 use redraft_model::burn::tensor::{Distribution, Int, Tensor, TensorData};
-use redraft_model::{CausalLm, DeviceSpec, ModelConfig, next_token_logprobs};
+use redraft_model::{CausalLm, DeviceSpec, ModelConfig, TrainPass};
 use redraft_rollout_engine::{SamplingParams, generate};
 
 use super::Measurement;
@@ -147,13 +147,14 @@ pub(crate) fn bench_train(w: &Workload) -> Result<Measurement> {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
         let advantages = Tensor::<1>::random([b], Distribution::Normal(0.0, 1.0), &device);
         let start = Instant::now();
-        let logits = model.forward(ids.clone(), &[])?;
-        let logp = next_token_logprobs(logits, ids);
-        let loss = (logp * advantages.unsqueeze_dim::<2>(1) * mask.clone())
-            .sum()
-            .neg()
-            .div_scalar(mask_sum);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // The learner's path: a training pass, the loss's gradient with respect to the
+        // log-probs (here in closed form), carried back through the model.
+        let (pass, logp, _) = TrainPass::new(&model, ids, 1.0, false, false)?;
+        let weights = (advantages.unsqueeze_dim::<2>(1) * mask.clone())
+            .div_scalar(mask_sum)
+            .inner();
+        let loss = (logp * weights.clone()).sum().neg();
+        let grads = pass.backward(&model, weights.neg(), None);
         model = optim.step(1e-5, model, grads);
         let _ = loss.into_scalar::<f32>();
         if step >= w.warmup {

@@ -1,0 +1,208 @@
+//! The output head over chunks of positions: per-token log-probabilities and entropies of
+//! `softmax(hidden · W / T)`, and their gradients, without ever holding a
+//! `[batch, time, vocab]` tensor.
+//!
+//! With a real vocabulary (49 152 for SmolLM2, 151 936 for Qwen2.5) the logits of a batch
+//! dwarf the rest of the activations, and autodiff keeps several copies of them (the logits,
+//! the log-softmax, their gradients). Here at most [`CHUNK_LOGITS`] logits exist at once: the
+//! forward keeps only the per-position results, and the backward recomputes each chunk's
+//! logits to form `∂L/∂logits` from the loss's gradients with respect to the log-probs and
+//! entropies (the same recompute-instead-of-store trade as Liger-Kernel's fused linear
+//! cross-entropy). For a target `y` and `p = softmax(z)`:
+//!
+//! ```text
+//! ∂ log p_y / ∂z = onehot(y) − p          ∂H / ∂z = −p ⊙ (log p + H)
+//! ```
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+
+use crate::dtype::widen;
+use crate::error::{Error, Result};
+use crate::transformer::CausalLm;
+
+/// Logits computed at once (positions × vocabulary): 4 Mi values, 16 MiB in f32.
+const CHUNK_LOGITS: usize = 1 << 22;
+
+/// The factor the logits are multiplied by to sample or score at `temperature`: `1 / T`, and 1
+/// for a temperature of 0 (greedy decoding, whose recorded log-probs are at temperature 1, as
+/// the sampler records them) or below.
+pub fn inverse_temperature(temperature: f32) -> f32 {
+    if temperature > 0.0 {
+        1.0 / temperature
+    } else {
+        1.0
+    }
+}
+
+/// Per-position statistics of the next-token distribution.
+#[derive(Debug, Clone)]
+pub struct TokenStats {
+    /// The log-probability of each target token.
+    pub logprobs: Tensor<1>,
+    /// The entropy of the distribution at each position, in nats, when asked for.
+    pub entropy: Option<Tensor<1>>,
+}
+
+/// The gradient of a loss with respect to the head's inputs and weight.
+pub(crate) struct HeadGrads {
+    /// `∂L/∂hidden`, `[positions, hidden]`.
+    pub(crate) hidden: Tensor<2>,
+    /// `∂L/∂W` as `[hidden, vocab]`, when asked for.
+    pub(crate) weight: Option<Tensor<2>>,
+}
+
+impl CausalLm {
+    /// Positions per chunk of the head.
+    fn head_chunk(&self) -> usize {
+        (CHUNK_LOGITS / self.config().vocab_size.max(1)).max(1)
+    }
+
+    /// The head's weight as `[hidden, vocab]` in f32, without autodiff tracking.
+    fn head_weight(&self) -> Tensor<2> {
+        let w = match &self.lm_head {
+            Some(head) => head.weight.val(),
+            None => self.embed_tokens.weight.val().transpose(),
+        };
+        widen(w.inner())
+    }
+
+    /// Log-probs of `tokens[:, 1..]` given their prefixes at `temperature` (and the entropies
+    /// at positions `0..t - 1`, when `with_entropy`), with the head run in chunks: what
+    /// [`crate::next_token_logprobs`] gives from full logits, without the `[batch, t, vocab]`
+    /// tensor. Rows are right padded (no left padding).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, t]` -> `[batch, t - 1]`
+    pub fn next_token_stats(
+        &self,
+        tokens: Tensor<2, Int>,
+        temperature: f32,
+        with_entropy: bool,
+    ) -> Result<(Tensor<2>, Option<Tensor<2>>)> {
+        let [b, t] = tokens.dims();
+        if t < 2 {
+            return Err(Error::InvalidInput(format!(
+                "scoring needs rows of at least 2 tokens, got {t}"
+            )));
+        }
+        let d = self.config().hidden_size;
+        let hidden = self
+            .hidden(tokens.clone(), &vec![0; b], 0, None)?
+            .narrow(1, 0, t - 1)
+            .reshape([b * (t - 1), d]);
+        let targets = tokens.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+        let stats = self.head_stats(hidden, targets, temperature, with_entropy);
+        Ok((
+            stats.logprobs.reshape([b, t - 1]),
+            stats.entropy.map(|e| e.reshape([b, t - 1])),
+        ))
+    }
+
+    /// Log-probs of `targets` (and entropies, when `with_entropy`) under
+    /// `softmax(hidden · W / T)`, computed over chunks of positions.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[positions, hidden]` (final, normalised hidden states); `targets`: `[positions]`
+    pub fn head_stats(
+        &self,
+        hidden: Tensor<2>,
+        targets: Tensor<1, Int>,
+        temperature: f32,
+        with_entropy: bool,
+    ) -> TokenStats {
+        let w = self.head_weight();
+        let scale = inverse_temperature(temperature);
+        let [n, _] = hidden.dims();
+        let (mut lps, mut ents) = (Vec::new(), Vec::new());
+        for start in (0..n).step_by(self.head_chunk()) {
+            let len = self.head_chunk().min(n - start);
+            let z = hidden
+                .clone()
+                .narrow(0, start, len)
+                .matmul(w.clone())
+                .mul_scalar(scale);
+            let logp = log_softmax(z, 1);
+            let y = targets.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
+            lps.push(logp.clone().gather(1, y).squeeze_dim::<1>(1));
+            if with_entropy {
+                ents.push(entropy_of(logp).squeeze_dim::<1>(1));
+            }
+        }
+        TokenStats {
+            logprobs: cat_or_empty(lps, &hidden),
+            entropy: with_entropy.then(|| cat_or_empty(ents, &hidden)),
+        }
+    }
+
+    /// The gradient of a loss through the head, given its gradients with respect to the
+    /// log-probs (`grad_logprobs`) and entropies (`grad_entropy`) that [`Self::head_stats`]
+    /// computed from the same `hidden`, `targets` and `temperature`.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[positions, hidden]`; `targets`, `grad_*`: `[positions]`
+    pub(crate) fn head_backward(
+        &self,
+        hidden: Tensor<2>,
+        targets: Tensor<1, Int>,
+        temperature: f32,
+        grad_logprobs: Tensor<1>,
+        grad_entropy: Option<Tensor<1>>,
+        with_weight: bool,
+    ) -> HeadGrads {
+        let w = self.head_weight();
+        let scale = inverse_temperature(temperature);
+        let [n, _] = hidden.dims();
+        let mut grad_hidden = Vec::new();
+        let mut grad_weight: Option<Tensor<2>> = None;
+        for start in (0..n).step_by(self.head_chunk()) {
+            let len = self.head_chunk().min(n - start);
+            let h = hidden.clone().narrow(0, start, len);
+            let z = h.clone().matmul(w.clone()).mul_scalar(scale);
+            let logp = log_softmax(z, 1);
+            let g_lp = grad_logprobs
+                .clone()
+                .narrow(0, start, len)
+                .unsqueeze_dim::<2>(1);
+            // −p ⊙ (g_lp + g_H (log p + H)), then + g_lp at the target.
+            let coefficient = match &grad_entropy {
+                Some(g) => {
+                    let g_h = g.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
+                    let entropy = entropy_of(logp.clone());
+                    (logp.clone() + entropy).mul(g_h) + g_lp.clone()
+                }
+                None => g_lp.clone(),
+            };
+            let y = targets.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
+            let grad_z = (logp.exp() * coefficient)
+                .neg()
+                .scatter(1, y, g_lp, IndexingUpdateOp::Add)
+                .mul_scalar(scale);
+            grad_hidden.push(grad_z.clone().matmul(w.clone().transpose()));
+            if with_weight {
+                let g = h.transpose().matmul(grad_z);
+                grad_weight = Some(match grad_weight {
+                    Some(acc) => acc + g,
+                    None => g,
+                });
+            }
+        }
+        HeadGrads {
+            hidden: Tensor::cat(grad_hidden, 0),
+            weight: grad_weight,
+        }
+    }
+}
+
+/// `H = −Σ p log p` of each row of log-probs, `[rows, 1]`.
+fn entropy_of(logp: Tensor<2>) -> Tensor<2> {
+    (logp.clone().exp() * logp).sum_dim(1).neg()
+}
+
+fn cat_or_empty(parts: Vec<Tensor<1>>, like: &Tensor<2>) -> Tensor<1> {
+    if parts.is_empty() {
+        Tensor::zeros([0], &like.device())
+    } else {
+        Tensor::cat(parts, 0)
+    }
+}
