@@ -715,6 +715,30 @@ mod tests {
         assert!(e.to_string().contains("rl_coef"), "{e}");
         let ok = sd("method.self_distillation.baseline=\"first_turn\"");
         assert!(ok.is_ok(), "{ok:?}");
+        // A half-precision base is a frozen base: full fine-tuning trains f32 weights.
+        let e = TrainConfig::parse(MINIMAL, &["model.dtype=\"bf16\"".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("config: model.dtype"), "{e}");
+        assert!(e.to_string().contains("needs `[lora]`"), "{e}");
+        // Recomputed layers would draw other LoRA dropout masks than the forward did.
+        let lora = |dropout: &str| {
+            let text = MINIMAL.replace(
+                "init = \"configs/models/tiny-byte-llama.json\"",
+                "path = \"models/base\"\ndtype = \"f16\"",
+            );
+            let text = format!(
+                "{text}\n[lora]\nrank = 2\nalpha = 4\ndropout = {dropout}\ntarget_modules = [\"q_proj\"]\n"
+            );
+            TrainConfig::parse(&text, &["optimizer.gradient_checkpointing=true".into()])
+        };
+        let e = lora("0.05").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config: optimizer.gradient_checkpointing"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("lora.dropout"), "{e}");
+        let ok = lora("0.0");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
     for model in models {
         match model.as_str() {
             "smollm2" => match crate::fetch::model_path("smollm2") {
-                Ok(path) if path.exists() => cases.extend(variants("SmolLM2-135M", &path)),
+                Ok(path) if path.exists() => cases.extend(variants("SmolLM2-135M", &path, true)),
                 _ => eprintln!(
                     "SmolLM2 skipped: models/SmolLM2-135M-Instruct.Q4_1.gguf is absent \
                      (cargo xtask fetch-model smollm2)"
@@ -98,7 +98,7 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
                 let dir = scratch.path().join("qwen0.5b-shapes");
                 eprintln!("writing a random model with Qwen2.5-0.5B's shapes ...");
                 random_model(QWEN_SHAPES, &dir)?;
-                cases.extend(variants("Qwen2.5-0.5B shapes", &dir));
+                cases.extend(variants("Qwen2.5-0.5B shapes", &dir, false));
             }
             other => bail!("unknown model `{other}` (smollm2, qwen0.5b)"),
         }
@@ -160,8 +160,10 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// The cases measured on each model.
-fn variants(model: &str, path: &Path) -> Vec<Case> {
+/// The cases measured on a model: full fine-tuning and LoRA, each with and without gradient
+/// checkpointing, then LoRA over a half-precision base (`all`); only the checkpointed ones
+/// otherwise (a larger model, where each case takes minutes on a small CPU).
+fn variants(model: &str, path: &Path, all: bool) -> Vec<Case> {
     let case = |lora: bool, dtype: &str, checkpointing: bool| Case {
         model: model.into(),
         path: path.to_path_buf(),
@@ -169,14 +171,18 @@ fn variants(model: &str, path: &Path) -> Vec<Case> {
         dtype: dtype.into(),
         checkpointing,
     };
-    vec![
-        case(false, "f32", false),
-        case(false, "f32", true),
-        case(true, "f32", false),
-        case(true, "f32", true),
-        case(true, "bf16", true),
-        case(true, "f16", true),
-    ]
+    let mut cases = Vec::new();
+    for lora in [false, true] {
+        if all {
+            cases.push(case(lora, "f32", false));
+        }
+        cases.push(case(lora, "f32", true));
+    }
+    cases.push(case(true, "bf16", true));
+    if all {
+        cases.push(case(true, "f16", true));
+    }
+    cases
 }
 
 /// A randomly initialised model folder (byte tokenizer) with the shapes of `config_json`.
