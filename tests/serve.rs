@@ -812,7 +812,10 @@ fn keep_alive_serves_several_requests_on_one_connection() {
         "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
-    assert_eq!(read_response(&mut reader).2, r#"{"status":"ok"}"#);
+    assert_eq!(
+        read_response(&mut reader).2,
+        r#"{"status":"ok","weight_version":"0"}"#
+    );
     assert!(read_response(&mut reader).2.contains("\"tiny\""));
     // `Connection: close` is honoured: answered, then closed.
     write!(
@@ -1032,4 +1035,302 @@ fn streamed_text_never_includes_a_stop_string() {
         assert_eq!(pieces.concat(), cut["choices"][0]["text"].as_str().unwrap());
         assert_eq!(cut["choices"][0]["finish_reason"], "stop");
     }
+}
+
+// The rollout server: what a trainer driving `redraft serve` needs (docs/SERVING.md).
+
+/// The name the test server serves its model under (its folder's name).
+const BASE: &str = "tiny";
+
+/// The served model's folder and the config.json it was made from.
+fn served_model(server: &Server) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = server._dir.path();
+    (dir.join("tiny"), dir.join("config.json"))
+}
+
+/// Log-probs of `completion` after `prompt` under the model in `dir` (with the adapter in
+/// `adapter`), computed in this process by the library.
+fn library_logprobs(
+    dir: &Path,
+    adapter: Option<&Path>,
+    prompt: &[u32],
+    completion: &[u32],
+) -> Vec<f32> {
+    use redraft::model::burn::tensor::{Int, Tensor, TensorData};
+    use redraft::model::{CausalLm, DeviceSpec};
+    let device = DeviceSpec::Cpu.device().unwrap();
+    let mut model = CausalLm::load(dir, &device).unwrap();
+    if let Some(adapter) = adapter {
+        model = model.with_adapter(adapter, &device).unwrap();
+    }
+    let ids: Vec<i64> = prompt
+        .iter()
+        .chain(completion)
+        .map(|&t| i64::from(t))
+        .collect();
+    let n = ids.len();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+    let (lp, _) = model.next_token_stats(tokens, 1.0, false).unwrap();
+    let lp = lp.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    lp[prompt.len() - 1..].to_vec()
+}
+
+/// A PEFT adapter for the model in `model_dir` with non-zero B (so it changes the model),
+/// written to `out`.
+fn write_adapter(model_dir: &Path, out: &Path) {
+    use redraft::model::{CausalLm, DeviceSpec, LoraConfig, SaveDType, safetensors_bytes};
+    let device = DeviceSpec::Cpu.device().unwrap();
+    let config = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        use_rslora: false,
+    };
+    let model = CausalLm::load(model_dir, &device)
+        .unwrap()
+        .with_new_lora(&config, "test", 5, &device)
+        .unwrap();
+    let mut tensors = model.export_lora();
+    for t in tensors.iter_mut().filter(|t| t.name.contains("lora_B")) {
+        for (i, v) in t.values.iter_mut().enumerate() {
+            *v = ((i % 7) as f32 - 3.0) * 0.2;
+        }
+    }
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::write(
+        out.join("adapter_config.json"),
+        config.to_peft_json().to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("adapter_model.safetensors"),
+        safetensors_bytes(&tensors, SaveDType::F32).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A completion of token-id `prompt` by `model`, asking for token ids back.
+fn sample_ids(server: &Server, model: &str, prompt: &[u32]) -> (u16, Value) {
+    post(
+        server,
+        "/v1/completions",
+        json!({"model": model, "prompt": prompt, "max_tokens": 6, "temperature": 1.0, "seed": 11,
+               "logprobs": 0, "return_tokens_as_token_ids": true, "return_token_ids": true}),
+    )
+}
+
+/// The sampled ids and their log-probs, checked to agree with `logprobs.tokens`.
+fn ids_and_logprobs(body: &Value) -> (Vec<u32>, Vec<f32>) {
+    let choice = &body["choices"][0];
+    let ids: Vec<u32> = serde_json::from_value(choice["token_ids"].clone()).unwrap();
+    let names: Vec<String> = serde_json::from_value(choice["logprobs"]["tokens"].clone()).unwrap();
+    let named: Vec<String> = ids.iter().map(|id| format!("token_id:{id}")).collect();
+    assert_eq!(names, named, "{body}");
+    let lp: Vec<f32> =
+        serde_json::from_value(choice["logprobs"]["token_logprobs"].clone()).unwrap();
+    (ids, lp)
+}
+
+fn max_gap(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+#[test]
+fn token_ids_go_in_and_come_back_with_their_logprobs() {
+    let server = start(&[]);
+    let prompt: Vec<u32> = "12+30=".bytes().map(u32::from).collect();
+    let (status, body) = sample_ids(&server, BASE, &prompt);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prompt_token_ids"], json!(prompt));
+    assert_eq!(body["weight_version"], "0");
+    let (ids, lp) = ids_and_logprobs(&body);
+    assert!(!ids.is_empty());
+    let (model, _) = served_model(&server);
+    let gap = max_gap(&lp, &library_logprobs(&model, None, &prompt, &ids));
+    assert!(gap <= 1e-4, "served log-probs are {gap} off a re-score");
+    // Chat answers carry them too, and the alternatives are named by id.
+    let (status, body) = post(
+        &server,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "logprobs": true,
+               "top_logprobs": 2, "return_tokens_as_token_ids": true, "return_token_ids": true}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let choice = &body["choices"][0];
+    let ids: Vec<u32> = serde_json::from_value(choice["token_ids"].clone()).unwrap();
+    let content = choice["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), ids.len());
+    for (entry, id) in content.iter().zip(&ids) {
+        assert_eq!(entry["token"], format!("token_id:{id}"));
+        for alt in entry["top_logprobs"].as_array().unwrap() {
+            assert!(
+                alt["token"].as_str().unwrap().starts_with("token_id:"),
+                "{alt}"
+            );
+        }
+    }
+    assert!(!body["prompt_token_ids"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn lora_adapters_are_loaded_served_and_unloaded_by_name() {
+    let server = start(&[]);
+    let (model, _) = served_model(&server);
+    let adapter = server._dir.path().join("adapter-1");
+    write_adapter(&model, &adapter);
+    let load = |name: &str, path: &Path| {
+        post(
+            &server,
+            "/v1/load_lora_adapter",
+            json!({"lora_name": name, "lora_path": path}),
+        )
+    };
+    let (status, body) = load("step-1", &adapter);
+    assert_eq!(status, 200, "{body}");
+    let (_, models) = request(&server, "GET", "/v1/models", "");
+    let names: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [BASE, "step-1"]);
+    assert_eq!(models["data"][1]["parent"], BASE);
+    // Requests naming the adapter sample with it: their log-probs are the adapter's.
+    let prompt: Vec<u32> = "7+5=".bytes().map(u32::from).collect();
+    let (status, body) = sample_ids(&server, "step-1", &prompt);
+    assert_eq!(status, 200, "{body}");
+    let (ids, lp) = ids_and_logprobs(&body);
+    let with = library_logprobs(&model, Some(&adapter), &prompt, &ids);
+    let without = library_logprobs(&model, None, &prompt, &ids);
+    assert!(max_gap(&lp, &with) <= 1e-4, "{lp:?} vs {with:?}");
+    assert!(
+        max_gap(&lp, &without) > 1e-3,
+        "the adapter must change the model"
+    );
+    // A second load under the same name, a missing folder and an empty name are refused by
+    // name; the server goes on.
+    let (status, body) = load("step-1", &adapter);
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already loaded"),
+        "{body}"
+    );
+    let missing = server._dir.path().join("nowhere");
+    let (status, body) = load("step-2", &missing);
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{body}"
+    );
+    let (status, _) = load("", &adapter);
+    assert_eq!(status, 400);
+    // Unloaded, the name is no longer served.
+    let (status, _) = post(
+        &server,
+        "/v1/unload_lora_adapter",
+        json!({"lora_name": "step-1"}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = sample_ids(&server, "step-1", &prompt);
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = post(
+        &server,
+        "/v1/unload_lora_adapter",
+        json!({"lora_name": "step-1"}),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = sample_ids(&server, BASE, &prompt);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn new_weights_are_read_from_disk_under_a_version() {
+    let server = start(&[]);
+    let (model, config) = served_model(&server);
+    let adapter = server._dir.path().join("adapter");
+    write_adapter(&model, &adapter);
+    let (status, _) = post(
+        &server,
+        "/v1/load_lora_adapter",
+        json!({"lora_name": "lora", "lora_path": adapter}),
+    );
+    assert_eq!(status, 200);
+    // The same configuration, other weights.
+    let next = server._dir.path().join("next");
+    let made = Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args(["init-model", "--config", config.to_str().unwrap(), "--out"])
+        .arg(&next)
+        .args(["--seed", "11"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let update = |path: &Path, version: Option<&str>| {
+        post(
+            &server,
+            "/update_weights_from_disk",
+            json!({"model_path": path, "weight_version": version}),
+        )
+    };
+    let (status, body) = update(&next, Some("step-1"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    let (_, version) = request(&server, "GET", "/get_weight_version", "");
+    assert_eq!(version["weight_version"], "step-1");
+    let prompt: Vec<u32> = "3+4=".bytes().map(u32::from).collect();
+    let (_, body) = sample_ids(&server, BASE, &prompt);
+    assert_eq!(body["weight_version"], "step-1");
+    let (ids, lp) = ids_and_logprobs(&body);
+    assert!(max_gap(&lp, &library_logprobs(&next, None, &prompt, &ids)) <= 1e-4);
+    // The adapter was read again onto the new weights.
+    let (_, body) = sample_ids(&server, "lora", &prompt);
+    let (ids, lp) = ids_and_logprobs(&body);
+    assert!(max_gap(&lp, &library_logprobs(&next, Some(&adapter), &prompt, &ids)) <= 1e-4);
+    // Without a version, the next number; a model of another shape is refused and the served
+    // weights stay.
+    let (status, body) = update(&model, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["weight_version"], "1");
+    let other = server._dir.path().join("other");
+    common_init_other(&other);
+    let (status, body) = update(&other, Some("bad"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("configuration"),
+        "{body}"
+    );
+    let (_, version) = request(&server, "GET", "/health", "");
+    assert_eq!(version["weight_version"], "1");
+    let (status, body) = update(&server._dir.path().join("missing"), None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = sample_ids(&server, BASE, &prompt);
+    assert_eq!(status, 200);
+}
+
+/// A model of another shape (the shipped tiny config with one more layer) at `out`.
+fn common_init_other(out: &Path) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    json["num_hidden_layers"] = json!(json["num_hidden_layers"].as_u64().unwrap() + 1);
+    let config = out.with_extension("json");
+    std::fs::write(&config, json.to_string()).unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args(["init-model", "--config", config.to_str().unwrap(), "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
 }

@@ -1,5 +1,9 @@
 //! `redraft serve`: an OpenAI-compatible HTTP server (`/v1/completions`,
-//! `/v1/chat/completions`, `/v1/models`, `/health`) on the rollout engine's sampler.
+//! `/v1/chat/completions`, `/v1/models`, `/health`) on the rollout engine's sampler, and a
+//! rollout server for a trainer: token ids in and out (`return_token_ids`,
+//! `return_tokens_as_token_ids`), LoRA adapters loaded and unloaded by name
+//! (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`, as vLLM) and new weights read from disk
+//! (`/update_weights_from_disk`, `/get_weight_version`, as SGLang).
 //!
 //! One thread per connection reads its requests (HTTP/1.1 keep-alive, up to
 //! `--max-requests-per-connection`, idle for at most `--keep-alive-secs`), each under a
@@ -14,10 +18,11 @@ mod engine;
 mod http;
 mod openai;
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -66,7 +71,11 @@ struct State {
     config: ModelConfig,
     tokenizer: Arc<dyn Tokenizer>,
     stop_tokens: Vec<u32>,
-    jobs: Sender<engine::Job>,
+    jobs: Sender<engine::Message>,
+    /// The names of the loaded LoRA adapters (requests name one as their `model`).
+    adapters: Mutex<BTreeSet<String>>,
+    /// The name of the weights being served.
+    weight_version: Mutex<String>,
     next_seed: AtomicU64,
     in_flight: AtomicUsize,
     connections: AtomicUsize,
@@ -102,6 +111,8 @@ pub(crate) fn serve(loaded: LoadedModel, settings: Settings) -> Result<()> {
         tokenizer,
         stop_tokens,
         jobs: sender,
+        adapters: Mutex::new(BTreeSet::new()),
+        weight_version: Mutex::new("0".into()),
         in_flight: AtomicUsize::new(0),
         connections: AtomicUsize::new(0),
         refusing: AtomicUsize::new(0),
@@ -227,10 +238,71 @@ fn route(
 ) -> Result<Option<Value>, ApiError> {
     let path = request.path.as_str();
     match (request.method.as_str(), path) {
-        ("GET", "/health") => Ok(Some(json!({"status": "ok"}))),
-        ("GET", "/v1/models") => Ok(Some(json!({"object": "list", "data": [{
-            "id": state.settings.model_name, "object": "model", "owned_by": "redraft", "created": now(),
-        }]}))),
+        ("GET", "/health") => Ok(Some(
+            json!({"status": "ok", "weight_version": version(state)}),
+        )),
+        ("GET", "/get_weight_version") => Ok(Some(json!({"weight_version": version(state)}))),
+        ("GET", "/v1/models") => {
+            let base = &state.settings.model_name;
+            let mut data = vec![json!({
+                "id": base, "object": "model", "owned_by": "redraft", "created": now(),
+            })];
+            data.extend(adapter_names(state).into_iter().map(|name| {
+                json!({"id": name, "object": "model", "owned_by": "redraft", "created": now(), "parent": base})
+            }));
+            Ok(Some(json!({"object": "list", "data": data})))
+        }
+        ("POST", "/v1/load_lora_adapter") => {
+            let body: openai::LoadAdapter = parse(&request.body)?;
+            if body.lora_name.is_empty() || body.lora_name == state.settings.model_name {
+                return Err(ApiError::invalid(
+                    Some("lora_name"),
+                    "lora_name must be non-empty and differ from the served model's name",
+                ));
+            }
+            let name = body.lora_name.clone();
+            control(state, |reply| engine::Message::LoadAdapter {
+                name: body.lora_name,
+                path: body.lora_path,
+                reply,
+            })?;
+            lock(&state.adapters).insert(name.clone());
+            Ok(Some(
+                json!({"status": "ok", "message": format!("LoRA adapter `{name}` loaded")}),
+            ))
+        }
+        ("POST", "/v1/unload_lora_adapter") => {
+            let body: openai::UnloadAdapter = parse(&request.body)?;
+            let name = body.lora_name.clone();
+            control(state, |reply| engine::Message::UnloadAdapter {
+                name: body.lora_name,
+                reply,
+            })
+            .map_err(|e| ApiError::new(404, e.message))?;
+            lock(&state.adapters).remove(&name);
+            Ok(Some(
+                json!({"status": "ok", "message": format!("LoRA adapter `{name}` unloaded")}),
+            ))
+        }
+        ("POST", "/update_weights_from_disk") => {
+            let body: openai::UpdateWeights = parse(&request.body)?;
+            let updated = control(state, |reply| engine::Message::UpdateWeights {
+                path: body.model_path,
+                version: body.weight_version,
+                reply,
+            });
+            match updated {
+                Ok(version) => {
+                    *lock(&state.weight_version) = version.clone();
+                    Ok(Some(json!({
+                        "success": true,
+                        "message": "Succeeded to update model weights.",
+                        "weight_version": version,
+                    })))
+                }
+                Err(error) => Err(ApiError::new(400, error.message)),
+            }
+        }
         ("POST", "/v1/completions" | "/v1/chat/completions") => {
             if state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.settings.max_in_flight {
                 state.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -247,11 +319,50 @@ fn route(
             state.in_flight.fetch_sub(1, Ordering::SeqCst);
             answer
         }
-        (_, "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions") => {
-            Err(ApiError::new(405, format!("method not allowed on {path}")))
-        }
+        (
+            _,
+            "/health"
+            | "/get_weight_version"
+            | "/v1/models"
+            | "/v1/completions"
+            | "/v1/chat/completions"
+            | "/v1/load_lora_adapter"
+            | "/v1/unload_lora_adapter"
+            | "/update_weights_from_disk",
+        ) => Err(ApiError::new(405, format!("method not allowed on {path}"))),
         _ => Err(ApiError::new(404, format!("no route {path}"))),
     }
+}
+
+/// Sends the engine a control message and waits for its answer (a 400 naming what failed).
+fn control<T>(
+    state: &State,
+    message: impl FnOnce(Sender<Result<T, String>>) -> engine::Message,
+) -> Result<T, ApiError> {
+    let (reply, answer) = mpsc::channel();
+    state
+        .jobs
+        .send(message(reply))
+        .map_err(|_| engine_stopped())?;
+    answer
+        .recv()
+        .map_err(|_| engine_stopped())?
+        .map_err(|e| ApiError::invalid(None, e))
+}
+
+/// The lock's value, even if a thread panicked holding it (the values stay consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn version(state: &State) -> String {
+    lock(&state.weight_version).clone()
+}
+
+fn adapter_names(state: &State) -> Vec<String> {
+    lock(&state.adapters).iter().cloned().collect()
 }
 
 fn now() -> u64 {
@@ -271,7 +382,7 @@ struct Running {
     events: Receiver<engine::Event>,
     cancelled: Arc<AtomicBool>,
     choices: usize,
-    prompt_tokens: usize,
+    prompt: Vec<u32>,
 }
 
 impl Running {
@@ -311,19 +422,29 @@ fn sample(
     top: usize,
 ) -> Result<Running, ApiError> {
     common.refuse_unsupported()?;
-    if let Some(model) = common
+    let adapter = match common
         .model
         .as_ref()
         .filter(|m| **m != state.settings.model_name)
     {
-        return Err(ApiError::new(
-            404,
-            format!(
-                "model `{model}` is not served here (serving `{}`)",
-                state.settings.model_name
-            ),
-        ));
-    }
+        None => None,
+        Some(name) if lock(&state.adapters).contains(name) => Some(name.clone()),
+        Some(model) => {
+            let mut served = vec![state.settings.model_name.clone()];
+            served.extend(adapter_names(state));
+            return Err(ApiError::new(
+                404,
+                format!(
+                    "model `{model}` is not served here (serving {})",
+                    served
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    };
     check_rows(&state.config, std::slice::from_ref(&prompt))
         .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?;
     if prompt.is_empty() {
@@ -383,7 +504,6 @@ fn sample(
     let seed = common
         .seed
         .unwrap_or_else(|| state.next_seed.fetch_add(1, Ordering::SeqCst));
-    let prompt_tokens = prompt.len();
     let rows = (0..n)
         .map(|i| RowRequest {
             prompt: prompt.clone(),
@@ -395,18 +515,19 @@ fn sample(
     let cancelled = Arc::new(AtomicBool::new(false));
     state
         .jobs
-        .send(engine::Job {
+        .send(engine::Message::Sample(engine::Job {
+            adapter,
             rows,
             stop,
             cancelled: Arc::clone(&cancelled),
             events,
-        })
+        }))
         .map_err(|_| engine_stopped())?;
     Ok(Running {
         events: receiver,
         cancelled,
         choices: n,
-        prompt_tokens,
+        prompt,
     })
 }
 
@@ -443,6 +564,12 @@ fn finish_name(finish: Option<FinishReason>) -> &'static str {
     }
 }
 
+/// What a job sampled: its choices and the version of the weights that sampled them.
+struct Followed {
+    choices: Vec<Choice>,
+    weight_version: Option<String>,
+}
+
 /// Follows a job to its end, calling `each(token)` on every token as it arrives; `Ok(None)`
 /// when the client hung up or `each` failed (the client left while being written to): the job
 /// is then cancelled.
@@ -450,8 +577,9 @@ fn follow(
     running: &Running,
     stream: &TcpStream,
     mut each: impl FnMut(&engine::Token) -> std::io::Result<()>,
-) -> Result<Option<Vec<Choice>>, ApiError> {
+) -> Result<Option<Followed>, ApiError> {
     let mut choices: Vec<Choice> = (0..running.choices).map(|_| Choice::default()).collect();
+    let mut weight_version = None;
     while choices.iter().any(|c| c.finish.is_none()) {
         match running.next(stream)? {
             None => return Ok(None),
@@ -462,13 +590,17 @@ fn follow(
                 }
                 choices[token.choice].add(token);
             }
+            Some(engine::Event::Started { weight_version: v }) => weight_version = Some(v),
             Some(engine::Event::Done(Ok(()))) => break,
             Some(engine::Event::Done(Err(error))) => {
                 return Err(ApiError::new(500, format!("sampling failed: {error}")));
             }
         }
     }
-    Ok(Some(choices))
+    Ok(Some(Followed {
+        choices,
+        weight_version,
+    }))
 }
 
 fn usage(prompt_tokens: usize, choices: &[Choice]) -> Value {
@@ -479,13 +611,47 @@ fn usage(prompt_tokens: usize, choices: &[Choice]) -> Value {
 /// How an endpoint writes its answers.
 enum Format {
     /// `/v1/chat/completions`, with each token's log-prob when `logprobs`.
-    Chat { logprobs: bool },
+    Chat { logprobs: bool, ids: Ids },
     /// `/v1/completions`, with log-probs when `logprobs` is given (`Some(0)`: the sampled
     /// tokens' only; `Some(k)`: `k` alternatives per token).
-    Completions { logprobs: Option<u32> },
+    Completions { logprobs: Option<u32>, ids: Ids },
+}
+
+/// How an answer shows token ids (vLLM's extensions, for trainers that need the exact tokens).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ids {
+    /// Tokens in `logprobs` are written `token_id:N` (`return_tokens_as_token_ids`).
+    as_names: bool,
+    /// Each choice lists its `token_ids`, the answer its `prompt_token_ids`
+    /// (`return_token_ids`).
+    listed: bool,
+}
+
+impl Ids {
+    fn of(common: &Common) -> Self {
+        Self {
+            as_names: common.return_tokens_as_token_ids == Some(true),
+            listed: common.return_token_ids == Some(true),
+        }
+    }
+
+    /// How token `id` is named in `logprobs`.
+    fn name(self, state: &State, id: u32) -> String {
+        if self.as_names {
+            format!("token_id:{id}")
+        } else {
+            token_text(state, id)
+        }
+    }
 }
 
 impl Format {
+    fn ids(&self) -> Ids {
+        match self {
+            Self::Chat { ids, .. } | Self::Completions { ids, .. } => *ids,
+        }
+    }
+
     /// The fields every body or chunk of the answer starts with.
     fn envelope(&self, state: &State, streams: bool) -> Value {
         let id = state.next_id.fetch_add(1, Ordering::SeqCst);
@@ -503,22 +669,29 @@ impl Format {
             .iter()
             .enumerate()
             .map(|(i, c)| match self {
-                Self::Chat { logprobs } => json!({
+                Self::Chat { logprobs, ids } => json!({
                     "index": i,
                     "message": {"role": "assistant", "content": c.text},
                     "finish_reason": c.finish_reason(),
                     "logprobs": if *logprobs {
                         json!({"content": (0..c.tokens.len())
-                            .map(|t| chat_logprob(state, c.tokens[t], c.logprobs[t], c.top_logprobs.get(t)))
+                            .map(|t| chat_logprob(state, *ids, c.tokens[t], c.logprobs[t], c.top_logprobs.get(t)))
                             .collect::<Vec<_>>()})
                     } else { Value::Null },
                 }),
-                Self::Completions { logprobs } => json!({
+                Self::Completions { logprobs, ids } => json!({
                     "index": i,
                     "text": c.text,
                     "finish_reason": c.finish_reason(),
-                    "logprobs": logprobs.map(|k| completion_logprobs(state, c, 0..c.tokens.len(), k > 0, 0)),
+                    "logprobs": logprobs.map(|k| completion_logprobs(state, *ids, c, 0..c.tokens.len(), k > 0, 0)),
                 }),
+            })
+            .zip(choices)
+            .map(|(mut value, c)| {
+                if self.ids().listed {
+                    value["token_ids"] = json!(c.tokens);
+                }
+                value
             })
             .collect()
     }
@@ -536,14 +709,14 @@ impl Format {
     /// The chunk of one token, whose text starts at `offset` in its choice's tokens' texts.
     fn token(&self, state: &State, token: &engine::Token, offset: usize) -> Value {
         let i = token.choice;
-        match self {
-            Self::Chat { logprobs } => json!({
+        let mut value = match self {
+            Self::Chat { logprobs, ids } => json!({
                 "index": i, "delta": {"content": token.text}, "finish_reason": null,
                 "logprobs": if *logprobs {
-                    json!({"content": [chat_logprob(state, token.id, token.logprob, Some(&token.top_logprobs))]})
+                    json!({"content": [chat_logprob(state, *ids, token.id, token.logprob, Some(&token.top_logprobs))]})
                 } else { Value::Null },
             }),
-            Self::Completions { logprobs } => {
+            Self::Completions { logprobs, ids } => {
                 let single = Choice {
                     tokens: vec![token.id],
                     logprobs: vec![token.logprob],
@@ -552,10 +725,14 @@ impl Format {
                 };
                 json!({
                     "index": i, "text": token.text, "finish_reason": null,
-                    "logprobs": logprobs.map(|k| completion_logprobs(state, &single, 0..1, k > 0, offset)),
+                    "logprobs": logprobs.map(|k| completion_logprobs(state, *ids, &single, 0..1, k > 0, offset)),
                 })
             }
+        };
+        if self.ids().listed {
+            value["token_ids"] = json!([token.id]);
         }
+        value
     }
 
     /// The chunk that closes choice `i` with its finish reason.
@@ -580,8 +757,14 @@ fn token_text(state: &State, id: u32) -> String {
 
 /// One entry of a chat answer's `logprobs.content`: the token, its log-prob, its real bytes
 /// (never U+FFFD's for a token that is not a character alone) and its alternatives.
-fn chat_logprob(state: &State, id: u32, logprob: f32, top: Option<&Vec<(u32, f32)>>) -> Value {
-    let entry = |id: u32, logprob: f32| json!({"token": token_text(state, id), "logprob": logprob, "bytes": state.tokenizer.token_bytes(id)});
+fn chat_logprob(
+    state: &State,
+    ids: Ids,
+    id: u32,
+    logprob: f32,
+    top: Option<&Vec<(u32, f32)>>,
+) -> Value {
+    let entry = |id: u32, logprob: f32| json!({"token": ids.name(state, id), "logprob": logprob, "bytes": state.tokenizer.token_bytes(id)});
     let mut value = entry(id, logprob);
     value["top_logprobs"] = top
         .map(|top| top.iter().map(|&(id, l)| entry(id, l)).collect())
@@ -593,6 +776,7 @@ fn chat_logprob(state: &State, id: u32, logprob: f32, top: Option<&Vec<(u32, f32
 /// with `alternatives`, `top_logprobs` holds a {token: log-prob} map per token.
 fn completion_logprobs(
     state: &State,
+    ids: Ids,
     choice: &Choice,
     range: std::ops::Range<usize>,
     alternatives: bool,
@@ -600,13 +784,14 @@ fn completion_logprobs(
 ) -> Value {
     let tokens: Vec<String> = choice.tokens[range.clone()]
         .iter()
-        .map(|&t| token_text(state, t))
+        .map(|&t| ids.name(state, t))
         .collect();
-    let offsets: Vec<usize> = tokens
+    // Offsets into the text, whatever the tokens are named.
+    let offsets: Vec<usize> = choice.tokens[range.clone()]
         .iter()
-        .scan(offset, |at, t| {
+        .scan(offset, |at, &t| {
             let start = *at;
-            *at += t.len();
+            *at += token_text(state, t).len();
             Some(start)
         })
         .collect();
@@ -615,7 +800,7 @@ fn completion_logprobs(
             .iter()
             .map(|top| {
                 top.iter()
-                    .map(|&(id, l)| (token_text(state, id), json!(l)))
+                    .map(|&(id, l)| (ids.name(state, id), json!(l)))
                     .collect::<serde_json::Map<_, _>>()
             })
             .collect()
@@ -636,12 +821,17 @@ fn answer(
     common: &Common,
 ) -> Result<Option<Value>, ApiError> {
     if !common.streams() {
-        let Some(choices) = follow(&running, stream, |_| Ok(()))? else {
+        let Some(followed) = follow(&running, stream, |_| Ok(()))? else {
             return Ok(None);
         };
+        let choices = &followed.choices;
         let mut body = format.envelope(state, false);
-        body["usage"] = usage(running.prompt_tokens, &choices);
-        body["choices"] = format.choices(state, &choices);
+        body["usage"] = usage(running.prompt.len(), choices);
+        body["choices"] = format.choices(state, choices);
+        body["weight_version"] = json!(followed.weight_version);
+        if format.ids().listed {
+            body["prompt_token_ids"] = json!(running.prompt);
+        }
         return Ok(Some(body));
     }
     let envelope = format.envelope(state, true);
@@ -681,7 +871,7 @@ fn answer(
     });
     let sent = match followed {
         Ok(None) => return Ok(None),
-        Ok(Some(choices)) => choices
+        Ok(Some(Followed { choices, .. })) => choices
             .iter()
             .enumerate()
             .filter(|(_, c)| c.finish.is_none())
@@ -690,7 +880,7 @@ fn answer(
                 if include_usage {
                     let mut last = envelope.clone();
                     last["choices"] = json!([]);
-                    last["usage"] = usage(running.prompt_tokens, &choices);
+                    last["usage"] = usage(running.prompt.len(), &choices);
                     http::send_event(stream, &last.to_string())
                 } else {
                     Ok(())
@@ -737,6 +927,7 @@ fn completions(
     let running = sample(state, prompt, &request.common, 16, top)?;
     let format = Format::Completions {
         logprobs: request.logprobs,
+        ids: Ids::of(&request.common),
     };
     answer(state, stream, running, format, &request.common)
 }
@@ -790,7 +981,10 @@ fn chat(
         state,
         stream,
         running,
-        Format::Chat { logprobs },
+        Format::Chat {
+            logprobs,
+            ids: Ids::of(&request.common),
+        },
         &request.common,
     )
 }

@@ -114,6 +114,14 @@ pub(crate) struct Common {
     /// Alternatives per token of a chat answer (0 to 20, with `logprobs: true`).
     #[serde(default)]
     pub(crate) top_logprobs: Option<u32>,
+    /// vLLM's: tokens in `logprobs` are written `token_id:N` (every id is then identifiable,
+    /// whatever its bytes).
+    #[serde(default)]
+    pub(crate) return_tokens_as_token_ids: Option<bool>,
+    /// vLLM's: each choice carries its sampled `token_ids`, and the answer its
+    /// `prompt_token_ids` (so a trainer uses exactly the tokens that were sampled).
+    #[serde(default)]
+    pub(crate) return_token_ids: Option<bool>,
 }
 
 /// `stream_options`: whether a last chunk carries the usage.
@@ -250,4 +258,28 @@ pub(crate) struct ChatRequest {
     pub(crate) logprobs: Option<bool>,
     #[serde(flatten)]
     pub(crate) common: Common,
+}
+
+/// `POST /v1/load_lora_adapter` (vLLM's): a PEFT adapter folder served under a model name.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoadAdapter {
+    pub(crate) lora_name: String,
+    pub(crate) lora_path: std::path::PathBuf,
+}
+
+/// `POST /v1/unload_lora_adapter` (vLLM's).
+#[derive(Debug, Deserialize)]
+pub(crate) struct UnloadAdapter {
+    pub(crate) lora_name: String,
+}
+
+/// `POST /update_weights_from_disk` (SGLang's): new weights for the served model, from a model
+/// folder or `.gguf` of the same configuration.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UpdateWeights {
+    pub(crate) model_path: std::path::PathBuf,
+    /// The name of the new weights (`GET /get_weight_version`); default: one more than the
+    /// last number.
+    #[serde(default)]
+    pub(crate) weight_version: Option<String>,
 }

@@ -231,3 +231,30 @@ fn peak_resident() -> Result<u64> {
         .context("no VmHWM in /proc/self/status")?;
     Ok(kb * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every case the suite runs is a valid run configuration with the settings it names.
+    #[test]
+    fn every_case_is_a_valid_run() {
+        for case in variants("m", Path::new("models/m"), true) {
+            let config = TrainConfig::parse(&case.config(), &[])
+                .unwrap_or_else(|e| panic!("{}: {e}", case.label()));
+            assert_eq!(config.lora.is_some(), case.lora, "{}", case.label());
+            assert_eq!(
+                config.optimizer.gradient_checkpointing,
+                case.checkpointing,
+                "{}",
+                case.label()
+            );
+            assert_eq!(config.model.dtype.to_string(), case.dtype);
+            assert_eq!(
+                config.rollout.prompts_per_step * config.rollout.group_size,
+                16
+            );
+        }
+        assert_eq!(variants("m", Path::new("m"), false).len(), 3);
+    }
+}
