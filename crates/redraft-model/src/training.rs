@@ -167,11 +167,14 @@ impl TrainPass {
                 if let Some(term) = head_term(head_weight) {
                     loss = loss + term;
                 }
-                add_grads(
-                    &mut grads,
-                    GradientsParams::from_grads(loss.backward(), model),
-                    model,
-                );
+                // Untracked when nothing in the model is trained.
+                if loss.is_tracked() {
+                    add_grads(
+                        &mut grads,
+                        GradientsParams::from_grads(loss.backward(), model),
+                        model,
+                    );
+                }
             }
             Trunk::Checkpointed { inputs, positions } => {
                 let mut inputs = inputs;
@@ -215,6 +218,7 @@ fn step_back(
     loss: Tensor<1>,
     x: &Tensor<3>,
 ) -> Tensor<3> {
+    // `x` requires its gradient, so the loss is tracked.
     let all = loss.backward();
     let gx = x
         .grad(&all)
