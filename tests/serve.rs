@@ -35,27 +35,37 @@ fn start(extra: &[&str]) -> Server {
     start_with_context(extra, 512)
 }
 
-/// A server for the tiny model, with its context set to `context` positions.
-fn start_with_context(extra: &[&str], context: usize) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
+/// Writes the shipped tiny model's config.json, changed by `edit`, to `path`.
+fn tiny_config(path: &Path, edit: impl FnOnce(&mut Value)) {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
     let mut json: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
-    json["max_position_embeddings"] = json!(context);
-    let config = dir.path().join("config.json");
-    std::fs::write(&config, json.to_string()).unwrap();
+    edit(&mut json);
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+/// `redraft init-model` of `config` into `out` (with `seed`, or the command's default).
+fn init_model(config: &Path, out: &Path, seed: Option<&str>) {
     let status = Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args([
-            "init-model",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ])
+        .args(["init-model", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(seed.map(|s| ["--seed", s]).into_iter().flatten())
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A server for the tiny model, with its context set to `context` positions.
+fn start_with_context(extra: &[&str], context: usize) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let config = dir.path().join("config.json");
+    tiny_config(&config, |json| {
+        json["max_position_embeddings"] = json!(context)
+    });
+    init_model(&config, &model, None);
     let mut child = Command::new(env!("CARGO_BIN_EXE_redraft"))
         .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
         .args(extra)
@@ -1266,14 +1276,7 @@ fn new_weights_are_read_from_disk_under_a_version() {
     assert_eq!(status, 200);
     // The same configuration, other weights.
     let next = server._dir.path().join("next");
-    let made = Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args(["init-model", "--config", config.to_str().unwrap(), "--out"])
-        .arg(&next)
-        .args(["--seed", "11"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
+    init_model(&config, &next, Some("11"));
     let update = |path: &Path, version: Option<&str>| {
         post(
             &server,
@@ -1301,7 +1304,7 @@ fn new_weights_are_read_from_disk_under_a_version() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["weight_version"], "1");
     let other = server._dir.path().join("other");
-    common_init_other(&other);
+    other_shaped_model(&other);
     let (status, body) = update(&other, Some("bad"));
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -1320,17 +1323,10 @@ fn new_weights_are_read_from_disk_under_a_version() {
 }
 
 /// A model of another shape (the shipped tiny config with one more layer) at `out`.
-fn common_init_other(out: &Path) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
-    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
-    json["num_hidden_layers"] = json!(json["num_hidden_layers"].as_u64().unwrap() + 1);
+fn other_shaped_model(out: &Path) {
     let config = out.with_extension("json");
-    std::fs::write(&config, json.to_string()).unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args(["init-model", "--config", config.to_str().unwrap(), "--out"])
-        .arg(out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success());
+    tiny_config(&config, |json| {
+        json["num_hidden_layers"] = json!(json["num_hidden_layers"].as_u64().unwrap() + 1);
+    });
+    init_model(&config, out, None);
 }

@@ -117,12 +117,7 @@ impl CausalLm {
         let (mut lps, mut ents) = (Vec::new(), Vec::new());
         for start in (0..n).step_by(self.head_chunk()) {
             let len = self.head_chunk().min(n - start);
-            let z = hidden
-                .clone()
-                .narrow(0, start, len)
-                .matmul(w.clone())
-                .mul_scalar(scale);
-            let logp = log_softmax(z, 1);
+            let logp = chunk_logprobs(hidden.clone().narrow(0, start, len), &w, scale);
             let y = targets.clone().narrow(0, start, len).unsqueeze_dim::<2>(1);
             lps.push(logp.clone().gather(1, y).squeeze_dim::<1>(1));
             if with_entropy {
@@ -158,8 +153,7 @@ impl CausalLm {
         for start in (0..n).step_by(self.head_chunk()) {
             let len = self.head_chunk().min(n - start);
             let h = hidden.clone().narrow(0, start, len);
-            let z = h.clone().matmul(w.clone()).mul_scalar(scale);
-            let logp = log_softmax(z, 1);
+            let logp = chunk_logprobs(h.clone(), &w, scale);
             let g_lp = grad_logprobs
                 .clone()
                 .narrow(0, start, len)
@@ -192,6 +186,12 @@ impl CausalLm {
             weight: grad_weight,
         }
     }
+}
+
+/// The log-softmax of one chunk's logits `h · W · scale`, `[positions, vocab]`: the forward and
+/// the backward compute it the same way.
+fn chunk_logprobs(h: Tensor<2>, w: &Tensor<2>, scale: f32) -> Tensor<2> {
+    log_softmax(h.matmul(w.clone()).mul_scalar(scale), 1)
 }
 
 /// `H = −Σ p log p` of each row of log-probs, `[rows, 1]`.

@@ -623,6 +623,17 @@ mod tests {
         );
     }
 
+    /// Rank-2 adapters on three of the tiny model's projections, without dropout.
+    fn tiny_lora() -> redraft_model::LoraConfig {
+        redraft_model::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+            use_rslora: false,
+        }
+    }
+
     /// With LoRA, an update moves the adapters alone: the base gets no gradient (and so no
     /// optimiser state), and the base with adapters off (the KL reference) still scores what
     /// the model scored before any update.
@@ -631,13 +642,7 @@ mod tests {
         let spec = DeviceSpec::Cpu;
         let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
         let config = ModelConfig::from_json_str(TINY).unwrap();
-        let lora = redraft_model::LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            dropout: 0.0,
-            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
-            use_rslora: false,
-        };
+        let lora = tiny_lora();
         let model = CausalLm::init(&config, 3, &device)
             .unwrap()
             .with_new_lora(&lora, "[lora]", 1, &device)
@@ -699,13 +704,7 @@ mod tests {
         let spec = DeviceSpec::Cpu;
         let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
         let config = ModelConfig::from_json_str(TINY).unwrap();
-        let lora = redraft_model::LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            dropout: 0.0,
-            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
-            use_rslora: false,
-        };
+        let lora = tiny_lora();
         let rows = [row(12, 3), row(7, 1), row(30, 2)];
         let refs: Vec<&Row> = rows.iter().collect();
         let train = |checkpointing: bool, dtype: BaseDType| {
