@@ -43,6 +43,10 @@ pub(crate) struct Outcome {
     rollout_s: f64,
     update_s: f64,
     step_s: f64,
+    /// CPU seconds (user + system, every thread) the process spent in the step: unlike the wall
+    /// times, not inflated by other jobs sharing the machine or by pausing the case.
+    #[serde(default)]
+    step_cpu_s: f64,
 }
 
 impl Case {
@@ -125,9 +129,10 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
         let outcome: Outcome = serde_json::from_str(line.trim())
             .with_context(|| format!("reading the outcome of `{}`: {line}", case.label()))?;
         eprintln!(
-            "    peak {:.2} GB, step {:.1} s",
+            "    peak {:.2} GB, step {:.1} s ({:.1} CPU s)",
             outcome.peak_bytes as f64 / 1e9,
-            outcome.step_s
+            outcome.step_s,
+            outcome.step_cpu_s
         );
         outcomes.push(outcome);
     }
@@ -139,17 +144,18 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
     );
     println!("one GRPO step: 4 prompts x 4 samples x at most 48 new tokens, KL on (beta 0.001)");
     println!(
-        "{:<58} {:>10} {:>9} {:>9} {:>9}",
-        "run", "peak GB", "rollout s", "update s", "step s"
+        "{:<58} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "run", "peak GB", "rollout s", "update s", "step s", "step CPU s"
     );
     for o in &outcomes {
         println!(
-            "{:<58} {:>10.2} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<58} {:>10.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             o.case.label(),
             o.peak_bytes as f64 / 1e9,
             o.rollout_s,
             o.update_s,
-            o.step_s
+            o.step_s,
+            o.step_cpu_s
         );
     }
     if let Some(out) = out {
@@ -200,7 +206,9 @@ pub(crate) fn run_case(spec: &Path) -> Result<()> {
     let config = TrainConfig::parse(&case.config(), &[])?;
     let dir = spec.with_extension("run");
     let mut trainer = Trainer::new(config, &dir)?;
+    let cpu_before = cpu_seconds()?;
     trainer.run(&mut Silent)?;
+    let step_cpu_s = cpu_seconds()? - cpu_before;
     let peak_bytes = peak_resident()?;
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))?;
     let step: serde_json::Value = serde_json::from_str(
@@ -215,10 +223,31 @@ pub(crate) fn run_case(spec: &Path) -> Result<()> {
         rollout_s: get("rollout_s"),
         update_s: get("update_s"),
         step_s: get("step_s"),
+        step_cpu_s,
         case,
     };
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())
+}
+
+/// CPU time this process has used (user + system, all threads), from `/proc/self/stat` in
+/// USER_HZ ticks (100 per second on Linux).
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start at state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .context("no utime/stime in /proc/self/stat")
+    };
+    Ok((ticks(14)? + ticks(15)?) / 100.0)
 }
 
 /// The peak resident set of this process (`VmHWM`), in bytes.
