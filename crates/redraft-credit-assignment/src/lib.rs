@@ -23,12 +23,14 @@
 //! * [`r3l`]: pivotal credit masks, positive amplification;
 //! * [`masks`]: token masks (log-prob threshold, prefix);
 //! * [`aggregation`]: loss-aggregation modes as per-token weights;
+//! * [`correction`]: importance weights for the gap between a remote sampler and the learner;
 //! * [`error`]: the error type.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod advantage;
 pub mod aggregation;
+pub mod correction;
 pub mod dapo;
 pub mod error;
 pub mod groups;
@@ -40,6 +42,7 @@ pub use advantage::{
     AdvantageEstimator, AdvantageFn, DEFAULT_EPS, grpo_advantages, scale_by_batch_std,
 };
 pub use aggregation::LossAggregation;
+pub use correction::{GapStats, SamplerCorrection};
 pub use dapo::{
     OverlongShaping, dynamic_sampling_filter, dynamic_sampling_filter_by_id, keep_group,
     overlong_penalty,
