@@ -1,6 +1,10 @@
 //! `redraft serve` as a real server on 127.0.0.1: the OpenAI protocol, batching of concurrent
 //! requests, reproducible seeds, and OpenAI-style errors that leave the server running.
 
+mod common;
+
+use common::tiny_config;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -35,14 +39,6 @@ fn start(extra: &[&str]) -> Server {
     start_with_context(extra, 512)
 }
 
-/// Writes the shipped tiny model's config.json, changed by `edit`, to `path`.
-fn tiny_config(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json");
-    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
-    edit(&mut json);
-    std::fs::write(path, json.to_string()).unwrap();
-}
-
 /// `redraft init-model` of `config` into `out` (with `seed`, or the command's default).
 fn init_model(config: &Path, out: &Path, seed: Option<&str>) {
     let status = Command::new(env!("CARGO_BIN_EXE_redraft"))
@@ -66,21 +62,7 @@ fn start_with_context(extra: &[&str], context: usize) -> Server {
         json["max_position_embeddings"] = json!(context)
     });
     init_model(&config, &model, None);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redraft"))
-        .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect("the address line")
-        .to_string();
+    let (child, address) = common::spawn_serve(&model, extra);
     Server {
         child,
         address,
@@ -1329,4 +1311,59 @@ fn other_shaped_model(out: &Path) {
         json["num_hidden_layers"] = json!(json["num_hidden_layers"].as_u64().unwrap() + 1);
     });
     init_model(&config, out, None);
+}
+
+#[test]
+fn vllm_sampling_parameters_and_exact_generators_are_honoured_or_refused_by_name() {
+    let server = start(&[]);
+    let ask = |extra: Value| {
+        let mut body = json!({"prompt": [72, 105, 33], "max_tokens": 8, "temperature": 1.0,
+            "logprobs": 0, "return_token_ids": true, "return_tokens_as_token_ids": true,
+            "ignore_eos": true});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = post(&server, "/v1/completions", body);
+        assert_eq!(status, 200, "{answer}");
+        let (ids, _) = ids_and_logprobs(&answer);
+        (ids, answer["choices"][0]["finish_reason"].clone())
+    };
+    let (greedy, _) = ask(json!({"temperature": 0.0}));
+    assert_eq!(greedy.len(), 8, "ignore_eos: only the length ends it");
+    // top_k = 1 keeps only the most likely token: greedy decoding at any temperature.
+    assert_eq!(ask(json!({"top_k": 1, "seed": 3})).0, greedy);
+    // A stop token id ends the choice with it, whatever the model's own end tokens.
+    let stop = greedy[2];
+    let (ids, finish) = ask(json!({"temperature": 0.0, "stop_token_ids": [stop]}));
+    let first = greedy.iter().position(|&t| t == stop).unwrap();
+    assert_eq!(ids, greedy[..=first], "ends at the stop id, kept");
+    assert_eq!(finish, "stop");
+    // rng_state: the generator itself travels; the draws are the library's for that generator.
+    let mut rng = redraft::rollout::row_rng(99, 4);
+    let state = redraft::rollout::rng_state(&rng);
+    let (served, _) = ask(json!({"rng_state": state, "seed": 1}));
+    let (again, _) = ask(json!({"rng_state": state, "seed": 2}));
+    assert_eq!(served, again, "rng_state overrides seed");
+    rng.set_word_pos(16);
+    let (moved, _) = ask(json!({"rng_state": redraft::rollout::rng_state(&rng)}));
+    assert_ne!(
+        moved, served,
+        "another position of the stream draws otherwise"
+    );
+
+    for (field, value) in [
+        ("top_k", json!(-2)),
+        ("min_p", json!(1.5)),
+        ("stop_token_ids", json!([100_000])),
+        ("rng_state", json!({"seed": "00", "stream": 0})),
+    ] {
+        let mut body = json!({"prompt": [72], "max_tokens": 2});
+        body[field] = value;
+        let (status, answer) = post(&server, "/v1/completions", body);
+        assert_eq!(
+            (status, answer["error"]["param"].as_str()),
+            (400, Some(field)),
+            "{answer}"
+        );
+    }
 }

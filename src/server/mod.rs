@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use redraft::model::{ModelConfig, check_rows};
-use redraft::rollout::{FinishReason, RowRequest, SamplingParams, row_rng};
+use redraft::rollout::{FinishReason, RowRequest, SamplingParams, rng_from_state, row_rng};
 use redraft::tokenizer::{Message, Tokenizer};
 use serde_json::{Value, json};
 
@@ -478,18 +478,54 @@ fn sample(
             "temperature must be between 0 and 2",
         ));
     }
+    let top_k = match common.top_k {
+        None | Some(-1 | 0) => 0,
+        Some(k) if k > 0 => usize::try_from(k).unwrap_or(usize::MAX),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                Some("top_k"),
+                format!("top_k must be -1, 0 (all tokens) or positive, got {k}"),
+            ));
+        }
+    };
+    let mut stop_tokens = if common.ignore_eos == Some(true) {
+        Vec::new()
+    } else {
+        state.stop_tokens.clone()
+    };
+    let extra_stops = common.stop_token_ids.clone().unwrap_or_default();
+    if let Some(bad) = extra_stops
+        .iter()
+        .find(|&&id| id as usize >= state.config.vocab_size)
+    {
+        return Err(ApiError::invalid(
+            Some("stop_token_ids"),
+            format!(
+                "token id {bad} is outside the vocabulary of {}",
+                state.config.vocab_size
+            ),
+        ));
+    }
+    stop_tokens.extend(extra_stops);
+    stop_tokens.sort_unstable();
+    stop_tokens.dedup();
     let params = SamplingParams {
         temperature,
         top_p: common.top_p.unwrap_or(1.0),
+        top_k,
+        min_p: common.min_p.unwrap_or(0.0),
         max_new_tokens: max_tokens,
-        stop_tokens: state.stop_tokens.clone(),
+        stop_tokens,
         vocab_limit: Some(state.tokenizer.vocab_size()),
         top_logprobs: top,
         ..SamplingParams::default()
     };
-    params
-        .validate()
-        .map_err(|e| ApiError::invalid(Some("top_p"), e.to_string()))?;
+    params.validate().map_err(|e| match e {
+        redraft::rollout::Error::InvalidParam { name, reason } => {
+            ApiError::invalid(Some(name), format!("`{name}` {reason}"))
+        }
+        other => ApiError::invalid(None, other.to_string()),
+    })?;
     let stop = common
         .stop
         .clone()
@@ -501,6 +537,12 @@ fn sample(
             "up to 4 non-empty stop strings",
         ));
     }
+    let first = match &common.rng_state {
+        Some(state) => {
+            Some(rng_from_state(state).map_err(|e| ApiError::invalid(Some("rng_state"), e))?)
+        }
+        None => None,
+    };
     let seed = common
         .seed
         .unwrap_or_else(|| state.next_seed.fetch_add(1, Ordering::SeqCst));
@@ -508,7 +550,14 @@ fn sample(
         .map(|i| RowRequest {
             prompt: prompt.clone(),
             params: params.clone(),
-            rng: row_rng(seed, i),
+            rng: match &first {
+                Some(rng) => {
+                    let mut rng = rng.clone();
+                    rng.set_stream(rng.get_stream().wrapping_add(i as u64));
+                    rng
+                }
+                None => row_rng(seed, i),
+            },
         })
         .collect();
     let (events, receiver) = mpsc::channel();

@@ -77,6 +77,23 @@ pub(crate) struct Common {
     pub(crate) temperature: Option<f32>,
     #[serde(default)]
     pub(crate) top_p: Option<f32>,
+    /// vLLM's: keep the k most likely tokens (0 or -1: all).
+    #[serde(default)]
+    pub(crate) top_k: Option<i64>,
+    /// vLLM's: drop tokens less likely than `min_p` times the most likely one.
+    #[serde(default)]
+    pub(crate) min_p: Option<f32>,
+    /// vLLM's: ids that end a choice (kept in its tokens), besides the model's end tokens.
+    #[serde(default)]
+    pub(crate) stop_token_ids: Option<Vec<u32>>,
+    /// vLLM's: the model's own end tokens do not end a choice (only `stop_token_ids` do).
+    #[serde(default)]
+    pub(crate) ignore_eos: Option<bool>,
+    /// Redraft's: the exact generator of the first choice (`{seed: 64 hex digits, stream,
+    /// word_pos}`; choice `i` uses stream `stream + i`), so a trainer's rows draw here the
+    /// tokens they would draw in process. Overrides `seed`.
+    #[serde(default)]
+    pub(crate) rng_state: Option<Value>,
     #[serde(default)]
     pub(crate) n: Option<usize>,
     #[serde(default)]

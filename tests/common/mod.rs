@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs the `redraft` binary with `args`.
 pub(crate) fn redraft(args: &[&str]) -> Output {
@@ -41,6 +42,14 @@ pub(crate) fn fails_with(output: Output, needle: &str) {
 /// The tiny model config the CLI tests initialise.
 pub(crate) fn model_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/tiny-byte-llama.json")
+}
+
+/// Writes the shipped tiny model's config.json, changed by `edit`, to `path`.
+pub(crate) fn tiny_config(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_config()).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(path, json.to_string()).unwrap();
 }
 
 /// A randomly initialised model directory at `dir` (seed 7).
@@ -107,4 +116,31 @@ pub(crate) fn rl_steps(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|t| t.lines().filter(|l| l.contains("\"stage\":\"rl\"")).count())
         .unwrap_or(0)
+}
+
+/// Starts `redraft serve --model MODEL` with `extra` arguments (`--port 0` unless they name a
+/// port); returns the process and the `host:port` it printed it listens on.
+pub(crate) fn spawn_serve(model: &Path, extra: &[&str]) -> (Child, String) {
+    let port: &[&str] = if extra.contains(&"--port") {
+        &[]
+    } else {
+        &["--port", "0"]
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redraft"))
+        .args(["serve", "--model", model.to_str().unwrap()])
+        .args(port)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("no address line from redraft serve: {line:?}"))
+        .to_string();
+    (child, address)
 }

@@ -21,6 +21,18 @@ pub enum Error {
     /// episode, not raised).
     #[error(transparent)]
     Feedback(#[from] redraft_feedback_protocol::Error),
+    /// No rollout server can answer: each is named with why it is out of use.
+    #[error("no rollout server left: {0}")]
+    NoServer(String),
+    /// A rollout server refused a request as malformed (a 4xx other than 404/408/429): every
+    /// server would.
+    #[error("rollout server {server} refused a request: {reason}")]
+    ServerRefused {
+        /// The server's base URL.
+        server: String,
+        /// Its answer.
+        reason: String,
+    },
 }
 
 /// The result type of redraft-rollout-engine.

@@ -1,8 +1,8 @@
 //! redraft-rollout-engine: experience collection on redraft-model.
 //!
 //! Batched sampling with the KV cache ([`generate_rows`], the one decode loop), behind the
-//! [`Policy`] seam that strategies sample through ([`LocalPolicy`], metered by
-//! [`MeteredPolicy`]); multi-turn episodes and the feedback strategies build on it.
+//! [`Policy`] seam that strategies sample through ([`LocalPolicy`] in process,
+//! [`RemotePolicy`] on inference servers, metered by [`MeteredPolicy`]); multi-turn episodes and the feedback strategies build on it.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod episode;
@@ -10,6 +10,7 @@ mod error;
 mod policy;
 mod policy_chat;
 pub mod prompts;
+mod remote;
 mod sampling;
 mod strategy;
 
@@ -20,6 +21,7 @@ pub use episode::{
 pub use error::{Error, Result};
 pub use policy::{LocalPolicy, MeteredPolicy, Policy};
 pub use policy_chat::PolicyChat;
+pub use remote::{RemoteOptions, RemotePolicy, ServerStatus, rng_from_state, rng_state};
 pub use sampling::{
     Completion, Control, FinishReason, RowRequest, Sampled, SamplingParams, generate,
     generate_rows, generate_rows_with, row_rng, sample_token, top_logprobs,
