@@ -179,6 +179,10 @@ pub struct RolloutConfig {
     pub top_k: usize,
     /// Maximum new tokens per turn. Default 128.
     pub max_new_tokens: usize,
+    /// Sample on OpenAI-compatible inference servers instead of in process
+    /// (`[rollout.remote]`). Default: none (in process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Default for RolloutConfig {
@@ -190,7 +194,66 @@ impl Default for RolloutConfig {
             top_p: 1.0,
             top_k: 0,
             max_new_tokens: 128,
+            remote: None,
         }
+    }
+}
+
+/// Rollouts on inference servers (vLLM, SGLang, `redraft serve`): where they are, how
+/// requests behave, where the trainer writes the weights it syncs after each step, and how the
+/// gap between the servers' and the learner's log-probs is corrected. See docs/SCALING.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Base URLs of the servers' OpenAI APIs, e.g. `["http://10.0.0.2:8000/v1"]`.
+    pub servers: Vec<String>,
+    /// Longest wait for one request or sync call, in seconds. Default 600.
+    pub timeout_s: f64,
+    /// Servers tried for one request before the step fails. Default 3.
+    pub max_attempts: usize,
+    /// Requests in flight per server. Default 64.
+    pub max_concurrency: usize,
+    /// A folder every server can read, where the synced weights (LoRA runs: the PEFT adapter;
+    /// full fine-tuning: a model folder) are written. Default: `rollout-sync/` in the run
+    /// folder (servers on this machine or on a shared file system).
+    pub sync_dir: Option<PathBuf>,
+    /// How the learner corrects for the servers' log-probs differing from its own: `truncate`
+    /// (truncated importance sampling), `mask`, or `none` (logged only). Default `truncate`.
+    pub correction: redraft_credit_assignment::SamplerCorrection,
+    /// The cap on the per-token importance ratio. Default 2.0.
+    pub correction_cap: f64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            timeout_s: 600.0,
+            max_attempts: 3,
+            max_concurrency: 64,
+            sync_dir: None,
+            correction: Default::default(),
+            correction_cap: 2.0,
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// The options of the [`RemotePolicy`](redraft_rollout_engine::RemotePolicy) over these
+    /// servers.
+    pub fn options(&self) -> Result<redraft_rollout_engine::RemoteOptions> {
+        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
+            return Err(Error::config(
+                "rollout.remote.timeout_s",
+                "must be a positive number",
+            ));
+        }
+        Ok(redraft_rollout_engine::RemoteOptions {
+            servers: self.servers.clone(),
+            timeout: std::time::Duration::from_secs_f64(self.timeout_s),
+            max_attempts: self.max_attempts,
+            max_concurrency: self.max_concurrency,
+        })
     }
 }
 
@@ -503,6 +566,22 @@ impl TrainConfig {
         if !(self.rollout.top_p > 0.0 && self.rollout.top_p <= 1.0) {
             return Err(Error::config("rollout.top_p", "must be in (0, 1]"));
         }
+        if let Some(remote) = &self.rollout.remote {
+            redraft_rollout_engine::RemotePolicy::new(remote.options()?, 1).map_err(
+                |e| match e {
+                    redraft_rollout_engine::Error::InvalidParam { name, reason } => {
+                        Error::config(format!("rollout.remote.{name}"), reason)
+                    }
+                    other => Error::config("rollout.remote", other.to_string()),
+                },
+            )?;
+            if !(remote.correction_cap > 0.0 && remote.correction_cap.is_finite()) {
+                return Err(Error::config(
+                    "rollout.remote.correction_cap",
+                    "must be a positive number",
+                ));
+            }
+        }
         self.method.method().validate(&self.rollout)?;
         redraft_feedback_protocol::validate_rewards(&self.reward)
             .map_err(|e| Error::config("reward", e.to_string()))?;
@@ -757,6 +836,45 @@ mod tests {
         assert!(!c.eval.with_feedback);
         let e = TrainConfig::parse(MINIMAL, &["method".into()]).unwrap_err();
         assert!(e.to_string().contains("key.path=value"), "{e}");
+    }
+
+    #[test]
+    fn remote_rollouts_are_checked_by_key() {
+        let with = |remote: &str| {
+            TrainConfig::parse(&format!("{MINIMAL}\n[rollout.remote]\n{remote}"), &[])
+        };
+        let ok = with("servers = [\"http://10.0.0.2:8000/v1\"]\ncorrection = \"mask\"").unwrap();
+        let remote = ok.rollout.remote.as_ref().unwrap();
+        assert_eq!(
+            remote.correction,
+            redraft_credit_assignment::SamplerCorrection::Mask
+        );
+        assert_eq!((remote.max_attempts, remote.correction_cap), (3, 2.0));
+        assert_eq!(TrainConfig::parse(&ok.to_toml().unwrap(), &[]).unwrap(), ok);
+        for (remote, key) in [
+            ("servers = []", "rollout.remote.servers"),
+            ("servers = [\"10.0.0.2:8000\"]", "rollout.remote.servers"),
+            (
+                "servers = [\"http://h/v1\"]\ntimeout_s = 0",
+                "rollout.remote.timeout_s",
+            ),
+            (
+                "servers = [\"http://h/v1\"]\nmax_attempts = 0",
+                "rollout.remote.max_attempts",
+            ),
+            (
+                "servers = [\"http://h/v1\"]\ncorrection_cap = -1",
+                "rollout.remote.correction_cap",
+            ),
+            (
+                "servers = [\"http://h/v1\"]\ncorrection = \"clip\"",
+                "correction",
+            ),
+            ("servers = [\"http://h/v1\"]\nserver = \"x\"", "server"),
+        ] {
+            let e = with(remote).unwrap_err().to_string();
+            assert!(e.contains(key), "{remote}: {e}");
+        }
     }
 
     #[test]

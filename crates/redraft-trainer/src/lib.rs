@@ -21,6 +21,7 @@
 //! * [`methods`] — one file per method: its strategy, credit assignment (rows), objective
 //!   and default feedback, configured by one `[method]` table;
 //! * [`rows`] — the training rows every method's credit assignment produces;
+//! * [`remote`] — rollouts on inference servers: weights synced before each step;
 //! * [`reward`] — the run's verifiers: `[[reward]]` components or a Rust verifier;
 //! * [`sft`] — supervised warm-start examples (solutions and feedback-conditioned revisions);
 //! * [`learner`] — the policy, AdamW, one clipped and guarded update;
@@ -42,6 +43,7 @@ pub mod learner;
 pub mod methods;
 pub mod metrics;
 pub mod problems;
+pub mod remote;
 pub mod report;
 pub mod reward;
 pub mod rows;

@@ -150,6 +150,10 @@ pub struct StepMetrics {
     /// (empty without `[[reward]]` tables).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reward: BTreeMap<String, f64>,
+    /// Sampling on inference servers (`[rollout.remote]`): the weight version, the servers,
+    /// retries and the learner/sampler log-prob gap with its correction (absent in process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<crate::remote::SamplerMetrics>,
 }
 
 /// What an RL step's metrics are computed from.
@@ -252,6 +256,7 @@ impl StepMetrics {
             update_s: f.update_s,
             step_s: f.step_s,
             reward: BTreeMap::new(),
+            sampler: None,
         }
     }
 

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use redraft_credit_assignment::{GapStats, SamplerCorrection};
 use redraft_objectives::RowKind;
 use redraft_rollout_engine::{Episode, Sequence};
 use redraft_tokenizer::{Conversation, Message, Tokenizer};
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One sequence for the objective.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +132,50 @@ impl TrainRows {
             );
         }
         self.stats.rows_cut += cut;
+    }
+
+    /// Moves the sampling log-probs of every row aside (`None` for rows that had none), so that
+    /// the trainer scores every row with its own pre-update policy: with a remote sampler the
+    /// servers' log-probs are not the learner's.
+    pub(crate) fn take_sampler_logprobs(&mut self) -> Vec<Option<Vec<f32>>> {
+        self.rows
+            .iter_mut()
+            .map(|r| r.old_logprobs.take())
+            .collect()
+    }
+
+    /// Weighs each trained token that was sampled (`sampler[row]` is `Some`) by the importance
+    /// weight `correction` gives its learner/sampler ratio (the learner's log-probs are the
+    /// rows' `old_logprobs`, filled by then), by scaling its advantage: every policy-gradient
+    /// term is linear in the advantage, so this is the weight TRL and verl put on the token's
+    /// policy loss; the KL and other terms are left unweighted.
+    ///
+    /// # Errors
+    /// A row without learner log-probs, or a length or value the correction refuses.
+    pub(crate) fn correct_sampler_gap(
+        &mut self,
+        sampler: &[Option<Vec<f32>>],
+        correction: SamplerCorrection,
+        cap: f64,
+    ) -> Result<GapStats> {
+        let mut stats = GapStats::default();
+        for (row, sampled) in self.rows.iter_mut().zip(sampler) {
+            let Some(sampled) = sampled else {
+                continue;
+            };
+            let learner = row.old_logprobs.as_deref().ok_or_else(|| {
+                Error::config(
+                    "rollout.remote",
+                    "a sampled row was not re-scored by the learner",
+                )
+            })?;
+            let (weights, gap) = correction.weights(learner, sampled, &row.mask, cap)?;
+            for (a, w) in row.advantages.iter_mut().zip(weights) {
+                *a *= w;
+            }
+            stats.merge(&gap);
+        }
+        Ok(stats)
     }
 
     /// Appends a row (counted by kind); returns its index.

@@ -44,6 +44,8 @@ pub mod files {
     pub const FINAL: &str = "final";
     /// The base with a LoRA run's adapters merged in (`redraft train --merge`).
     pub const MERGED: &str = "merged";
+    /// The weights synced to rollout servers (`[rollout.remote]` without a `sync_dir`).
+    pub const ROLLOUT_SYNC: &str = "rollout-sync";
 }
 
 /// A run folder.

@@ -32,6 +32,7 @@ use crate::methods::RowContext;
 use crate::methods::dapo::collect_groups_with_signal;
 use crate::metrics::{MetricsRecord, SftMetrics, StepFacts, StepMetrics, TranscriptRecord};
 use crate::problems::ProblemSource;
+use crate::remote::RolloutServers;
 use crate::rows::{Row, TrainRows};
 use crate::sft::sft_rows;
 
@@ -91,6 +92,8 @@ pub struct Trainer {
     templates: Templates,
     state: TrainState,
     rewards: crate::reward::Rewards,
+    /// The inference servers rollouts sample on (`[rollout.remote]`); `None`: in process.
+    remote: Option<RolloutServers>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -182,6 +185,14 @@ impl Trainer {
                 .with_base_dtype(config.model.dtype),
             None => model,
         };
+        let remote = match &config.rollout.remote {
+            Some(r) => Some(RolloutServers::new(
+                r,
+                run_dir.join(files::ROLLOUT_SYNC),
+                model.config().max_position_embeddings,
+            )?),
+            None => None,
+        };
         let pad = tokenizer.special_tokens().padding_id();
         let learner = Learner::new(model, &config.optimizer, device, infer_device, pad);
         let source = ProblemSource::new(&config.task, config.eval.problems)?;
@@ -199,6 +210,7 @@ impl Trainer {
             templates: Templates::with_overrides(&config.templates)?,
             state,
             rewards: crate::reward::Rewards::new(&config.reward)?,
+            remote,
             config,
         })
     }
@@ -449,15 +461,25 @@ impl Trainer {
         let step = self.state.step;
         let total = self.config.steps;
         let per_step = self.config.rollout.prompts_per_step;
-        // 1. Rollout with an inference copy of the policy.
-        // Every token sampled for the step (the strategy's turns and the reflections R^3L's
+        // 1. Rollout with an inference copy of the policy, in process or on servers synced to
+        // it. Every token sampled for the step (the strategy's turns and the reflections R^3L's
         // provider samples from the policy) goes through one meter.
         let policy = self.learner.sampler();
-        let meter = Arc::new(MeteredPolicy::new(LocalPolicy::for_tokenizer(
-            policy.clone(),
-            self.learner.infer_device().clone(),
-            self.tokenizer.as_ref(),
-        )));
+        let (sampler, version): (Arc<dyn Policy>, _) = match &mut self.remote {
+            Some(servers) => {
+                let version = servers.sync(self.learner.model(), step)?;
+                (servers.policy(), Some(version))
+            }
+            None => (
+                Arc::new(LocalPolicy::for_tokenizer(
+                    policy.clone(),
+                    self.learner.infer_device().clone(),
+                    self.tokenizer.as_ref(),
+                )),
+                None,
+            ),
+        };
+        let meter = Arc::new(MeteredPolicy::new(sampler));
         let provider = self.provider(meter.clone())?;
         let sampling = self.sampling();
         let mut ctx = RolloutContext::new(meter.as_ref(), self.tokenizer.as_ref(), sampling)
@@ -506,8 +528,18 @@ impl Trainer {
         rows.fit_context(policy.config().max_position_embeddings);
         rows.stats.sampling_tries = tries;
         rows.stats.groups_filtered += filtered;
-        // 3. Log-probs the objective needs besides the sampling ones.
+        // 3. Log-probs the objective needs besides the sampling ones: with servers, every row
+        // is re-scored by the learner and the gap to the servers' log-probs corrected.
+        let sampled = self.remote.as_ref().map(|_| rows.take_sampler_logprobs());
         self.fill_old_logprobs(&policy, &mut rows)?;
+        let sampler_metrics = match (&self.remote, sampled, version) {
+            (Some(servers), Some(sampled), Some(version)) => {
+                let c = &servers.config;
+                let gap = rows.correct_sampler_gap(&sampled, c.correction, c.correction_cap)?;
+                Some(servers.metrics(version, &gap))
+            }
+            _ => None,
+        };
         let lora_reference = self.learner.lora_reference();
         let reference = match lora_reference.as_ref().or(self.reference.as_ref()) {
             Some(r) if self.objective.needs_reference() => {
@@ -554,6 +586,7 @@ impl Trainer {
             feedback: stats.as_ref(),
         });
         metrics.reward = self.rewards.step_metrics(&batch);
+        metrics.sampler = sampler_metrics;
         self.run_dir
             .append_metrics(&MetricsRecord::Rl(Box::new(metrics.clone())))?;
         self.run_dir.append_transcripts(&TranscriptRecord::of_step(
