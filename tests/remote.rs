@@ -272,9 +272,18 @@ fn a_lora_run_loads_its_adapter_on_the_servers_every_step() {
     }
 }
 
-/// A server that syncs like any other (it answers weight updates and lists a model) but never
-/// answers a completion: it hangs mid-step.
-fn hanging_server() -> String {
+/// How a [`faulty_server`] fails its completions.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Never answers: it hangs mid-step.
+    Hang,
+    /// Closes the connection without an answer: it dies mid-request.
+    Crash,
+}
+
+/// A server that syncs like any other (it answers weight updates and lists a model) but fails
+/// every completion with `fault`.
+fn faulty_server(fault: Fault) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -299,7 +308,10 @@ fn hanging_server() -> String {
             } else if head.starts_with("GET /v1/models") {
                 r#"{"data": [{"id": "tiny"}]}"#
             } else {
-                held.push(stream); // a completion: never answered
+                match fault {
+                    Fault::Hang => held.push(stream),
+                    Fault::Crash => drop(stream),
+                }
                 continue;
             };
             let _ = write!(
@@ -344,14 +356,20 @@ impl Observer for KillAfter {
 }
 
 #[test]
-fn a_server_killed_or_hanging_mid_run_leaves_the_work_to_the_others() {
+fn servers_killed_hanging_or_crashing_mid_run_leave_the_work_to_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let local = run(config("grpo", &model, &[], ""), &dir.path().join("local"));
 
     let a = Server::start(&model, &[]);
     let b = Server::start(&model, &[]);
-    let mut cfg = config("grpo", &model, &[a.url(), b.url(), hanging_server()], "");
+    let servers = [
+        a.url(),
+        b.url(),
+        faulty_server(Fault::Hang),
+        faulty_server(Fault::Crash),
+    ];
+    let mut cfg = config("grpo", &model, &servers, "");
     cfg.rollout.remote.as_mut().unwrap().timeout_s = 2.0;
     let run_dir = dir.path().join("remote");
     let mut trainer = Trainer::new(cfg, &run_dir).unwrap();
@@ -365,8 +383,8 @@ fn a_server_killed_or_hanging_mid_run_leaves_the_work_to_the_others() {
     let steps = rl_metrics(&run_dir);
     for m in &steps {
         let s = m.sampler.as_ref().unwrap();
-        // The hanging server synced every step, took requests, timed out, and they were
-        // retried on the others.
+        // The faulty servers synced every step and took requests, which hung (timing out) or
+        // lost their connection, and were retried on the others.
         assert!(s.retries > 0, "step {}: no retry", m.step);
         // b was killed after step 1: its next sync failed and it was not used again.
         let expected = if m.step == 1 { 2 } else { 1 };
