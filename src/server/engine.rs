@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use redraft::model::CausalLm;
 use redraft::model::burn::tensor::Device;
 use redraft::rollout::{Control, FinishReason, RowRequest, Sampled, generate_rows_with};
-use redraft::tokenizer::{IncrementalDecoder, Tokenizer};
+use redraft::tokenizer::{StopText, Tokenizer};
 
 /// What request threads ask of the engine.
 pub(crate) enum Message {
@@ -79,80 +79,6 @@ pub(crate) struct Token {
     pub(crate) text: String,
     /// Why the choice ends with this token, when it does.
     pub(crate) finish: Option<FinishReason>,
-}
-
-/// The text of one choice, decoded token by token (never by decoding the whole completion
-/// again), cut before the first stop string.
-pub(crate) struct ChoiceText {
-    decoder: IncrementalDecoder<Arc<dyn Tokenizer>>,
-    stop: Vec<String>,
-    /// Decoded text not sent yet: it may be the start of a stop string.
-    held: String,
-}
-
-impl ChoiceText {
-    /// The text of a choice decoded with `tokenizer` (special tokens left out), cut at `stop`.
-    pub(crate) fn new(tokenizer: Arc<dyn Tokenizer>, stop: Vec<String>) -> Self {
-        Self {
-            decoder: IncrementalDecoder::new(tokenizer, true),
-            stop,
-            held: String::new(),
-        }
-    }
-
-    /// Adds token `id` (the choice's last when `last`); returns the text that can be sent now
-    /// and whether a stop string has ended the choice (the text stops before it).
-    pub(crate) fn push(&mut self, id: u32, last: bool) -> (String, bool) {
-        match self.decoder.push(id) {
-            Ok(text) => self.held.push_str(&text),
-            Err(error) => tracing::warn!(%error, id, "a sampled token does not decode"),
-        }
-        if !last && let Some(cut) = self.first_stop() {
-            return (self.take(cut), true);
-        }
-        if last {
-            match self.decoder.finish() {
-                Ok(rest) => self.held.push_str(&rest),
-                Err(error) => tracing::warn!(%error, "the last tokens do not decode"),
-            }
-            let (cut, hit) = self
-                .first_stop()
-                .map_or((self.held.len(), false), |cut| (cut, true));
-            return (self.take(cut), hit);
-        }
-        // Hold back the longest end of the text that begins a stop string.
-        let keep = self
-            .stop
-            .iter()
-            .flat_map(|s| {
-                (1..s.len())
-                    .filter(move |&k| s.is_char_boundary(k))
-                    .map(move |k| &s[..k])
-            })
-            .filter(|prefix| self.held.ends_with(prefix))
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
-        let ready = self.held.len() - keep;
-        let text = self.held[..ready].to_string();
-        self.held.drain(..ready);
-        (text, false)
-    }
-
-    /// Where the first stop string starts in the held text.
-    fn first_stop(&self) -> Option<usize> {
-        self.stop
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
-    }
-
-    /// The held text before `cut`; the rest is dropped.
-    fn take(&mut self, cut: usize) -> String {
-        let text = self.held[..cut].to_string();
-        self.held.clear();
-        text
-    }
 }
 
 /// The served models.
@@ -321,7 +247,7 @@ fn run_batch(
         for i in 0..job.rows.len() {
             owner.push(j);
             choice.push(i);
-            texts.push(ChoiceText::new(Arc::clone(tokenizer), job.stop.clone()));
+            texts.push(StopText::new(Arc::clone(tokenizer), job.stop.clone()));
         }
     }
     let all_rows: Vec<RowRequest> = batch
@@ -357,46 +283,4 @@ fn run_batch(
     generate_rows_with(model, all_rows, pad_id, device, &mut observer)
         .map(|_| ())
         .map_err(|error| error.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use redraft::tokenizer::ByteTokenizer;
-
-    /// The pieces `ChoiceText` sends for `text` pushed byte by byte, and whether it stopped.
-    fn pieces(text: &str, stop: &[&str]) -> (Vec<String>, bool) {
-        let tokenizer: Arc<dyn Tokenizer> = Arc::new(ByteTokenizer::default());
-        let mut choice = ChoiceText::new(tokenizer, stop.iter().map(|s| s.to_string()).collect());
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        for (i, &b) in bytes.iter().enumerate() {
-            let (piece, hit) = choice.push(u32::from(b), i + 1 == bytes.len());
-            out.push(piece);
-            if hit {
-                return (out, true);
-            }
-        }
-        (out, false)
-    }
-
-    #[test]
-    fn stop_strings_are_cut_and_never_sent_even_in_part() {
-        let (sent, hit) = pieces("abcSTxSTOPdef", &["STOP"]);
-        assert!(hit);
-        assert_eq!(sent.concat(), "abcSTx");
-        // "ST" is held back until it turns out not to start "STOP".
-        assert_eq!(sent[3..6], ["", "", "STx"]);
-        let (sent, hit) = pieces("héllo wörld", &["ö", "zz"]);
-        assert!(hit);
-        assert_eq!(sent.concat(), "héllo w");
-        // A character split over tokens is sent whole, with its last byte.
-        let (sent, hit) = pieces("h€", &[]);
-        assert!(!hit);
-        assert_eq!(sent, ["h", "", "", "€"]);
-        // The last token flushes what is held back.
-        let (sent, hit) = pieces("abST", &["STOP"]);
-        assert!(!hit);
-        assert_eq!(sent.concat(), "abST");
-    }
 }

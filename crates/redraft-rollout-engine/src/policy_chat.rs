@@ -1,12 +1,13 @@
 //! The local policy as a [`ChatModel`], so that feedback providers (R^3L's self-reflection) can
 //! ask the policy itself.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use redraft_feedback_protocol::{ChatModel, ChatRequest, ChatResponse, Usage};
-use redraft_tokenizer::{Conversation, Tokenizer};
+use redraft_tokenizer::{Conversation, StopText, Tokenizer};
 
 use crate::policy::Policy;
 use crate::sampling::{FinishReason, RowRequest, SamplingParams, row_rng};
@@ -85,16 +86,51 @@ fn model_error(e: impl std::fmt::Display) -> redraft_feedback_protocol::Error {
     redraft_feedback_protocol::Error::Model(e.to_string())
 }
 
-/// The text before the first occurrence of any of `stops`, and whether one occurred.
-fn cut_at_stop(text: &str, stops: &[String]) -> (String, bool) {
-    let at = stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min();
-    match at {
-        Some(i) => (text[..i].to_owned(), true),
-        None => (text.to_owned(), false),
+/// The answer text of one row, built token by token as the policy samples it (each token
+/// decoded once, never the whole answer again), cut at the request's first stop string.
+struct Answer<'a> {
+    text: StopText<&'a dyn Tokenizer>,
+    /// Tokens seen so far.
+    seen: usize,
+    /// The text given out so far.
+    out: String,
+    /// A stop string has ended the answer.
+    stopped: bool,
+}
+
+impl<'a> Answer<'a> {
+    fn new(tokenizer: &'a dyn Tokenizer, stop: &[String]) -> Self {
+        Self {
+            text: StopText::new(tokenizer, stop.to_vec()),
+            seen: 0,
+            out: String::new(),
+            stopped: false,
+        }
+    }
+
+    /// Takes the row's tokens so far (the new ones are decoded); whether a stop string has
+    /// ended it.
+    fn see(&mut self, tokens: &[u32]) -> bool {
+        for &id in &tokens[self.seen.min(tokens.len())..] {
+            if self.stopped {
+                break;
+            }
+            let (piece, hit) = self.text.push(id, false);
+            self.out.push_str(&piece);
+            self.stopped = hit;
+        }
+        self.seen = tokens.len();
+        self.stopped
+    }
+
+    /// The whole answer, and whether a stop string cut it.
+    fn finish(mut self) -> (String, bool) {
+        if !self.stopped {
+            let (rest, hit) = self.text.finish();
+            self.out.push_str(&rest);
+            self.stopped = hit;
+        }
+        (self.out, self.stopped)
     }
 }
 
@@ -139,41 +175,37 @@ impl ChatModel for PolicyChat {
         }
         if !rows.is_empty() {
             let prompt_lens: Vec<usize> = rows.iter().map(|r| r.prompt.len()).collect();
-            let stop = |row: usize, tokens: &[u32]| -> bool {
-                let stops = &requests[owners[row]].stop;
-                !stops.is_empty()
-                    && tok
-                        .decode(tokens, true)
-                        .map(|t| {
-                            stops
-                                .iter()
-                                .any(|s| !s.is_empty() && t.contains(s.as_str()))
-                        })
-                        .unwrap_or(false)
-            };
+            let answers: Vec<RefCell<Answer<'_>>> = owners
+                .iter()
+                .map(|&i| RefCell::new(Answer::new(tok, &requests[i].stop)))
+                .collect();
+            let stop = |row: usize, tokens: &[u32]| answers[row].borrow_mut().see(tokens);
             match self.policy.generate(rows, &stop) {
                 Ok(completions) => {
-                    for ((c, &i), plen) in completions.into_iter().zip(&owners).zip(prompt_lens) {
-                        out[i] = Some(tok.decode(&c.tokens, true).map_err(model_error).map(
-                            |text| {
-                                let (text, cut) = cut_at_stop(&text, &requests[i].stop);
-                                let reason = if cut || c.finish_reason == FinishReason::Stop {
-                                    "stop"
-                                } else {
-                                    "length"
-                                };
-                                ChatResponse {
-                                    text,
-                                    finish_reason: Some(reason.into()),
-                                    model: Some(self.name.clone()),
-                                    usage: Some(Usage {
-                                        prompt_tokens: plen as u64,
-                                        completion_tokens: c.tokens.len() as u64,
-                                    }),
-                                    latency: start.elapsed(),
-                                }
-                            },
-                        ));
+                    for (((c, &i), plen), answer) in completions
+                        .into_iter()
+                        .zip(&owners)
+                        .zip(prompt_lens)
+                        .zip(answers)
+                    {
+                        let mut answer = answer.into_inner();
+                        answer.see(&c.tokens);
+                        let (text, cut) = answer.finish();
+                        let reason = if cut || c.finish_reason == FinishReason::Stop {
+                            "stop"
+                        } else {
+                            "length"
+                        };
+                        out[i] = Some(Ok(ChatResponse {
+                            text,
+                            finish_reason: Some(reason.into()),
+                            model: Some(self.name.clone()),
+                            usage: Some(Usage {
+                                prompt_tokens: plen as u64,
+                                completion_tokens: c.tokens.len() as u64,
+                            }),
+                            latency: start.elapsed(),
+                        }));
                     }
                 }
                 Err(e) => {

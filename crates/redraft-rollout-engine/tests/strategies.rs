@@ -835,3 +835,92 @@ fn r3l_retries_only_what_failed() {
     assert!(!retried.is_empty());
     assert!(retried.iter().all(|p| *p == 1), "{retried:?}");
 }
+
+/// A byte tokenizer that counts the ids it is asked to decode.
+#[derive(Debug, Default)]
+struct CountingDecodes {
+    inner: ByteTokenizer,
+    decoded: AtomicUsize,
+}
+
+impl Tokenizer for CountingDecodes {
+    fn encode(&self, text: &str) -> redraft_tokenizer::Result<Vec<u32>> {
+        self.inner.encode(text)
+    }
+    fn decode(&self, ids: &[u32], skip_special: bool) -> redraft_tokenizer::Result<String> {
+        self.decoded.fetch_add(ids.len(), Ordering::Relaxed);
+        self.inner.decode(ids, skip_special)
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        self.inner.token_bytes(id)
+    }
+    fn special_tokens(&self) -> &redraft_tokenizer::SpecialTokens {
+        self.inner.special_tokens()
+    }
+    fn chat_template(&self) -> Option<&redraft_tokenizer::ChatTemplate> {
+        self.inner.chat_template()
+    }
+}
+
+#[test]
+fn policy_chat_checks_stop_strings_without_decoding_the_answer_again_per_token() {
+    let model = CausalLm::init(&config(), 11, &device()).unwrap();
+    let tok = Arc::new(CountingDecodes::default());
+    let params = SamplingParams {
+        max_new_tokens: 120,
+        ..params()
+    };
+    let chat = PolicyChat::new(Arc::new(local(&model)), tok.clone(), params);
+    // A stop string the random model never writes: every token is checked against it.
+    let request =
+        ChatRequest::new(vec![Message::user("hi")]).stop(vec!["\u{7f}\u{7f}\u{7f}".into()]);
+    let before = tok.decoded.load(Ordering::Relaxed);
+    let answer = chat.complete(&[request]).remove(0).unwrap();
+    let n = answer.usage.unwrap().completion_tokens as usize;
+    assert!(n >= 20, "the check needs a long answer; got {n} tokens");
+    let decoded = tok.decoded.load(Ordering::Relaxed) - before;
+    // Decoding the whole answer after each token costs n(n+1)/2 ids; incrementally, a few ids
+    // per token and the answer once at the end.
+    assert!(
+        decoded <= 8 * n,
+        "{decoded} ids decoded for an answer of {n} tokens"
+    );
+}
+
+#[test]
+fn policy_chat_cuts_its_answer_at_the_first_stop_string() {
+    // The model answers `\boxed{2}` after the generation prompt's `\n`.
+    let model = bigram_model(&[(b'\n', "\\boxed{2}")]);
+    let chat = PolicyChat::new(
+        Arc::new(local(&model)),
+        Arc::new(ByteTokenizer::new()),
+        params(),
+    );
+    let ask = |stop: &[&str]| {
+        let request = ChatRequest::new(vec![Message::user("2?")])
+            .stop(stop.iter().map(|s| s.to_string()).collect());
+        chat.complete(&[request]).remove(0).unwrap()
+    };
+    let whole = ask(&[]);
+    assert_eq!(whole.text, "\\boxed{2}");
+    let cut = ask(&["{2", "}"]);
+    assert_eq!(
+        cut.text, "\\boxed",
+        "cut before the first stop string, which is not kept"
+    );
+    assert_eq!(cut.finish_reason.as_deref(), Some("stop"));
+    // Sampling ended at the token that completed the stop string.
+    assert_eq!(
+        cut.usage.unwrap().completion_tokens,
+        "\\boxed{2".len() as u64
+    );
+}

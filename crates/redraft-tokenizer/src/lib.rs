@@ -7,7 +7,8 @@
 //! - [`load_tokenizer`]: the tokenizer of a model directory (`tokenizer.json`, else
 //!   `byte_tokenizer.json`); [`TokenizerConfig`] names one in a configuration file.
 //! - [`ChatTemplate`]: Jinja chat templates rendered under the `transformers` conventions.
-//! - [`IncrementalDecoder`]: streaming text out of ids sampled one at a time.
+//! - [`IncrementalDecoder`]: streaming text out of ids sampled one at a time; [`StopText`]:
+//!   that text cut at its first stop string, checked token by token.
 //! - [`Conversation`]: the ids of a multi-turn conversation, appended to without
 //!   re-tokenizing, with spans that say which ids the policy sampled (the trainable ones).
 //!
@@ -40,6 +41,7 @@ mod error;
 mod gguf;
 mod hf;
 mod incremental;
+mod stop;
 mod strftime;
 mod tokenizer;
 
@@ -59,6 +61,7 @@ pub use hf::{
     HfTokenizerConfig,
 };
 pub use incremental::IncrementalDecoder;
+pub use stop::StopText;
 pub use tokenizer::{SpecialTokens, Tokenizer};
 
 /// Loads the tokenizer of a model directory, or of a `.gguf` file (built from its metadata):
