@@ -137,8 +137,15 @@ impl Observer for Progress {
     }
 
     fn rl_step(&mut self, step: u64, total: u64, m: &StepMetrics) {
+        // Sampling on servers: how many held the step's weights, and the log-prob gap.
+        let servers = m.sampler.as_ref().map_or(String::new(), |s| {
+            format!(
+                " servers {}/{} gap {:.1e} retries {}",
+                s.servers_ready, s.servers, s.logprob_gap_max, s.retries
+            )
+        });
         eprintln!(
-            "{} reward {:.3} pass {:.3} loss {:+.4} grad {:.2} tokens {} ({:.0}/s) {:.1}s/step",
+            "{} reward {:.3} pass {:.3} loss {:+.4} grad {:.2} tokens {} ({:.0}/s) {:.1}s/step{servers}",
             self.bar("rl", step, total),
             m.reward_mean,
             m.pass_rate,
