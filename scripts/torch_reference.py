@@ -31,6 +31,10 @@ MODELS = {
                  num_key_value_heads=4, intermediate_size=512, max_position_embeddings=256),
     "big": dict(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
                 num_key_value_heads=8, intermediate_size=2048, max_position_embeddings=256),
+    # Qwen2.5-0.5B's layer shapes (grouped-query attention, 14 query heads over 2 key/value
+    # heads), four layers and the big vocabulary.
+    "gqa": dict(vocab_size=32000, hidden_size=896, num_hidden_layers=4, num_attention_heads=14,
+                num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=256),
 }
 COMMON_MODEL = dict(hidden_act="silu", rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
                     attention_bias=False, mlp_bias=False, initializer_range=0.02, dtype="float32",
@@ -38,17 +42,19 @@ COMMON_MODEL = dict(hidden_act="silu", rms_norm_eps=1e-6, rope_theta=10000.0, ti
 TRAIN = {
     "tiny": dict(batch=16, seq=128, prompt_len=32, warmup=3, iters=10),
     "big": dict(batch=8, seq=256, prompt_len=64, warmup=3, iters=10),
+    "gqa": dict(batch=8, seq=256, prompt_len=64, warmup=3, iters=10),
 }
 GEN = {
     "tiny": dict(batch=16, prompt_len=32, new_tokens=64, warmup=1, iters=5),
     "big": dict(batch=8, prompt_len=64, new_tokens=128, warmup=1, iters=5),
+    "gqa": dict(batch=8, prompt_len=64, new_tokens=128, warmup=1, iters=5),
 }
 ADAMW = dict(lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 SEED = 1234
 
 WORKLOAD_TEXT = {
     "model": "transformers LlamaForCausalLM, random init (Linear and Embedding weights ~ N(0, initializer_range=0.02), RMSNorm weights = 1), "
-             "fp32, SwiGLU MLP, RoPE theta 1e4, no biases, untied lm_head, num_key_value_heads == num_attention_heads",
+             "fp32, SwiGLU MLP, RoPE theta 1e4, no biases, untied lm_head, num_key_value_heads == num_attention_heads (tiny, big) or 2 of 14 (gqa)",
     "train_step": (
         "input_ids ~ Uniform{0..V-1}, shape [B, T] (fresh random batch per step, generated before timing). "
         "logits = model(input_ids).logits  [B, T, V] (fp32). "
@@ -71,7 +77,7 @@ WORKLOAD_TEXT = {
 
 FLOP_TEXT = {
     "notation": "d=hidden, L=layers, F=intermediate, V=vocab, B=batch, T=train seq, P=prompt len, N=new tokens",
-    "matmul_params_per_layer": "Pl = 4*d*d + 3*d*F   (q,k,v,o + gate,up,down)",
+    "matmul_params_per_layer": "Pl = 2*d*d + 2*d*kv + 3*d*F   (q,o + k,v of width kv = d*kv_heads/heads + gate,up,down)",
     "matmul_params": "Pm = L*Pl + d*V   (includes lm_head; excludes embedding lookup and RMSNorm weights)",
     "attn_fwd_per_token": "4*d*ctx per layer (QK^T: 2*d*ctx, AV: 2*d*ctx), ctx = number of keys attended (causal: query i attends i keys)",
     "forward_seq": "fwd(B,T) = B*(2*Pm*T + L*4*d*T*(T+1)/2)",
@@ -85,7 +91,8 @@ FLOP_TEXT = {
 
 def flops(cfg, tr, gn, n_params):
     d, L, F, V = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["vocab_size"]
-    Pl = 4 * d * d + 3 * d * F
+    kv = d * cfg["num_key_value_heads"] // cfg["num_attention_heads"]
+    Pl = 2 * d * d + 2 * d * kv + 3 * d * F
     Pm = L * Pl + d * V
     B, T = tr["batch"], tr["seq"]
     fwd = B * (2 * Pm * T + L * 4 * d * T * (T + 1) // 2)

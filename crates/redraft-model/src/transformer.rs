@@ -205,26 +205,26 @@ impl Attention {
             None => (k, v),
         };
         let keys = k.dims()[2];
-        // Grouped-query attention: query head i reads key/value head i / (heads / kv_heads).
-        let (k, v) = if kv == h {
-            (k, v)
+        // Grouped-query attention without copying keys and values per query head: the `rep`
+        // query heads that share key/value head j (heads j·rep .. (j+1)·rep) are stacked along
+        // the query axis and multiplied with that head's keys and values once.
+        let rep = h / kv;
+        let q = if rep == 1 {
+            q
         } else {
-            let rep = h / kv;
-            let expand = |x: Tensor<4>| {
-                x.unsqueeze_dim::<5>(2)
-                    .expand([b, kv, rep, keys, hd])
-                    .reshape([b, h, keys, hd])
-            };
-            (expand(k), expand(v))
+            q.reshape([b, kv, rep * t, hd])
         };
         let scores = q
             .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, h, t, keys]
+            .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, kv, rep·t, keys]
         let scores = match mask {
-            Some(mask) => scores.mask_fill(mask.clone(), MASKED),
+            Some(mask) => scores
+                .reshape([b, h, t, keys])
+                .mask_fill(mask.clone(), MASKED)
+                .reshape([b, kv, rep * t, keys]),
             None => scores,
         };
-        let context = softmax(scores, 3).matmul(v); // [b, h, t, hd]
+        let context = softmax(scores, 3).matmul(v).reshape([b, h, t, hd]);
         self.o_proj
             .forward(context.swap_dims(1, 2).reshape([b, t, h * hd]))
     }

@@ -30,7 +30,7 @@ pub(crate) struct Args {
     /// The suite to run.
     #[arg(value_enum, default_value = "model")]
     suite: Suite,
-    /// Model sizes (tiny, big), comma-separated.
+    /// Model sizes (tiny, big, gqa), comma-separated.
     #[arg(long, default_value = "tiny,big", value_delimiter = ',')]
     sizes: Vec<String>,
     /// Skip the PyTorch reference even when Python has torch and transformers.
@@ -103,7 +103,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for size in &args.sizes {
         let workload = model::Workload::named(size)
-            .with_context(|| format!("unknown size `{size}` (tiny, big)"))?;
+            .with_context(|| format!("unknown size `{size}` (tiny, big, gqa)"))?;
         eprintln!("[{size}] train step ...");
         let mut train = model::bench_train(&workload)?;
         eprintln!("[{size}] sampling ...");

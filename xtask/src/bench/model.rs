@@ -1,5 +1,6 @@
 //! The reference workloads, as scripts/torch_reference.py defines them: a random-init
-//! Llama (SwiGLU, RoPE 1e4, untied head, f32), an RL train step and KV-cache sampling.
+//! Llama (SwiGLU, RoPE 1e4, untied head, f32; `gqa` with grouped-query attention), an RL train
+//! step and KV-cache sampling.
 
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ pub(crate) struct Workload {
     hidden: usize,
     layers: usize,
     heads: usize,
+    kv_heads: usize,
     intermediate: usize,
     /// Train: batch, sequence, prompt length (the loss covers targets from the prompt on).
     train: (usize, usize, usize),
@@ -40,6 +42,7 @@ impl Workload {
                 hidden: 128,
                 layers: 4,
                 heads: 4,
+                kv_heads: 4,
                 intermediate: 512,
                 train: (16, 128, 32),
                 generate: (16, 32, 64),
@@ -52,7 +55,23 @@ impl Workload {
                 hidden: 512,
                 layers: 8,
                 heads: 8,
+                kv_heads: 8,
                 intermediate: 2048,
+                train: (8, 256, 64),
+                generate: (8, 64, 128),
+                warmup: 3,
+                iters: 10,
+            }),
+            // Qwen2.5-0.5B's layer shapes: grouped-query attention, 14 query heads over 2
+            // key/value heads; four layers and the big vocabulary.
+            "gqa" => Some(Self {
+                name: "gqa",
+                vocab: 32000,
+                hidden: 896,
+                layers: 4,
+                heads: 14,
+                kv_heads: 2,
+                intermediate: 4864,
                 train: (8, 256, 64),
                 generate: (8, 64, 128),
                 warmup: 3,
@@ -67,7 +86,7 @@ impl Workload {
         let json = serde_json::json!({
             "model_type": "llama", "vocab_size": self.vocab, "hidden_size": self.hidden,
             "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
-            "num_key_value_heads": self.heads, "intermediate_size": self.intermediate,
+            "num_key_value_heads": self.kv_heads, "intermediate_size": self.intermediate,
             "max_position_embeddings": 256, "hidden_act": "silu", "rms_norm_eps": 1e-6,
             "rope_theta": 10000.0, "tie_word_embeddings": false, "initializer_range": 0.02,
         });
@@ -82,7 +101,8 @@ impl Workload {
             self.layers as f64,
             self.vocab as f64,
         );
-        let per_layer = 4.0 * d * d + 3.0 * d * f;
+        let kv = d * self.kv_heads as f64 / self.heads as f64;
+        let per_layer = 2.0 * d * d + 2.0 * d * kv + 3.0 * d * f;
         (per_layer, l * per_layer + d * v)
     }
 
