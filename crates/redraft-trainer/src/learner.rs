@@ -34,6 +34,9 @@ pub(crate) struct UpdateOutcome {
     pub(crate) grad_norm: f64,
     /// Why the update was skipped, if it was.
     pub(crate) skipped: Option<&'static str>,
+    /// Positions the update's forward passes ran, padding included (rows read from a longer
+    /// row's pass cost none; see [`prefix_hosts`]).
+    pub(crate) forwarded_tokens: usize,
 }
 
 /// The policy being trained and its optimiser.
@@ -152,7 +155,9 @@ impl Learner {
 
     /// Per-target log-probs of `rows` under `model` (an inference copy: the policy before an
     /// update, or the reference model) at `temperature` (see [`inverse_temperature`]), each
-    /// `ids.len() - 1` long. The head runs in chunks of positions
+    /// `ids.len() - 1` long. A row whose ids begin a longer row (or repeat one) reads that
+    /// row's pass ([`prefix_hosts`]); the others run in length buckets of at most
+    /// `SCORE_CHUNK` rows. The head runs in chunks of positions
     /// ([`CausalLm::next_token_stats`]): no `[rows, time, vocab]` tensor.
     pub(crate) fn score(
         &self,
@@ -160,16 +165,27 @@ impl Learner {
         rows: &[&Row],
         temperature: f32,
     ) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(SCORE_CHUNK) {
-            let (tokens, padded) = self.pad_rows(model, chunk, &self.infer_device)?;
-            let lp = read(model.next_token_stats(tokens, temperature, false)?.0)?;
-            for (i, r) in chunk.iter().enumerate() {
-                let start = i * padded.time;
-                out.push(lp[start..start + r.ids.len() - 1].to_vec());
+        let hosts = prefix_hosts(rows);
+        let mut scored: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+        for bucket in host_buckets(rows, &hosts) {
+            for chunk in bucket.chunks(SCORE_CHUNK) {
+                let chunk_rows: Vec<&Row> = chunk.iter().map(|&i| rows[i]).collect();
+                let (tokens, padded) = self.pad_rows(model, &chunk_rows, &self.infer_device)?;
+                let lp = read(model.next_token_stats(tokens, temperature, false)?.0)?;
+                for (k, &i) in chunk.iter().enumerate() {
+                    let start = k * padded.time;
+                    scored[i] = Some(lp[start..start + rows[i].ids.len() - 1].to_vec());
+                }
             }
         }
-        Ok(out)
+        Ok(rows
+            .iter()
+            .zip(&hosts)
+            .map(|(r, &h)| {
+                let host = scored[h].as_ref().expect("every host is scored");
+                host[..r.ids.len() - 1].to_vec()
+            })
+            .collect())
     }
 
     /// One optimiser update on `rows`: `loss` maps the policy's `[batch, time]` log-probs (and
@@ -184,7 +200,10 @@ impl Learner {
     /// longest row, and their log-probs are laid back out as one right-padded batch in the
     /// original order: `loss` sees exactly what one padded forward pass would give (padding
     /// positions are zero), while a batch mixing short first attempts with long feedback turns
-    /// no longer pays attention over the longest row for every row.
+    /// no longer pays attention over the longest row for every row. A row whose ids begin a
+    /// longer row or repeat one (a first turn inside its conversation, a group's identical
+    /// samples) is not forwarded: it reads its host's log-probs ([`prefix_hosts`]), and its
+    /// gradient flows back through the host's pass.
     ///
     /// The loss is differentiated with respect to the log-probs and entropies alone (leaves
     /// here), and [`TrainPass::backward`] carries those gradients through the model: the head
@@ -202,8 +221,8 @@ impl Learner {
     where
         F: FnOnce(&Padded, Tensor<2>, Option<Tensor<2>>) -> Result<LossOutput>,
     {
-        let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
-        let buckets = length_buckets(&lens);
+        let hosts = prefix_hosts(rows);
+        let buckets = host_buckets(rows, &hosts);
         if buckets.is_empty() {
             return Err(redraft_model::Error::InvalidInput(
                 "an update needs at least one row".into(),
@@ -211,9 +230,9 @@ impl Learner {
             .into());
         }
         let model = self.model.take().expect("model present between updates");
-        let forward = self.forward(&model, rows, &buckets, temperature, with_entropy);
+        let forward = self.forward(&model, rows, &hosts, &buckets, temperature, with_entropy);
         let result = forward.and_then(|f| {
-            let (loss, metrics) = loss(&f.padded, f.logprobs.clone(), f.entropy.clone())?;
+            let (loss, metrics) = loss(&f.padded, f.row_logprobs.clone(), f.row_entropy.clone())?;
             Ok((f, loss, metrics))
         });
         let (forward, loss, metrics) = match result {
@@ -223,6 +242,7 @@ impl Learner {
                 return Err(e);
             }
         };
+        let forwarded_tokens = forward.tokens;
         let value = metrics.get("loss").copied().unwrap_or(f64::NAN);
         if !value.is_finite() {
             self.model = Some(model);
@@ -230,6 +250,7 @@ impl Learner {
                 metrics,
                 grad_norm: f64::NAN,
                 skipped: Some("non-finite loss"),
+                forwarded_tokens,
             });
         }
         let mut grads = forward.backward(&model, loss, &self.infer_device);
@@ -240,6 +261,7 @@ impl Learner {
                 metrics,
                 grad_norm: norm,
                 skipped: Some("non-finite gradient"),
+                forwarded_tokens,
             });
         }
         if grad_clip > 0.0 && norm > grad_clip {
@@ -254,29 +276,33 @@ impl Learner {
             metrics,
             grad_norm: norm,
             skipped: None,
+            forwarded_tokens,
         })
     }
 
-    /// The forward half of [`Self::update`]: a training pass per bucket, and the log-probs (and
-    /// entropies) laid out in the rows' order as leaves on the autodiff device.
+    /// The forward half of [`Self::update`]: a training pass per bucket of host rows, their
+    /// log-probs (and entropies) as leaves on the autodiff device, and every row's view of its
+    /// host's values in the rows' order.
     fn forward(
         &self,
         model: &CausalLm,
         rows: &[&Row],
+        hosts: &[usize],
         buckets: &[Vec<usize>],
         temperature: f32,
         with_entropy: bool,
     ) -> Result<Forward> {
         let mut passes = Vec::with_capacity(buckets.len());
         let (mut lps, mut ents) = (Vec::new(), Vec::new());
-        let mut time = 0;
+        let (mut time, mut tokens_forwarded) = (0, 0);
         for b in buckets {
             let chunk: Vec<&Row> = b.iter().map(|&i| rows[i]).collect();
             let (tokens, layout) = self.pad_rows(model, &chunk, &self.device)?;
             time = time.max(layout.time);
+            tokens_forwarded += layout.batch * (layout.time + 1);
             let (pass, lp, ent) =
                 TrainPass::new(model, tokens, temperature, with_entropy, self.checkpoint)?;
-            passes.push((pass, layout.time, ids_tensor(b, &self.infer_device)));
+            passes.push((pass, layout.time, b.len()));
             lps.push(lp);
             ents.extend(ent);
         }
@@ -289,27 +315,37 @@ impl Learner {
                 Tensor::cat(vec![t, zeros], 1)
             }
         };
-        // Bucket order → original order.
+        // Each row reads its host's values (in bucket order), cut to its own length.
         let mut position = vec![0usize; rows.len()];
         for (k, &i) in buckets.iter().flatten().enumerate() {
             position[i] = k;
         }
-        let order = ids_tensor(&position, &self.infer_device);
+        let source: Vec<usize> = hosts.iter().map(|&h| position[h]).collect();
+        let source = ids_tensor(&source, &self.device);
+        let mut within = Vec::with_capacity(rows.len() * time);
+        for r in rows {
+            let n = r.ids.len() - 1;
+            within.extend((0..time).map(|t| if t < n { 1.0 } else { 0.0 }));
+        }
+        let within = upload(within, [rows.len(), time], &self.device);
         let leaf = |parts: Vec<Tensor<2>>| {
             let parts = parts.into_iter().map(widen).collect();
-            Tensor::cat(parts, 0)
-                .select(0, order.clone())
-                .autodiff()
-                .require_grad()
+            Tensor::cat(parts, 0).autodiff().require_grad()
         };
+        let view = |leaf: &Tensor<2>| leaf.clone().select(0, source.clone()) * within.clone();
+        let logprobs = leaf(lps);
+        let entropy = with_entropy.then(|| leaf(ents));
         Ok(Forward {
             padded: Padded {
                 batch: rows.len(),
                 time,
             },
-            logprobs: leaf(lps),
-            entropy: with_entropy.then(|| leaf(ents)),
+            row_logprobs: view(&logprobs),
+            row_entropy: entropy.as_ref().map(view),
+            logprobs,
+            entropy,
             passes,
+            tokens: tokens_forwarded,
         })
     }
 }
@@ -319,17 +355,24 @@ pub(crate) type LossOutput = (Tensor<1>, BTreeMap<String, f64>);
 
 /// The forward half of an update, kept for its backward.
 struct Forward {
+    /// The rows' layout.
     padded: Padded,
-    /// `[batch, time]` leaves the loss is computed from.
+    /// `[hosts, time]` leaves (bucket order) the rows' values are read from.
     logprobs: Tensor<2>,
     entropy: Option<Tensor<2>>,
-    /// Each bucket's pass, its width (targets per row) and its rows' indices.
-    passes: Vec<(TrainPass, usize, Tensor<1, Int>)>,
+    /// `[batch, time]`: what the loss is computed from, tracked back to the leaves.
+    row_logprobs: Tensor<2>,
+    row_entropy: Option<Tensor<2>>,
+    /// Each bucket's pass, its width (targets per row) and its number of rows.
+    passes: Vec<(TrainPass, usize, usize)>,
+    /// Positions forwarded, padding included.
+    tokens: usize,
 }
 
 impl Forward {
-    /// The gradients of `model`'s parameters for `loss`: `∂loss/∂log-probs` (and entropies),
-    /// then through each bucket's pass.
+    /// The gradients of `model`'s parameters for `loss`: `∂loss/∂log-probs` (and entropies)
+    /// at the hosts (a host sums its own and the rows it carries), then through each bucket's
+    /// pass.
     fn backward(self, model: &CausalLm, loss: Tensor<1>, device: &Device) -> GradientsParams {
         let zeros = |t: &Tensor<2>| Tensor::zeros(t.dims(), device);
         // A loss that does not depend on the policy has no gradient.
@@ -341,10 +384,12 @@ impl Forward {
             (zeros(&self.logprobs), None)
         };
         let mut grads = GradientsParams::new();
-        for (pass, width, index) in self.passes {
-            let rows_of = |g: &Tensor<2>| g.clone().select(0, index.clone()).narrow(1, 0, width);
+        let mut offset = 0;
+        for (pass, width, count) in self.passes {
+            let rows_of = |g: &Tensor<2>| g.clone().narrow(0, offset, count).narrow(1, 0, width);
             let bucket = pass.backward(model, rows_of(&g_lp), g_ent.as_ref().map(rows_of));
             add_grads(&mut grads, bucket, model);
+            offset += count;
         }
         grads
     }
@@ -369,6 +414,38 @@ pub(crate) fn length_buckets(lens: &[usize]) -> Vec<Vec<usize>> {
         }
     }
     buckets
+}
+
+/// For every row, the row whose forward pass it reads: itself, or a row its ids are a prefix of
+/// (a longer row, or an identical one listed earlier). A causal model's outputs at a prefix's
+/// positions do not depend on what follows them, so such a row needs no pass of its own.
+/// Hosts are rows that read their own pass.
+pub(crate) fn prefix_hosts(rows: &[&Row]) -> Vec<usize> {
+    let mut by_len: Vec<usize> = (0..rows.len()).collect();
+    by_len.sort_by_key(|&i| std::cmp::Reverse(rows[i].ids.len()));
+    let mut hosts = vec![0; rows.len()];
+    let mut own: Vec<usize> = Vec::new();
+    for i in by_len {
+        let ids = &rows[i].ids;
+        hosts[i] = match own.iter().find(|&&h| rows[h].ids.starts_with(ids)) {
+            Some(&h) => h,
+            None => {
+                own.push(i);
+                i
+            }
+        };
+    }
+    hosts
+}
+
+/// The host rows ([`prefix_hosts`]) in length buckets ([`length_buckets`]), as row indices.
+fn host_buckets(rows: &[&Row], hosts: &[usize]) -> Vec<Vec<usize>> {
+    let own: Vec<usize> = (0..rows.len()).filter(|&i| hosts[i] == i).collect();
+    let lens: Vec<usize> = own.iter().map(|&i| rows[i].ids.len()).collect();
+    length_buckets(&lens)
+        .into_iter()
+        .map(|b| b.into_iter().map(|k| own[k]).collect())
+        .collect()
 }
 
 /// AdamW with PyTorch's defaults where burn's differ (ε 1e-8), and the configured decay.
@@ -620,6 +697,88 @@ mod tests {
         assert!(
             (got - expected).abs() < 1e-4 * expected.abs(),
             "{got} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn prefix_hosts_send_prefixes_and_repeats_to_one_pass() {
+        let long = row(12, 1);
+        let mut first_turn = long.clone();
+        first_turn.ids.truncate(7);
+        let other = row(9, 2);
+        let rows = [first_turn, other.clone(), long, other];
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(prefix_hosts(&refs), [2, 1, 2, 1]);
+        assert_eq!(host_buckets(&refs, &prefix_hosts(&refs)), [vec![1, 2]]);
+    }
+
+    /// A first turn inside its conversation and a repeated sample are not forwarded again, and
+    /// the update still sees, and differentiates, what one padded forward of every row gives:
+    /// the same loss and the same gradient norm (each row weighted differently, so a row read
+    /// from the wrong place or a gradient lost on the way back would show).
+    #[test]
+    fn rows_read_from_their_host_train_as_if_forwarded() {
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let long = row(20, 3);
+        let mut first_turn = long.clone();
+        first_turn.ids.truncate(9);
+        first_turn.mask.truncate(8);
+        first_turn.advantages.truncate(8);
+        let rows = [first_turn, row(6, 2), long, row(6, 2), row(14, 5)];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let weights = |padded: &Padded| {
+            let mut w = Vec::new();
+            for (i, r) in rows.iter().enumerate() {
+                w.extend(r.mask.iter().map(|&m| if m { (i + 1) as f32 } else { 0.0 }));
+                w.extend(std::iter::repeat_n(0.0, padded.time - r.mask.len()));
+            }
+            w
+        };
+        let model = CausalLm::init(&config, 5, &device).unwrap();
+        // One autodiff graph over one padded forward pass of every row.
+        let learner = Learner::new(
+            model.clone(),
+            &OptimizerConfig::default(),
+            device.clone(),
+            infer.clone(),
+            0,
+        );
+        let (tokens, padded) = learner.pad_rows(&model, &refs, &device).unwrap();
+        let lp = next_token_logprobs(model.forward(tokens.clone(), &[]).unwrap(), tokens);
+        let w = upload(weights(&padded), [padded.batch, padded.time], &device);
+        let loss = (lp * w).sum().neg();
+        let expected = f64::from(read(loss.clone()).unwrap()[0]);
+        let expected_norm = grad_norm(
+            &model,
+            &GradientsParams::from_grads(loss.backward(), &model),
+        )
+        .unwrap();
+        let mut learner = Learner::new(model, &OptimizerConfig::default(), device, infer, 0);
+        let out = learner
+            .update(&refs, 1e-2, 0.0, 1.0, false, |layout, lp, _| {
+                assert_eq!(*layout, padded);
+                let w = upload(weights(layout), [layout.batch, layout.time], &lp.device());
+                let loss = (lp * w).sum().neg();
+                let mut m = BTreeMap::new();
+                m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
+                Ok((loss, m))
+            })
+            .unwrap();
+        assert!(out.skipped.is_none());
+        // Only the long row and one copy of the repeated one (a bucket each with the 14-id
+        // row's) ran: 20 + 14 positions in one bucket, 6 in the other.
+        assert_eq!(out.forwarded_tokens, 2 * 20 + 6);
+        let got = out.metrics["loss"];
+        assert!(
+            (got - expected).abs() < 1e-4 * expected.abs(),
+            "{got} vs {expected}"
+        );
+        assert!(
+            (out.grad_norm - expected_norm).abs() < 1e-4 * expected_norm,
+            "gradient norm {} vs {expected_norm}",
+            out.grad_norm
         );
     }
 

@@ -119,6 +119,10 @@ pub struct StepMetrics {
     pub updates: usize,
     /// Updates skipped for a non-finite loss or gradient.
     pub skipped_updates: usize,
+    /// Positions the updates' forward passes ran, padding included: rows that begin another
+    /// row (or repeat one) read its pass and cost none.
+    #[serde(default)]
+    pub update_tokens: usize,
     /// Policy tokens sampled during the step (every decode call, counted once).
     pub sampled_tokens: usize,
     /// Policy tokens sampled by the run so far.
@@ -241,6 +245,7 @@ impl StepMetrics {
                 .collect(),
             updates: f.outcomes.len(),
             skipped_updates: f.outcomes.iter().filter(|o| o.skipped.is_some()).count(),
+            update_tokens: f.outcomes.iter().map(|o| o.forwarded_tokens).sum(),
             sampled_tokens: st.sampled_tokens,
             sampled_tokens_total: f.total_sampled,
             tokens_per_s: st.sampled_tokens as f64 / f.rollout_s.max(1e-9),
