@@ -18,8 +18,10 @@ use crate::lora::{LoraConfig, LoraLinear};
 use crate::rope::{Rope, apply_rope};
 use crate::weights::{Init, NamedTensor, RandomInit, WeightSource};
 
-/// Score given to masked attention entries: finite, so fully masked padding rows stay finite.
-const MASKED: f32 = -1.0e9;
+/// Score given to masked attention entries. Minus infinity is exact and the cheapest for the
+/// softmax's exponential (a large finite score took libm's underflow path, with `errno`, for
+/// every masked entry); no row is fully masked ([`attention_mask`]), so none becomes NaN.
+const MASKED: f32 = f32::NEG_INFINITY;
 
 fn param1(
     source: &mut dyn WeightSource,
@@ -664,7 +666,9 @@ pub(crate) struct Positions {
 }
 
 /// The mask of query `i` (slot `start + i`) against key slot `j` of row `b`: masked when the key
-/// lies in the future or in the row's padding. `None` when nothing needs masking.
+/// lies in the future or in the row's padding, except a padding slot's own key, so that no query
+/// is masked everywhere (a padding slot's output is never read). `None` when nothing needs
+/// masking.
 ///
 /// # Shapes
 /// - returns `[batch, heads, new, start + new]`
@@ -683,9 +687,52 @@ fn attention_mask(
     let mut data = Vec::with_capacity(b * new * keys);
     for &pad in left_pad {
         for i in 0..new {
-            data.extend((0..keys).map(|j| j > start + i || j < pad));
+            let slot = start + i;
+            data.extend((0..keys).map(|j| j > slot || (j < pad && j != slot)));
         }
     }
     let mask = Tensor::<4, Bool>::from_data(TensorData::new(data, [b, 1, new, keys]), device);
     Some(mask.expand([b, heads, new, keys]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceSpec;
+
+    /// Every query keeps at least one key (a padding slot its own), so masking with minus
+    /// infinity never leaves a softmax over nothing.
+    #[test]
+    fn no_query_is_masked_everywhere() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        for (pad, start, new) in [(vec![3, 0], 0, 5), (vec![2, 4], 4, 1), (vec![1, 5], 0, 6)] {
+            let mask = attention_mask(&pad, start, new, 1, &device).unwrap();
+            let [b, _, n, keys] = mask.dims();
+            let masked = mask.into_data().to_vec::<bool>().unwrap();
+            for (q, row) in masked.chunks(keys).enumerate() {
+                assert!(row.contains(&false), "query {q} of {b}x{n} masked everywhere");
+            }
+        }
+    }
+
+    /// A left-padded batch gives finite logits everywhere, padding slots included, and a row's
+    /// real positions do not see its padding.
+    #[test]
+    fn left_padded_logits_are_finite_and_ignore_the_padding() {
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let config = ModelConfig::from_json_str(
+            r#"{"model_type": "llama", "vocab_size": 16, "hidden_size": 16,
+            "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "max_position_embeddings": 32}"#,
+        )
+        .unwrap();
+        let model = CausalLm::init(&config, 1, &device).unwrap();
+        let ids = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 6]), &device);
+        let padded = model.forward(ids(vec![0, 0, 0, 5, 6, 7]), &[3]).unwrap();
+        let other_pad = model.forward(ids(vec![9, 9, 9, 5, 6, 7]), &[3]).unwrap();
+        let all = padded.clone().into_data().to_vec::<f32>().unwrap();
+        assert!(all.iter().all(|x| x.is_finite()));
+        let real = |t: Tensor<3>| t.narrow(1, 3, 3).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(real(padded), real(other_pad));
+    }
 }
