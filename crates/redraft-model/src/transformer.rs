@@ -710,7 +710,10 @@ mod tests {
             let [b, _, n, keys] = mask.dims();
             let masked = mask.into_data().to_vec::<bool>().unwrap();
             for (q, row) in masked.chunks(keys).enumerate() {
-                assert!(row.contains(&false), "query {q} of {b}x{n} masked everywhere");
+                assert!(
+                    row.contains(&false),
+                    "query {q} of {b}x{n} masked everywhere"
+                );
             }
         }
     }
