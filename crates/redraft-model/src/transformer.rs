@@ -708,7 +708,7 @@ mod tests {
         for (pad, start, new) in [(vec![3, 0], 0, 5), (vec![2, 4], 4, 1), (vec![1, 5], 0, 6)] {
             let mask = attention_mask(&pad, start, new, 1, &device).unwrap();
             let [b, _, n, keys] = mask.dims();
-            let masked = mask.into_data().to_vec::<bool>().unwrap();
+            let masked = mask.into_data().try_to_vec::<bool>().unwrap();
             for (q, row) in masked.chunks(keys).enumerate() {
                 assert!(
                     row.contains(&false),
@@ -733,9 +733,9 @@ mod tests {
         let ids = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 6]), &device);
         let padded = model.forward(ids(vec![0, 0, 0, 5, 6, 7]), &[3]).unwrap();
         let other_pad = model.forward(ids(vec![9, 9, 9, 5, 6, 7]), &[3]).unwrap();
-        let all = padded.clone().into_data().to_vec::<f32>().unwrap();
+        let all = padded.clone().into_data().try_to_vec::<f32>().unwrap();
         assert!(all.iter().all(|x| x.is_finite()));
-        let real = |t: Tensor<3>| t.narrow(1, 3, 3).into_data().to_vec::<f32>().unwrap();
+        let real = |t: Tensor<3>| t.narrow(1, 3, 3).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(real(padded), real(other_pad));
     }
 }
