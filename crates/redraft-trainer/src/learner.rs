@@ -578,6 +578,17 @@ mod tests {
         }
     }
 
+    /// Per-target loss weights of `rows` laid out as `padded`: row `i`'s trained targets weigh
+    /// `i + 1` (so rows mixed up would show), padding 0.
+    fn row_weights(rows: &[Row], padded: &Padded) -> Vec<f32> {
+        let mut w = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            w.extend(r.mask.iter().map(|&m| if m { (i + 1) as f32 } else { 0.0 }));
+            w.extend(std::iter::repeat_n(0.0, padded.time - r.mask.len()));
+        }
+        w
+    }
+
     /// On-policy ratios are 1 at a rollout temperature other than 1: the learner scores the
     /// rollout engine's samples at T = 0.7 to their recorded log-probs (at T = 1 it does not).
     #[test]
@@ -658,14 +669,7 @@ mod tests {
         let refs: Vec<&Row> = rows.iter().collect();
         let lens: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
         assert_eq!(length_buckets(&lens).len(), 2);
-        let weights = |padded: &Padded| {
-            let mut w = Vec::new();
-            for (i, r) in rows.iter().enumerate() {
-                w.extend(r.mask.iter().map(|&m| if m { (i + 1) as f32 } else { 0.0 }));
-                w.extend(std::iter::repeat_n(0.0, padded.time - r.mask.len()));
-            }
-            w
-        };
+        let weights = |padded: &Padded| row_weights(&rows, padded);
         let model = CausalLm::init(&config, 3, &device).unwrap();
         let mut learner = Learner::new(
             model.clone(),
@@ -728,14 +732,7 @@ mod tests {
         first_turn.advantages.truncate(8);
         let rows = [first_turn, row(6, 2), long, row(6, 2), row(14, 5)];
         let refs: Vec<&Row> = rows.iter().collect();
-        let weights = |padded: &Padded| {
-            let mut w = Vec::new();
-            for (i, r) in rows.iter().enumerate() {
-                w.extend(r.mask.iter().map(|&m| if m { (i + 1) as f32 } else { 0.0 }));
-                w.extend(std::iter::repeat_n(0.0, padded.time - r.mask.len()));
-            }
-            w
-        };
+        let weights = |padded: &Padded| row_weights(&rows, padded);
         let model = CausalLm::init(&config, 5, &device).unwrap();
         // One autodiff graph over one padded forward pass of every row.
         let learner = Learner::new(
