@@ -110,7 +110,13 @@ pub(crate) fn run(models: &[String], out: Option<&Path>) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut outcomes = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        eprintln!("[{}/{}] {} ...", i + 1, cases.len(), case.label());
+        eprintln!(
+            "[{}/{}] {} ... ({})",
+            i + 1,
+            cases.len(),
+            case.label(),
+            super::load()
+        );
         let spec = scratch.path().join(format!("case-{i}.json"));
         std::fs::write(&spec, serde_json::to_string(case)?)?;
         let output = Command::new(&exe)

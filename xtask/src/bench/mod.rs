@@ -104,9 +104,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     for size in &args.sizes {
         let workload = model::Workload::named(size)
             .with_context(|| format!("unknown size `{size}` (tiny, big, gqa)"))?;
-        eprintln!("[{size}] train step ...");
+        eprintln!("[{size}] train step ... ({})", load());
         let mut train = model::bench_train(&workload)?;
-        eprintln!("[{size}] sampling ...");
+        eprintln!("[{size}] sampling ... ({})", load());
         let mut sample = model::bench_generate(&workload)?;
         if let Some(reference) = &reference {
             train.torch_median_s = reference.train.get(size).copied();
@@ -141,7 +141,18 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    format!("{cpu}, {cores} cores")
+    format!("{cpu}, {cores} cores, {}", load())
+}
+
+/// The machine's load averages now (1, 5 and 15 minutes, from /proc/loadavg): a benchmark on
+/// its own keeps about as many cores busy as it uses, so more than that means other jobs ran
+/// beside it.
+pub(crate) fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|l| format!("load average {l} (1/5/15 min)"))
+        .unwrap_or_else(|| "load average unknown".into())
 }
 
 fn print_table(rows: &[Measurement], peak: f64, reference: Option<&torch::Reference>) {

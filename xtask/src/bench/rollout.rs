@@ -486,7 +486,10 @@ pub(crate) fn run(
         let samples = s.prompts * GROUP;
         for n in [s.new_tokens, 1] {
             let key = group_key(size, s, n);
-            eprintln!("[{size}] group sampling, N={n}, forked ...");
+            eprintln!(
+                "[{size}] group sampling, N={n}, forked ... ({})",
+                super::load()
+            );
             let forked = bench_group(&model, &device, s, n, false)?;
             eprintln!("[{size}] group sampling, N={n}, forking defeated ...");
             let defeated = bench_group(&model, &device, s, n, true)?;
@@ -514,7 +517,10 @@ pub(crate) fn run(
                 "{size} pivot retry (prefix {}, +{}, N={n})",
                 s.pivot_prefix, s.pivot_feed
             );
-            eprintln!("[{size}] pivot retry, N={n}, reusing the cache ...");
+            eprintln!(
+                "[{size}] pivot retry, N={n}, reusing the cache ... ({})",
+                super::load()
+            );
             let reused = bench_pivot(&model, &device, s, n, true)?;
             eprintln!("[{size}] pivot retry, N={n}, re-prefilling ...");
             let prefilled = bench_pivot(&model, &device, s, n, false)?;
