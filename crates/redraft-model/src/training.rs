@@ -11,7 +11,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::head::TokenStats;
@@ -36,6 +36,9 @@ pub struct TrainPass {
     hidden: Tensor<2>,
     /// The ids those positions predict, `[batch * (t - 1)]`.
     targets: Tensor<1, Int>,
+    /// The positions (of `batch * (t - 1)`) the head ran at, when not all; `hidden` and
+    /// `targets` then hold only those.
+    kept: Option<Tensor<1, Int>>,
     temperature: f32,
     trunk: Trunk,
 }
@@ -57,6 +60,47 @@ impl TrainPass {
     pub fn new(
         model: &CausalLm,
         tokens: Tensor<2, Int>,
+        temperature: f32,
+        with_entropy: bool,
+        checkpoint: bool,
+    ) -> Result<(Self, Tensor<2>, Option<Tensor<2>>)> {
+        Self::run(model, tokens, None, temperature, with_entropy, checkpoint)
+    }
+
+    /// [`Self::new`] with the head (and its softmax over the vocabulary) run only at the
+    /// positions where `needed` (`[batch, t - 1]`, row major) is true: a loss that reads only
+    /// those (trained tokens) gets the same values and gradients, and a prompt's positions
+    /// cost only the layers. Log-probs and entropies elsewhere are 0.
+    pub fn at(
+        model: &CausalLm,
+        tokens: Tensor<2, Int>,
+        needed: &[bool],
+        temperature: f32,
+        with_entropy: bool,
+        checkpoint: bool,
+    ) -> Result<(Self, Tensor<2>, Option<Tensor<2>>)> {
+        let [b, t] = tokens.dims();
+        if needed.len() != b * t.saturating_sub(1) {
+            return Err(Error::InvalidInput(format!(
+                "{} needed positions given for a [{b}, {}] pass",
+                needed.len(),
+                t.saturating_sub(1)
+            )));
+        }
+        Self::run(
+            model,
+            tokens,
+            Some(needed),
+            temperature,
+            with_entropy,
+            checkpoint,
+        )
+    }
+
+    fn run(
+        model: &CausalLm,
+        tokens: Tensor<2, Int>,
+        needed: Option<&[bool]>,
         temperature: f32,
         with_entropy: bool,
         checkpoint: bool,
@@ -103,12 +147,38 @@ impl TrainPass {
             .inner()
             .narrow(1, 1, t - 1)
             .reshape([b * (t - 1)]);
+        let n = b * (t - 1);
+        let kept = needed.filter(|keep| keep.contains(&false)).map(|keep| {
+            let mut at: Vec<i64> = (0..n).filter(|&i| keep[i]).map(|i| i as i64).collect();
+            if at.is_empty() {
+                // A pass whose loss reads nothing still runs the head somewhere (its gradient
+                // is zero), so no tensor has a zero-sized axis.
+                at.push(0);
+            }
+            let k = at.len();
+            Tensor::<1, Int>::from_data(TensorData::new(at, [k]), &hidden.device())
+        });
+        let (hidden, targets) = match &kept {
+            Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
+            None => (hidden, targets),
+        };
         let TokenStats { logprobs, entropy } =
             model.head_stats(hidden.clone(), targets.clone(), temperature, with_entropy);
+        let spread = |x: Tensor<1>| match &kept {
+            Some(at) => Tensor::zeros([n], &x.device()).select_assign(
+                0,
+                at.clone(),
+                x,
+                IndexingUpdateOp::Add,
+            ),
+            None => x,
+        };
+        let (logprobs, entropy) = (spread(logprobs), entropy.map(spread));
         let pass = Self {
             tokens,
             hidden,
             targets,
+            kept,
             temperature,
             trunk,
         };
@@ -132,19 +202,32 @@ impl TrainPass {
         let d = model.config().hidden_size;
         let n = b * (t - 1);
         let head_weight = head_weight(model);
+        let kept = |g: Tensor<1>| match &self.kept {
+            Some(at) => g.select(0, at.clone()),
+            None => g,
+        };
         let head = model.head_backward(
             self.hidden,
             self.targets,
             self.temperature,
-            grad_logprobs.inner().reshape([n]),
-            grad_entropy.map(|g| g.inner().reshape([n])),
+            kept(grad_logprobs.inner().reshape([n])),
+            grad_entropy.map(|g| kept(g.inner().reshape([n]))),
             head_weight.is_require_grad(),
         );
-        // The last position predicts nothing.
         let plain = head.hidden.device();
+        let head_hidden = match &self.kept {
+            Some(at) => Tensor::zeros([n, d], &plain).select_assign(
+                0,
+                at.clone(),
+                head.hidden,
+                IndexingUpdateOp::Add,
+            ),
+            None => head.hidden,
+        };
+        // The last position predicts nothing.
         let grad_hidden = Tensor::cat(
             vec![
-                head.hidden.reshape([b, t - 1, d]),
+                head_hidden.reshape([b, t - 1, d]),
                 Tensor::zeros([b, 1, d], &plain),
             ],
             1,

@@ -131,6 +131,48 @@ fn check(name: &str, model: &CausalLm) {
                 assert!(d < TOLERANCE, "{what}: parameter {k} differs by {d}");
             }
         }
+        // The head at some positions only: a loss reading only those gets the same values
+        // and gradients; the other positions read 0.
+        let needed: Vec<bool> = (0..rows * (len - 1)).map(|i| i % 3 != 1).collect();
+        let keep = Tensor::<2>::from_data(
+            TensorData::new(
+                needed.iter().map(|&k| f32::from(u8::from(k))).collect(),
+                [rows, len - 1],
+            ),
+            &device.clone().inner(),
+        );
+        let (a, c) = (a * keep.clone(), c * keep);
+        let (_, _, grads_ref) = reference(model, ids.clone(), temperature, a.clone(), c.clone());
+        let expect = |full: &[f32]| -> Vec<f32> {
+            full.iter()
+                .zip(&needed)
+                .map(|(&x, &k)| if k { x } else { 0.0 })
+                .collect()
+        };
+        for checkpoint in [false, true] {
+            let what =
+                format!("{name} at some positions, T {temperature}, checkpointing {checkpoint}");
+            let (pass, lp, ent) =
+                TrainPass::at(model, ids.clone(), &needed, temperature, true, checkpoint).unwrap();
+            assert!(
+                max_rel_diff(&host(lp), &expect(&lp_ref)) < TOLERANCE,
+                "{what}: log-probs"
+            );
+            assert!(
+                max_rel_diff(&host(ent.unwrap()), &expect(&ent_ref)) < TOLERANCE,
+                "{what}: entropies"
+            );
+            let grads = by_param(model, &pass.backward(model, a.clone(), Some(c.clone())));
+            for (k, g) in &grads {
+                let d = max_rel_diff(g, &grads_ref[k]);
+                assert!(d < TOLERANCE, "{what}: parameter {k} differs by {d}");
+            }
+            assert_eq!(
+                grads.len(),
+                grads_ref.len(),
+                "{what}: parameters with gradients"
+            );
+        }
     }
 }
 
@@ -180,4 +222,11 @@ fn rows_shorter_than_two_tokens_are_refused() {
     let model = CausalLm::from_pretrained(&fixture("llama"), &device).unwrap();
     let err = TrainPass::new(&model, tokens(2, 1, 96, &device), 1.0, false, false).unwrap_err();
     assert!(err.to_string().contains("at least 2 tokens"), "{err}");
+    let ids = tokens(2, 5, 96, &device);
+    let err = TrainPass::at(&model, ids, &[true; 5], 1.0, false, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("5 needed positions given for a [2, 4] pass"),
+        "{err}"
+    );
 }

@@ -203,7 +203,9 @@ impl Learner {
     /// no longer pays attention over the longest row for every row. A row whose ids begin a
     /// longer row or repeat one (a first turn inside its conversation, a group's identical
     /// samples) is not forwarded: it reads its host's log-probs ([`prefix_hosts`]), and its
-    /// gradient flows back through the host's pass.
+    /// gradient flows back through the host's pass. The head runs only at trained targets
+    /// ([`TrainPass::at`]): log-probs and entropies elsewhere are 0, and losses must read only
+    /// trained targets (as `PolicyBatch` objectives do: they zero the rest on entry).
     ///
     /// The loss is differentiated with respect to the log-probs and entropies alone (leaves
     /// here), and [`TrainPass::backward`] carries those gradients through the model: the head
@@ -292,6 +294,16 @@ impl Learner {
         temperature: f32,
         with_entropy: bool,
     ) -> Result<Forward> {
+        // The targets a host's pass must give: its own trained ones and those of the rows it
+        // carries (losses read nothing else), so the head skips prompts and padding.
+        let mut trained: Vec<Vec<bool>> = vec![Vec::new(); rows.len()];
+        for (r, &h) in rows.iter().zip(hosts) {
+            let host = &mut trained[h];
+            host.resize(rows[h].mask.len(), false);
+            for (t, &m) in r.mask.iter().enumerate() {
+                host[t] |= m;
+            }
+        }
         let mut passes = Vec::with_capacity(buckets.len());
         let (mut lps, mut ents) = (Vec::new(), Vec::new());
         let (mut time, mut tokens_forwarded) = (0, 0);
@@ -300,8 +312,19 @@ impl Learner {
             let (tokens, layout) = self.pad_rows(model, &chunk, &self.device)?;
             time = time.max(layout.time);
             tokens_forwarded += layout.batch * (layout.time + 1);
-            let (pass, lp, ent) =
-                TrainPass::new(model, tokens, temperature, with_entropy, self.checkpoint)?;
+            let mut needed = Vec::with_capacity(layout.batch * layout.time);
+            for &i in b {
+                needed.extend(&trained[i]);
+                needed.resize(needed.len() + layout.time - trained[i].len(), false);
+            }
+            let (pass, lp, ent) = TrainPass::at(
+                model,
+                tokens,
+                &needed,
+                temperature,
+                with_entropy,
+                self.checkpoint,
+            )?;
             passes.push((pass, layout.time, b.len()));
             lps.push(lp);
             ents.extend(ent);
