@@ -164,16 +164,10 @@ impl TrainPass {
         };
         let TokenStats { logprobs, entropy } =
             model.head_stats(hidden.clone(), targets.clone(), temperature, with_entropy);
-        let spread = |x: Tensor<1>| match &kept {
-            Some(at) => Tensor::zeros([n], &x.device()).select_assign(
-                0,
-                at.clone(),
-                x,
-                IndexingUpdateOp::Add,
-            ),
-            None => x,
-        };
-        let (logprobs, entropy) = (spread(logprobs), entropy.map(spread));
+        let (logprobs, entropy) = (
+            spread(logprobs, kept.as_ref(), n),
+            entropy.map(|e| spread(e, kept.as_ref(), n)),
+        );
         let pass = Self {
             tokens,
             hidden,
@@ -215,15 +209,7 @@ impl TrainPass {
             head_weight.is_require_grad(),
         );
         let plain = head.hidden.device();
-        let head_hidden = match &self.kept {
-            Some(at) => Tensor::zeros([n, d], &plain).select_assign(
-                0,
-                at.clone(),
-                head.hidden,
-                IndexingUpdateOp::Add,
-            ),
-            None => head.hidden,
-        };
+        let head_hidden = spread(head.hidden, self.kept.as_ref(), n);
         // The last position predicts nothing.
         let grad_hidden = Tensor::cat(
             vec![
@@ -291,6 +277,19 @@ impl TrainPass {
             }
         }
         grads
+    }
+}
+
+/// `x`, whose rows are positions `kept` of `n` (all `n` when `None`), with its rows put back
+/// at those positions and zeros elsewhere.
+fn spread<const D: usize>(x: Tensor<D>, kept: Option<&Tensor<1, Int>>, n: usize) -> Tensor<D> {
+    match kept {
+        Some(at) => {
+            let mut dims = x.dims();
+            dims[0] = n;
+            Tensor::zeros(dims, &x.device()).select_assign(0, at.clone(), x, IndexingUpdateOp::Add)
+        }
+        None => x,
     }
 }
 

@@ -612,6 +612,15 @@ mod tests {
         w
     }
 
+    /// `−Σ w · lp` over a `padded` batch, with its value as the metric `loss`.
+    fn weighted_loss(lp: Tensor<2>, weights: Vec<f32>, padded: &Padded) -> Result<LossOutput> {
+        let w = upload(weights, [padded.batch, padded.time], &lp.device());
+        let loss = (lp * w).sum().neg();
+        let mut m = BTreeMap::new();
+        m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
+        Ok((loss, m))
+    }
+
     /// On-policy ratios are 1 at a rollout temperature other than 1: the learner scores the
     /// rollout engine's samples at T = 0.7 to their recorded log-probs (at T = 1 it does not).
     #[test]
@@ -704,19 +713,14 @@ mod tests {
         // One padded forward pass of the same weights.
         let (tokens, padded) = learner.pad_rows(&model, &refs, &device).unwrap();
         let lp = next_token_logprobs(model.forward(tokens.clone(), &[]).unwrap(), tokens);
-        let w = upload(weights(&padded), [padded.batch, padded.time], &device);
-        let expected = f64::from(read((lp * w).sum().neg()).unwrap()[0]);
+        let expected = weighted_loss(lp, weights(&padded), &padded).unwrap().1["loss"];
         let out = learner
             .update(&refs, 1e-2, 1.0, 1.0, true, |layout, lp, ent| {
                 assert_eq!(*layout, padded);
                 let padded = layout;
                 assert_eq!(lp.dims(), [padded.batch, padded.time]);
                 assert_eq!(ent.unwrap().dims(), [padded.batch, padded.time]);
-                let w = upload(weights(padded), [padded.batch, padded.time], &lp.device());
-                let loss = (lp * w).sum().neg();
-                let mut m = BTreeMap::new();
-                m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
-                Ok((loss, m))
+                weighted_loss(lp, weights(padded), padded)
             })
             .unwrap();
         assert!(out.skipped.is_none());
@@ -767,9 +771,8 @@ mod tests {
         );
         let (tokens, padded) = learner.pad_rows(&model, &refs, &device).unwrap();
         let lp = next_token_logprobs(model.forward(tokens.clone(), &[]).unwrap(), tokens);
-        let w = upload(weights(&padded), [padded.batch, padded.time], &device);
-        let loss = (lp * w).sum().neg();
-        let expected = f64::from(read(loss.clone()).unwrap()[0]);
+        let (loss, metrics) = weighted_loss(lp, weights(&padded), &padded).unwrap();
+        let expected = metrics["loss"];
         let expected_norm = grad_norm(
             &model,
             &GradientsParams::from_grads(loss.backward(), &model),
@@ -779,11 +782,7 @@ mod tests {
         let out = learner
             .update(&refs, 1e-2, 0.0, 1.0, false, |layout, lp, _| {
                 assert_eq!(*layout, padded);
-                let w = upload(weights(layout), [layout.batch, layout.time], &lp.device());
-                let loss = (lp * w).sum().neg();
-                let mut m = BTreeMap::new();
-                m.insert("loss".to_string(), f64::from(read(loss.clone())?[0]));
-                Ok((loss, m))
+                weighted_loss(lp, weights(layout), layout)
             })
             .unwrap();
         assert!(out.skipped.is_none());
