@@ -18,6 +18,7 @@ mod engine;
 mod http;
 mod openai;
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -383,21 +384,26 @@ struct Running {
     cancelled: Arc<AtomicBool>,
     choices: usize,
     prompt: Vec<u32>,
+    /// When the client's connection was last checked.
+    checked: Cell<Instant>,
 }
 
 impl Running {
     /// The next event; `None` when the client on `stream` has hung up (the job is then
-    /// cancelled: its rows end at the next decode step).
+    /// cancelled: its rows end at the next decode step). The connection is checked every
+    /// `HANG_UP_POLL`, whether tokens are arriving or not.
     fn next(&self, stream: &TcpStream) -> Result<Option<engine::Event>, ApiError> {
         loop {
+            if self.checked.get().elapsed() >= HANG_UP_POLL {
+                self.checked.set(Instant::now());
+                if http::hung_up(stream) {
+                    self.cancel();
+                    return Ok(None);
+                }
+            }
             match self.events.recv_timeout(HANG_UP_POLL) {
                 Ok(event) => return Ok(Some(event)),
-                Err(RecvTimeoutError::Timeout) => {
-                    if http::hung_up(stream) {
-                        self.cancel();
-                        return Ok(None);
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err(engine_stopped()),
             }
         }
@@ -577,6 +583,7 @@ fn sample(
         cancelled,
         choices: n,
         prompt,
+        checked: Cell::new(Instant::now()),
     })
 }
 
