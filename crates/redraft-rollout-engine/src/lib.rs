@@ -1,10 +1,12 @@
 //! redraft-rollout-engine: experience collection on redraft-model.
 //!
-//! Batched sampling with the KV cache ([`generate_rows`], the one decode loop), behind the
+//! Batched sampling with the KV cache ([`generate_rows`], the one decode loop, drawing tokens
+//! on the model's device with [`DeviceSampler`]), behind the
 //! [`Policy`] seam that strategies sample through ([`LocalPolicy`] in process,
 //! [`RemotePolicy`] on inference servers, metered by [`MeteredPolicy`]); multi-turn episodes and the feedback strategies build on it.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod device_sampler;
 mod episode;
 mod error;
 mod policy;
@@ -14,6 +16,7 @@ mod remote;
 mod sampling;
 mod strategy;
 
+pub use device_sampler::{DeviceSampler, Drawn, THRESHOLD_STEPS};
 pub use episode::{
     Episode, FeedbackRecord, Group, GroupUse, PreferencePair, Provenance, RolloutBatch,
     RolloutStats, Sequence, StrategyKind, TokenKind, Turn,

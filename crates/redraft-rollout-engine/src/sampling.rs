@@ -8,12 +8,13 @@
 //! of `logits / temperature` before top-k/top-p/min-p truncation (the policy whose ratio an RL
 //! objective takes, as verl computes it); greedy decoding records temperature-1 log-probs.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use redraft_model::{CausalLm, LogitsFor, left_padded};
 use serde::{Deserialize, Serialize};
 
+use crate::device_sampler::{DeviceSampler, Drawn};
 use crate::error::{Error, Result};
 
 /// How tokens are drawn.
@@ -114,35 +115,11 @@ pub struct Completion {
     pub top_logprobs: Vec<Vec<(u32, f32)>>,
 }
 
-/// The sampling distribution of a row of logits: unnormalised weights `exp((l - max) / T)`
-/// (temperature 1 when greedy) and their sum. The one place that defines the log-probability
-/// recorded for a token.
-fn weights(logits: &[f32], params: &SamplingParams) -> (Vec<f64>, f64) {
-    let temperature = if params.temperature > 0.0 {
-        params.temperature
-    } else {
-        1.0
-    };
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&l| f64::from((l - max) / temperature).exp())
-        .collect();
-    let total = weights.iter().sum();
-    (weights, total)
-}
-
-/// The ids that may be sampled: those below `params.vocab_limit`.
-fn sampled_ids(logits: &[f32], params: &SamplingParams) -> usize {
-    params
-        .vocab_limit
-        .map_or(logits.len(), |l| l.min(logits.len()))
-}
-
-/// Draws one token from a row of logits; returns the token and its log-probability.
+/// Draws one token from a row of logits on the CPU; returns the token and its log-probability
+/// (the [`DeviceSampler`]'s step on a batch of one).
 pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
-    let (weights, total) = weights(logits, params);
-    draw(logits, &weights, total, params, rng)
+    let drawn = step_on_cpu(logits, params, rng);
+    (drawn.token, drawn.logprob)
 }
 
 /// The `n` most likely ids of a row of logits (among those that may be sampled) with their
@@ -150,81 +127,22 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rn
 /// before truncation, as recorded for a sampled token), most likely first; equal
 /// probabilities in increasing id order.
 pub fn top_logprobs(logits: &[f32], params: &SamplingParams, n: usize) -> Vec<(u32, f32)> {
-    let (weights, total) = weights(logits, params);
-    top_of(logits, &weights, total, params, n)
+    let params = SamplingParams {
+        temperature: params.temperature,
+        vocab_limit: params.vocab_limit,
+        top_logprobs: n,
+        ..SamplingParams::default()
+    };
+    step_on_cpu(logits, &params, &mut row_rng(0, 0)).top_logprobs
 }
 
-fn top_of(
-    logits: &[f32],
-    weights: &[f64],
-    total: f64,
-    params: &SamplingParams,
-    n: usize,
-) -> Vec<(u32, f32)> {
-    let limit = sampled_ids(logits, params);
-    let n = n.min(limit);
-    if n == 0 {
-        return Vec::new();
-    }
-    // By logit (the order of the probabilities, without their rounding), then by id.
-    let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
-    let mut ids: Vec<usize> = (0..limit).collect();
-    if n < ids.len() {
-        ids.select_nth_unstable_by(n - 1, order);
-        ids.truncate(n);
-    }
-    ids.sort_unstable_by(order);
-    ids.into_iter()
-        .map(|i| (i as u32, (weights[i] / total).ln() as f32))
-        .collect()
-}
-
-/// Draws a token (greedy: the first largest logit) from the ids that may be sampled, truncated
-/// by `params` (top-k, min-p, top-p).
-fn draw(
-    logits: &[f32],
-    weights: &[f64],
-    total: f64,
-    params: &SamplingParams,
-    rng: &mut ChaCha8Rng,
-) -> (u32, f32) {
-    let logprob = |i: usize| (weights[i] / total).ln() as f32;
-    let limit = sampled_ids(logits, params);
-    if params.temperature == 0.0 {
-        let best = (0..limit).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
-        return (best as u32, logprob(best));
-    }
-    // Candidates in decreasing probability, truncated by top-k, min-p and top-p.
-    let truncating = params.top_k > 0 || params.top_p < 1.0 || params.min_p > 0.0;
-    let mut keep: Vec<usize> = (0..limit).collect();
-    if truncating {
-        keep.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
-        if params.top_k > 0 {
-            keep.truncate(params.top_k);
-        }
-        if params.min_p > 0.0 {
-            let floor = f64::from(params.min_p) * weights[keep[0]];
-            keep.retain(|&i| weights[i] >= floor);
-        }
-        if params.top_p < 1.0 {
-            let (mut mass, target) = (0.0, f64::from(params.top_p) * total);
-            let cut = keep.iter().position(|&i| {
-                mass += weights[i];
-                mass >= target
-            });
-            keep.truncate(cut.map_or(keep.len(), |c| c + 1));
-        }
-    }
-    let kept: f64 = keep.iter().map(|&i| weights[i]).sum();
-    let mut u = rng.random::<f64>() * kept;
-    for &i in &keep {
-        u -= weights[i];
-        if u < 0.0 {
-            return (i as u32, logprob(i));
-        }
-    }
-    let last = *keep.last().unwrap_or(&0);
-    (last as u32, logprob(last))
+fn step_on_cpu(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> Drawn {
+    let device = Device::flex();
+    let vocab = logits.len();
+    let logits = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [1, vocab]), &device);
+    DeviceSampler::new(&[params], vocab, &device)
+        .step(logits, &mut [rng])
+        .remove(0)
 }
 
 /// The generator of row `row` of a request seeded with `seed`: stream `row` of ChaCha8.
@@ -365,28 +283,24 @@ pub fn generate_rows_with(
         cache = cache.select_rows(&source);
         logits = logits.select(0, index); // [rows, 1, vocab]
     }
+    let sampler = {
+        let params: Vec<&SamplingParams> = rows.iter().map(|r| &r.params).collect();
+        DeviceSampler::new(&params, vocab, device)
+    };
     while !done.iter().all(|d| *d) {
-        let host = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
+        let mut rngs: Vec<&mut ChaCha8Rng> = rows.iter_mut().map(|r| &mut r.rng).collect();
+        let drawn = sampler.step(logits.reshape([n, vocab]), &mut rngs);
         let mut next = Vec::with_capacity(n);
-        for (i, row) in rows.iter_mut().enumerate() {
+        for (i, (row, drawn)) in rows.iter().zip(drawn).enumerate() {
             if done[i] {
                 next.push(i64::from(pad_id));
                 continue;
             }
-            let logits = &host[i * vocab..(i + 1) * vocab];
-            let (weights, total) = weights(logits, &row.params);
-            let (token, logprob) = draw(logits, &weights, total, &row.params, &mut row.rng);
-            let top = top_of(
-                logits,
-                &weights,
-                total,
-                &row.params,
-                row.params.top_logprobs,
-            );
+            let Drawn {
+                token,
+                logprob,
+                top_logprobs: top,
+            } = drawn;
             let completion = &mut out[i];
             completion.tokens.push(token);
             completion.logprobs.push(logprob);
@@ -430,10 +344,60 @@ pub fn generate_rows_with(
     Ok(out)
 }
 
+thread_local! {
+    /// Numbers this thread has read back from the device while sampling (see [`read_back`]).
+    static VALUES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Copies a tensor to the host: the one place the decode loop reads the device, counted so
+/// that tests can check what crosses per step.
+pub(crate) fn read_back<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    let values = tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    VALUES_READ.with(|n| n.set(n.get() + values.len()));
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use redraft_model::{DeviceSpec, ModelConfig};
+
+    fn model_with_vocab(vocab: usize) -> CausalLm {
+        let config = ModelConfig::from_json_str(&format!(
+            r#"{{"model_type": "llama", "vocab_size": {vocab}, "hidden_size": 16,
+                "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "max_position_embeddings": 64}}"#
+        ))
+        .unwrap();
+        CausalLm::init(&config, 5, &DeviceSpec::Cpu.device().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_decode_step_reads_back_only_the_sampled_ids_and_logprobs() {
+        let model = model_with_vocab(2048);
+        let device = DeviceSpec::Cpu.device().unwrap();
+        let (rows, steps) = (3, 6);
+        for temperature in [0.0, 1.0] {
+            let params = SamplingParams {
+                temperature,
+                top_k: 50,
+                top_p: 0.9,
+                max_new_tokens: steps,
+                ..SamplingParams::default()
+            };
+            let before = VALUES_READ.with(std::cell::Cell::get);
+            let out = generate(&model, &vec![vec![1, 2, 3]; rows], &params, 0, &device).unwrap();
+            let read = VALUES_READ.with(std::cell::Cell::get) - before;
+            assert!(out.iter().all(|c| c.tokens.len() == steps));
+            // An id and a log-prob per row and step, never a row of logits.
+            assert_eq!(read, 2 * rows * steps, "temperature {temperature}");
+        }
+    }
 
     fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
         SamplingParams {
