@@ -1367,3 +1367,35 @@ fn vllm_sampling_parameters_and_exact_generators_are_honoured_or_refused_by_name
         );
     }
 }
+
+#[test]
+fn a_request_joins_the_running_batch_instead_of_waiting_for_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = start(&["--max-batch-rows", "64"]);
+    let long =
+        json!({"prompt": "x", "n": 16, "max_tokens": 480, "temperature": 1.0, "ignore_eos": true});
+    let long_done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| {
+            let answer = post(&server, "/v1/completions", long);
+            long_done.store(true, Ordering::SeqCst);
+            answer
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let (status, body) = post(
+            &server,
+            "/v1/completions",
+            json!({"prompt": "a", "max_tokens": 3, "ignore_eos": true}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+        // Answered while the long request is still decoding: it joined the running batch.
+        assert!(
+            !long_done.load(Ordering::SeqCst),
+            "the short request waited for the long one to end"
+        );
+        let (status, body) = long.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"].as_array().unwrap().len(), 16);
+    });
+}

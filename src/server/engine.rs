@@ -1,11 +1,15 @@
-//! The sampling engine of the server: one thread owns the models and runs every request queued
-//! while it was busy as one batch per model, so concurrent requests share forward passes. Each
+//! The sampling engine of the server: one thread owns the models and decodes requests in one
+//! continuously batched [`Batcher`]: a request arriving while a batch runs joins it at the next
+//! step when it samples with the same model, its rows taking the slots of finished rows, so
+//! concurrent requests share forward passes and none waits for another to end. Each
 //! token is sent to its request's thread as soon as it is sampled, with the text it adds (stop
 //! strings are found here, incrementally, so streamed and whole answers are cut the same way).
 //!
 //! The models are the base and the LoRA adapters loaded on it by name (each beside the shared
 //! base weights, unmerged, so an adapter costs its own tensors only); new base weights replace
-//! the old between batches, the adapters re-read onto them, all or nothing.
+//! the old between steps, the adapters re-read onto them, all or nothing; rows already
+//! decoding finish on the weights they started with, and requests after the change start a
+//! new batch once the old one has drained.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use redraft::model::CausalLm;
 use redraft::model::burn::tensor::Device;
-use redraft::rollout::{Control, FinishReason, RowRequest, Sampled, generate_rows_with};
+use redraft::rollout::{Batcher, Control, FinishReason, RowRequest, Sampled};
 use redraft::tokenizer::{StopText, Tokenizer};
 
 /// What request threads ask of the engine.
@@ -88,6 +92,9 @@ struct Models {
     adapters: BTreeMap<String, (PathBuf, CausalLm)>,
     /// The name of the base weights.
     version: String,
+    /// Counts the changes that make a model differ from what a running batch samples with
+    /// (new base weights, an adapter unloaded).
+    generation: u64,
     device: Device,
 }
 
@@ -139,13 +146,18 @@ impl Models {
         });
         self.base = base;
         self.adapters = adapters;
+        self.generation += 1;
         self.version = version.clone();
         Ok(version)
     }
 }
 
-/// Runs jobs until every sender is gone. At most `max_rows` rows go into one batch, all of one
-/// model; a job is never split, and jobs keep their order within a model.
+/// Runs jobs until every sender is gone, continuously batched: the rows of every job that
+/// samples with the running batch's model (same adapter, same weights) join it as soon as it
+/// has room, at most `max_rows` rows decoding at once, each taking a finished row's slot. A job
+/// for another model waits until the batch has drained (jobs keep their order; later jobs do
+/// not join past it). Control messages apply between steps; rows already decoding finish on
+/// the weights they started with.
 pub(crate) fn run(
     model: CausalLm,
     tokenizer: Arc<dyn Tokenizer>,
@@ -158,11 +170,13 @@ pub(crate) fn run(
         base: model,
         adapters: BTreeMap::new(),
         version: "0".into(),
+        generation: 0,
         device: device.clone(),
     };
     let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut batch: Option<Batch> = None;
     loop {
-        if queue.is_empty() {
+        if batch.is_none() && queue.is_empty() {
             match messages.recv() {
                 Ok(message) => handle(&mut models, &mut queue, message),
                 Err(_) => return,
@@ -172,39 +186,175 @@ pub(crate) fn run(
             handle(&mut models, &mut queue, message);
         }
         queue.retain(|job| !job.cancelled.load(Ordering::SeqCst));
-        let Some(first) = queue.pop_front() else {
+        if batch.is_none()
+            && let Some(first) = queue.front()
+        {
+            match models.get(first.adapter.as_deref()) {
+                Ok(model) => {
+                    let batcher = Batcher::new(model.clone(), pad_id, &device, max_rows);
+                    batch = Some(Batch::new(first.adapter.clone(), &models, batcher));
+                }
+                Err(error) => {
+                    if let Some(job) = queue.pop_front() {
+                        let _ = job.events.send(Event::Done(Err(error)));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(running) = batch.as_mut() else {
             continue;
         };
-        let adapter = first.adapter.clone();
-        let mut rows = first.rows.len();
-        let mut batch = vec![first];
-        let mut rest = VecDeque::new();
-        while let Some(job) = queue.pop_front() {
-            if job.adapter == adapter && rows + job.rows.len() <= max_rows {
-                rows += job.rows.len();
-                batch.push(job);
-            } else {
-                rest.push_back(job);
+        while queue.front().is_some_and(|job| {
+            job.adapter == running.adapter && models.generation == running.generation
+        }) {
+            if let Some(job) = queue.pop_front() {
+                running.join(job, &models.version, &tokenizer);
             }
         }
-        queue = rest;
-        let model = match models.get(adapter.as_deref()) {
-            Ok(model) => model,
-            Err(error) => {
-                for job in &batch {
-                    let _ = job.events.send(Event::Done(Err(error.clone())));
-                }
-                continue;
+        if let Err(error) = running.step() {
+            for live in running.jobs.values() {
+                let _ = live.job.events.send(Event::Done(Err(error.clone())));
+            }
+            batch = None;
+        } else if running.batcher.is_idle() {
+            batch = None;
+        }
+    }
+}
+
+/// The batch decoding now and the jobs with rows in it.
+struct Batch {
+    /// The adapter it samples with.
+    adapter: Option<String>,
+    /// [`Models::generation`] when it started: jobs join only on the same weights.
+    generation: u64,
+    batcher: Batcher,
+    /// Jobs by key, with how many of their rows have not finished.
+    jobs: BTreeMap<usize, Live>,
+    /// Each batcher row: its job's key, its choice, and its text so far.
+    rows: BTreeMap<usize, RowState>,
+    next_job: usize,
+    next_row: usize,
+}
+
+struct Live {
+    job: Job,
+    remaining: usize,
+}
+
+struct RowState {
+    job: usize,
+    choice: usize,
+    text: StopText<Arc<dyn Tokenizer>>,
+}
+
+impl Batch {
+    fn new(adapter: Option<String>, models: &Models, batcher: Batcher) -> Self {
+        Self {
+            adapter,
+            generation: models.generation,
+            batcher,
+            jobs: BTreeMap::new(),
+            rows: BTreeMap::new(),
+            next_job: 0,
+            next_row: 0,
+        }
+    }
+
+    /// Queues `job`'s rows in the batch and tells it which weights it samples with.
+    fn join(&mut self, mut job: Job, weight_version: &str, tokenizer: &Arc<dyn Tokenizer>) {
+        let key = self.next_job;
+        self.next_job += 1;
+        let rows = std::mem::take(&mut job.rows);
+        let weight_version = weight_version.to_string();
+        let _ = job.events.send(Event::Started { weight_version });
+        for (choice, row) in rows.into_iter().enumerate() {
+            let id = self.next_row;
+            if let Err(error) = self.batcher.push(id, row) {
+                let _ = job.events.send(Event::Done(Err(error.to_string())));
+                return;
+            }
+            self.next_row += 1;
+            let text = StopText::new(Arc::clone(tokenizer), job.stop.clone());
+            self.rows.insert(
+                id,
+                RowState {
+                    job: key,
+                    choice,
+                    text,
+                },
+            );
+        }
+        let remaining = self.rows.values().filter(|r| r.job == key).count();
+        if remaining == 0 {
+            let _ = job.events.send(Event::Done(Ok(())));
+        } else {
+            self.jobs.insert(key, Live { job, remaining });
+        }
+    }
+
+    /// One decode step: each token sent to its job as it comes; a job is done when all its
+    /// rows are.
+    fn step(&mut self) -> Result<(), String> {
+        let Self {
+            batcher,
+            jobs,
+            rows,
+            ..
+        } = self;
+        // Rows of jobs whose client has gone end now, waiting or running.
+        for (id, row) in rows.iter() {
+            if jobs[&row.job].job.cancelled.load(Ordering::SeqCst) {
+                batcher.cancel(*id);
+            }
+        }
+        let mut observer = |sampled: &Sampled<'_>| {
+            let row = rows.get_mut(&sampled.row).expect("a row of the batch");
+            let job = &jobs[&row.job].job;
+            if job.cancelled.load(Ordering::SeqCst) {
+                return Control::Stop;
+            }
+            let (text, hit) = row.text.push(sampled.token, sampled.finish.is_some());
+            let token = Token {
+                choice: row.choice,
+                id: sampled.token,
+                logprob: sampled.logprob,
+                top_logprobs: sampled.top_logprobs.to_vec(),
+                text,
+                finish: if hit {
+                    Some(FinishReason::Stop)
+                } else {
+                    sampled.finish
+                },
+            };
+            // A request whose thread has gone is cancelled.
+            if job.events.send(Event::Token(token)).is_err() || hit {
+                Control::Stop
+            } else {
+                Control::Continue
             }
         };
-        for job in &batch {
-            let weight_version = models.version.clone();
-            let _ = job.events.send(Event::Started { weight_version });
+        let finished = batcher.step(&mut observer).map_err(|e| e.to_string())?;
+        for (id, _) in finished {
+            let Some(row) = rows.remove(&id) else {
+                continue;
+            };
+            if let Some(live) = jobs.get_mut(&row.job) {
+                live.remaining -= 1;
+                if live.remaining == 0
+                    && let Some(live) = jobs.remove(&row.job)
+                {
+                    let _ = live.job.events.send(Event::Done(Ok(())));
+                }
+            }
         }
-        let result = run_batch(model, &tokenizer, &device, pad_id, &mut batch);
-        for job in &batch {
-            let _ = job.events.send(Event::Done(result.clone()));
-        }
+        tracing::trace!(
+            running = batcher.running(),
+            waiting = batcher.waiting(),
+            "decode step"
+        );
+        Ok(())
     }
 }
 
@@ -217,7 +367,10 @@ fn handle(models: &mut Models, queue: &mut VecDeque<Job>, message: Message) {
         }
         Message::UnloadAdapter { name, reply } => {
             let _ = reply.send(match models.adapters.remove(&name) {
-                Some(_) => Ok(()),
+                Some(_) => {
+                    models.generation += 1;
+                    Ok(())
+                }
                 None => Err(format!("no LoRA adapter named `{name}` is loaded")),
             });
         }
@@ -229,58 +382,4 @@ fn handle(models: &mut Models, queue: &mut VecDeque<Job>, message: Message) {
             let _ = reply.send(models.update_weights(path, version));
         }
     }
-}
-
-/// Samples the rows of `batch` with `model`, sending each token to its job as it comes.
-fn run_batch(
-    model: &CausalLm,
-    tokenizer: &Arc<dyn Tokenizer>,
-    device: &Device,
-    pad_id: u32,
-    batch: &mut [Job],
-) -> Result<(), String> {
-    // Which job each row belongs to, and which of its choices it is.
-    let mut owner = Vec::new();
-    let mut choice = Vec::new();
-    let mut texts = Vec::new();
-    for (j, job) in batch.iter().enumerate() {
-        for i in 0..job.rows.len() {
-            owner.push(j);
-            choice.push(i);
-            texts.push(StopText::new(Arc::clone(tokenizer), job.stop.clone()));
-        }
-    }
-    let all_rows: Vec<RowRequest> = batch
-        .iter_mut()
-        .flat_map(|job| std::mem::take(&mut job.rows))
-        .collect();
-    let mut observer = |sampled: &Sampled<'_>| {
-        let job = &batch[owner[sampled.row]];
-        if job.cancelled.load(Ordering::SeqCst) {
-            return Control::Stop;
-        }
-        let (text, hit) = texts[sampled.row].push(sampled.token, sampled.finish.is_some());
-        let token = Token {
-            choice: choice[sampled.row],
-            id: sampled.token,
-            logprob: sampled.logprob,
-            top_logprobs: sampled.top_logprobs.to_vec(),
-            text,
-            finish: if hit {
-                Some(FinishReason::Stop)
-            } else {
-                sampled.finish
-            },
-        };
-        // A request whose thread has gone is cancelled.
-        if job.events.send(Event::Token(token)).is_err() || hit {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
-    tracing::debug!(jobs = batch.len(), rows = all_rows.len(), "running a batch");
-    generate_rows_with(model, all_rows, pad_id, device, &mut observer)
-        .map(|_| ())
-        .map_err(|error| error.to_string())
 }

@@ -134,6 +134,115 @@ impl KvCache {
         self.slots = self.slots.min(slots);
     }
 
+    /// Gives every row `extra` more padding slots at the front (one copy of the filled slots):
+    /// room to place a prompt longer than the slots filled so far ([`place_row`](Self::place_row)).
+    pub fn pad_left(&mut self, extra: usize) {
+        if extra == 0 {
+            return;
+        }
+        let (filled, capacity) = (self.slots + extra, self.capacity.max(self.slots) + extra);
+        for layer in self.layers.iter_mut() {
+            if let Some((k, v)) = layer.take() {
+                let shift = |t: Tensor<4>| {
+                    let [b, heads, _, hd] = t.dims();
+                    let grown = Tensor::zeros([b, heads, capacity, hd], (&t.device(), t.dtype()));
+                    if self.slots == 0 {
+                        return grown;
+                    }
+                    let filled_part = t.narrow(2, 0, self.slots);
+                    grown.slice_assign([0..b, 0..heads, extra..filled, 0..hd], filled_part)
+                };
+                *layer = Some((shift(k), shift(v)));
+            }
+        }
+        for pad in &mut self.left_pad {
+            *pad += extra;
+        }
+        self.slots = filled;
+        self.capacity = capacity;
+    }
+
+    /// Puts row `from_row` of `from` (its real tokens only) into row `row` of this cache, ending
+    /// at the last filled slot, in place: a finished row's slot taken by a new sequence. Its
+    /// real tokens must fit in the slots filled here; both caches hold the same layers.
+    pub fn place_row(&mut self, row: usize, from: &KvCache, from_row: usize) {
+        let real = from.real_lengths()[from_row];
+        assert!(
+            real <= self.slots,
+            "a row of {real} tokens placed in {} slots",
+            self.slots
+        );
+        let (start, end) = (self.slots - real, self.slots);
+        let src = from.slots - real..from.slots;
+        for (layer, source) in self.layers.iter_mut().zip(&from.layers) {
+            if let (Some((k, v)), Some((fk, fv))) = (layer.take(), source.as_ref()) {
+                let [_, heads, _, hd] = k.dims();
+                let take = |t: &Tensor<4>| {
+                    t.clone()
+                        .slice([from_row..from_row + 1, 0..heads, src.clone(), 0..hd])
+                };
+                let at = [row..row + 1, 0..heads, start..end, 0..hd];
+                *layer = Some((
+                    k.slice_assign(at.clone(), take(fk)),
+                    v.slice_assign(at, take(fv)),
+                ));
+            }
+        }
+        self.left_pad[row] = start;
+    }
+
+    /// Appends the rows of `other`, which has as many filled slots, after this cache's rows
+    /// (one copy of both).
+    pub fn append_rows(&mut self, other: &KvCache) {
+        assert_eq!(
+            self.slots, other.slots,
+            "caches of different lengths joined"
+        );
+        let capacity = self.capacity.max(other.capacity).max(self.slots);
+        let fit = |t: &Tensor<4>| {
+            let [b, heads, have, hd] = t.dims();
+            if have == capacity {
+                return t.clone();
+            }
+            let grown = Tensor::zeros([b, heads, capacity, hd], (&t.device(), t.dtype()));
+            grown.slice_assign(
+                [0..b, 0..heads, 0..have.min(capacity), 0..hd],
+                t.clone().narrow(2, 0, have.min(capacity)),
+            )
+        };
+        for (layer, source) in self.layers.iter_mut().zip(&other.layers) {
+            if let (Some((k, v)), Some((ok, ov))) = (layer.take(), source.as_ref()) {
+                *layer = Some((
+                    Tensor::cat(vec![fit(&k), fit(ok)], 0),
+                    Tensor::cat(vec![fit(&v), fit(ov)], 0),
+                ));
+            }
+        }
+        self.left_pad.extend_from_slice(&other.left_pad);
+        self.capacity = capacity;
+    }
+
+    /// A cache of the given rows (as [`select_rows`](Self::select_rows)) without the leading
+    /// slots that all of them pad: what stays of a batch once some rows have finished.
+    pub fn compact(&self, rows: &[usize]) -> Self {
+        let mut kept = self.select_rows(rows);
+        let drop = kept.left_pad.iter().copied().min().unwrap_or(0);
+        if drop > 0 {
+            let len = kept.capacity.max(kept.slots) - drop;
+            for layer in kept.layers.iter_mut() {
+                if let Some((k, v)) = layer.take() {
+                    *layer = Some((k.narrow(2, drop, len), v.narrow(2, drop, len)));
+                }
+            }
+            for pad in &mut kept.left_pad {
+                *pad -= drop;
+            }
+            kept.slots -= drop;
+            kept.capacity = len;
+        }
+        kept
+    }
+
     /// Writes this step's keys and values `[batch, kv_heads, new, head_dim]` into the free
     /// slots of `layer` and returns views of all filled slots, the new ones included.
     pub(crate) fn append(

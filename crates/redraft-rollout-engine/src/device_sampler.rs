@@ -22,8 +22,6 @@
 //!   ([`crate::row_rng`], one draw per sampled token: a stream keyed by the row's seed and its
 //!   position). Greedy rows take the first largest logit and draw nothing.
 
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use redraft_model::burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::sampling::SamplingParams;
@@ -148,8 +146,9 @@ impl DeviceSampler {
     }
 
     /// Draws one token per row from `logits` (`[rows, vocab]`, on the sampler's device);
-    /// `rngs[i]` is row `i`'s generator, which gives one uniform draw unless the row is greedy.
-    pub fn step(&self, logits: Tensor<2>, rngs: &mut [&mut ChaCha8Rng]) -> Vec<Drawn> {
+    /// `uniform(i)` is row `i`'s next uniform draw in [0, 1) (from its own generator), asked
+    /// once per step of each row that is not greedy.
+    pub fn step(&self, logits: Tensor<2>, uniform: &mut dyn FnMut(usize) -> f64) -> Vec<Drawn> {
         let [rows, vocab] = [self.rows, self.vocab];
         debug_assert_eq!(logits.dims(), [rows, vocab]);
         let full = [rows, vocab];
@@ -176,14 +175,12 @@ impl DeviceSampler {
             };
             let cdf = kept.cumsum(1);
             let total = cdf.clone().slice([0..rows, vocab - 1..vocab]);
-            let u: Vec<f32> = rngs
-                .iter_mut()
-                .enumerate()
-                .map(|(i, rng)| {
+            let u: Vec<f32> = (0..rows)
+                .map(|i| {
                     if self.greedy_rows[i] {
                         0.5
                     } else {
-                        rng.random::<f64>() as f32
+                        uniform(i) as f32
                     }
                 })
                 .collect();
@@ -302,6 +299,13 @@ mod tests {
     use super::*;
     use crate::sampling::row_rng;
     use proptest::prelude::*;
+    use rand::Rng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// `sampler`'s step with row `i` drawing from `rngs[i]`.
+    fn step(sampler: &DeviceSampler, logits: Tensor<2>, rngs: &mut [ChaCha8Rng]) -> Vec<Drawn> {
+        sampler.step(logits, &mut |i| rngs[i].random::<f64>())
+    }
 
     fn cpu() -> Device {
         Device::flex()
@@ -316,9 +320,12 @@ mod tests {
     /// One step over `rows` copies of `logits`, row `i` drawing from `row_rng(seed, i)`.
     fn draws(logits: &[f32], params: &SamplingParams, rows: usize, seed: u64) -> Vec<Drawn> {
         let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|i| row_rng(seed, i)).collect();
-        let mut rngs: Vec<&mut ChaCha8Rng> = rngs.iter_mut().collect();
         let all = vec![params; rows];
-        DeviceSampler::new(&all, logits.len(), &cpu()).step(batch(logits, rows), &mut rngs)
+        step(
+            &DeviceSampler::new(&all, logits.len(), &cpu()),
+            batch(logits, rows),
+            &mut rngs,
+        )
     }
 
     /// The host reference, in f64: the sampling distribution of `params` over `logits`,
@@ -426,8 +433,11 @@ mod tests {
         };
         let all = [&greedy, &drawing, &limited, &greedy];
         let mut rngs: Vec<ChaCha8Rng> = (0..4).map(|i| row_rng(1, i)).collect();
-        let mut refs: Vec<&mut ChaCha8Rng> = rngs.iter_mut().collect();
-        let out = DeviceSampler::new(&all, 5, &cpu()).step(batch(&logits, 4), &mut refs);
+        let out = step(
+            &DeviceSampler::new(&all, 5, &cpu()),
+            batch(&logits, 4),
+            &mut rngs,
+        );
         assert_eq!(out[0].token, 1);
         assert_eq!(out[3].token, 1);
         assert_eq!(out[2].token, 0, "the only id below the limit");
@@ -454,9 +464,8 @@ mod tests {
         for other in &others {
             let all = [other, &p, other];
             let mut rngs = [row_rng(3, 0), row_rng(9, 0), row_rng(4, 0)];
-            let mut refs: Vec<&mut ChaCha8Rng> = rngs.iter_mut().collect();
-            let out =
-                DeviceSampler::new(&all, LOGITS.len(), &cpu()).step(batch(&LOGITS, 3), &mut refs);
+            let sampler = DeviceSampler::new(&all, LOGITS.len(), &cpu());
+            let out = step(&sampler, batch(&LOGITS, 3), &mut rngs);
             assert_eq!(out[1], alone, "beside {other:?}");
         }
     }

@@ -6,6 +6,7 @@
 //! [`RemotePolicy`] on inference servers, metered by [`MeteredPolicy`]); multi-turn episodes and the feedback strategies build on it.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod batcher;
 mod device_sampler;
 mod episode;
 mod error;
@@ -16,6 +17,7 @@ mod remote;
 mod sampling;
 mod strategy;
 
+pub use batcher::Batcher;
 pub use device_sampler::{DeviceSampler, Drawn, THRESHOLD_STEPS};
 pub use episode::{
     Episode, FeedbackRecord, Group, GroupUse, PreferencePair, Provenance, RolloutBatch,
@@ -27,7 +29,7 @@ pub use policy_chat::PolicyChat;
 pub use remote::{RemoteOptions, RemotePolicy, ServerStatus, rng_from_state, rng_state};
 pub use sampling::{
     Completion, Control, FinishReason, RowRequest, Sampled, SamplingParams, generate,
-    generate_rows, generate_rows_with, row_rng, sample_token, top_logprobs,
+    generate_rows, generate_rows_limited, generate_rows_with, row_rng, sample_token, top_logprobs,
 };
 pub use strategy::{
     MulFeRl, MulFeRlConfig, R3l, R3lConfig, RegenPairing, Rltf, RltfConfig, RolloutContext,

@@ -8,12 +8,13 @@
 //! of `logits / temperature` before top-k/top-p/min-p truncation (the policy whose ratio an RL
 //! objective takes, as verl computes it); greedy decoding records temperature-1 log-probs.
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use redraft_model::{CausalLm, LogitsFor, left_padded};
+use redraft_model::CausalLm;
+use redraft_model::burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::batcher::Batcher;
 use crate::device_sampler::{DeviceSampler, Drawn};
 use crate::error::{Error, Result};
 
@@ -141,7 +142,7 @@ fn step_on_cpu(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) ->
     let vocab = logits.len();
     let logits = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [1, vocab]), &device);
     DeviceSampler::new(&[params], vocab, &device)
-        .step(logits, &mut [rng])
+        .step(logits, &mut |_| rng.random::<f64>())
         .remove(0)
 }
 
@@ -233,115 +234,39 @@ pub fn generate_rows(
 
 /// Samples a batch whose rows may differ in every parameter, telling `observer` about each
 /// token as soon as it is sampled (to stream it, check stop strings, or cancel the row).
+/// All rows decode at once ([`generate_rows_limited`] with no limit).
 pub fn generate_rows_with(
     model: &CausalLm,
-    mut rows: Vec<RowRequest>,
+    rows: Vec<RowRequest>,
     pad_id: u32,
     device: &Device,
     observer: &mut dyn FnMut(&Sampled<'_>) -> Control,
 ) -> Result<Vec<Completion>> {
-    for row in &rows {
-        row.params.validate()?;
+    let all = rows.len();
+    generate_rows_limited(model, rows, pad_id, device, all, observer)
+}
+
+/// [`generate_rows_with`] with at most `max_rows` rows decoding at once: a [`Batcher`] that
+/// gives a finished row's slot to the next waiting row (continuous batching).
+pub fn generate_rows_limited(
+    model: &CausalLm,
+    rows: Vec<RowRequest>,
+    pad_id: u32,
+    device: &Device,
+    max_rows: usize,
+    observer: &mut dyn FnMut(&Sampled<'_>) -> Control,
+) -> Result<Vec<Completion>> {
+    let mut batcher = Batcher::new(model.clone(), pad_id, device, max_rows);
+    let mut out: Vec<Option<Completion>> = vec![None; rows.len()];
+    for (i, row) in rows.into_iter().enumerate() {
+        batcher.push(i, row)?;
     }
-    // Identical prompts (the samples of a group) are prefilled once; their cache is forked.
-    let mut unique: Vec<Vec<u32>> = Vec::new();
-    let mut source: Vec<usize> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        match unique.iter().position(|p| *p == row.prompt) {
-            Some(u) => source.push(u),
-            None => {
-                source.push(unique.len());
-                unique.push(row.prompt.clone());
-            }
+    while !batcher.is_idle() {
+        for (i, completion) in batcher.step(observer)? {
+            out[i] = Some(completion);
         }
     }
-    let batch = left_padded(model.config(), &unique, pad_id, device)?;
-    let n = rows.len();
-    let vocab = model.config().vocab_size;
-    let room =
-        model.config().max_position_embeddings - batch.lengths.iter().max().copied().unwrap_or(0);
-    let limits: Vec<usize> = rows
-        .iter()
-        .map(|r| r.params.max_new_tokens.min(room))
-        .collect();
-    let mut out: Vec<Completion> = (0..n)
-        .map(|_| Completion {
-            tokens: Vec::new(),
-            logprobs: Vec::new(),
-            finish_reason: FinishReason::Length,
-            top_logprobs: Vec::new(),
-        })
-        .collect();
-    let mut done: Vec<bool> = limits.iter().map(|&l| l == 0).collect();
-    // Sized to the rows' budget, so the decode never grows the cache.
-    let budget = batch.tokens.dims()[1] + limits.iter().max().copied().unwrap_or(0);
-    let mut cache = model.new_cache_with_capacity(batch.left_pad.clone(), budget);
-    let mut logits = model.forward_cached(batch.tokens, &mut cache, LogitsFor::Last)?; // [unique, 1, vocab]
-    if unique.len() < n {
-        let index: Vec<i64> = source.iter().map(|&u| u as i64).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), device);
-        cache = cache.select_rows(&source);
-        logits = logits.select(0, index); // [rows, 1, vocab]
-    }
-    let sampler = {
-        let params: Vec<&SamplingParams> = rows.iter().map(|r| &r.params).collect();
-        DeviceSampler::new(&params, vocab, device)
-    };
-    while !done.iter().all(|d| *d) {
-        let mut rngs: Vec<&mut ChaCha8Rng> = rows.iter_mut().map(|r| &mut r.rng).collect();
-        let drawn = sampler.step(logits.reshape([n, vocab]), &mut rngs);
-        let mut next = Vec::with_capacity(n);
-        for (i, (row, drawn)) in rows.iter().zip(drawn).enumerate() {
-            if done[i] {
-                next.push(i64::from(pad_id));
-                continue;
-            }
-            let Drawn {
-                token,
-                logprob,
-                top_logprobs: top,
-            } = drawn;
-            let completion = &mut out[i];
-            completion.tokens.push(token);
-            completion.logprobs.push(logprob);
-            let finish = if row.params.stop_tokens.contains(&token) {
-                Some(FinishReason::Stop)
-            } else if completion.tokens.len() >= limits[i] {
-                Some(FinishReason::Length)
-            } else {
-                None
-            };
-            let control = observer(&Sampled {
-                row: i,
-                token,
-                logprob,
-                top_logprobs: &top,
-                tokens: &completion.tokens,
-                finish,
-            });
-            if row.params.top_logprobs > 0 {
-                completion.top_logprobs.push(top);
-            }
-            match (control, finish) {
-                (Control::Stop, _) => {
-                    done[i] = true;
-                    completion.finish_reason = FinishReason::Stop;
-                }
-                (Control::Continue, Some(reason)) => {
-                    done[i] = true;
-                    completion.finish_reason = reason;
-                }
-                (Control::Continue, None) => {}
-            }
-            next.push(i64::from(token));
-        }
-        if done.iter().all(|d| *d) {
-            break;
-        }
-        let input = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), device);
-        logits = model.forward_cached(input, &mut cache, LogitsFor::Last)?;
-    }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
 }
 
 thread_local! {
