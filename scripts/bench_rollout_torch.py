@@ -21,8 +21,10 @@ then at least `iters` timed ones (more while they add up to less than `min_timed
 to `max_iters`), with `torch.set_num_threads(t)` for each `t` of `threads` in turn (the
 first is the reference setting; one thread is added because PyTorch's OpenMP threads slow down
 many-fold when another process holds one of two cores). Prints one JSON object on stdout: the
-environment and, per workload name and thread count, the median and all wall times in seconds
-and the CPU other processes used meanwhile (in cores, from /proc/stat; None where unreadable).
+environment and, per workload name and thread count, the median and all wall times in seconds,
+the CPU other processes used meanwhile (in cores, from /proc/stat; None where unreadable) and
+the process's peak resident memory over the calls (`peak_rss_bytes`, the model included: the
+high-water mark is reset through /proc/self/clear_refs first; None where that fails).
 """
 import argparse
 import json
@@ -59,6 +61,28 @@ def build_model(config_json, seed):
     model.generation_config.bos_token_id = None
     model.generation_config.pad_token_id = 0  # only pads finished rows; none finish
     return model
+
+
+def reset_peak():
+    """Resets this process's peak resident set to its current one (Linux); False elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    """This process's peak resident set (VmHWM) in bytes, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def bench_group(model, vocab, w, seed, warmup, iters, min_timed_s, max_iters):
@@ -120,12 +144,14 @@ def main():
             if name not in models:
                 models[name] = build_model(spec["models"][name], seed)
             t0 = time.perf_counter()
+            reset = reset_peak()
             times, others = bench_group(models[name], spec["models"][name]["vocab_size"], w,
                                         seed, warmup, iters, min_timed_s, max_iters)
             entry = res["results"].setdefault(w["name"], dict(workload=w, threads={}))
             entry["threads"][str(t)] = dict(median_s=statistics.median(times),
                                             all_s=[round(x, 6) for x in times],
-                                            other_cores=others)
+                                            other_cores=others,
+                                            peak_rss_bytes=peak_rss_bytes() if reset else None)
             print(f"[{w['name']}, {t} threads] {time.perf_counter() - t0:.1f}s", file=sys.stderr,
                   flush=True)
     print(json.dumps(res, indent=1), flush=True)

@@ -35,6 +35,11 @@ MODELS = {
     # heads), four layers and the big vocabulary.
     "gqa": dict(vocab_size=32000, hidden_size=896, num_hidden_layers=4, num_attention_heads=14,
                 num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=256),
+    # SmolLM2-135M's and Qwen2.5-0.5B's shapes (untied, no biases).
+    "smollm2": dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=256),
+    "qwen0.5b": dict(vocab_size=151936, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
+                     num_key_value_heads=2, intermediate_size=4864, max_position_embeddings=256),
 }
 COMMON_MODEL = dict(hidden_act="silu", rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
                     attention_bias=False, mlp_bias=False, initializer_range=0.02, dtype="float32",
@@ -43,18 +48,22 @@ TRAIN = {
     "tiny": dict(batch=16, seq=128, prompt_len=32, warmup=3, iters=10),
     "big": dict(batch=8, seq=256, prompt_len=64, warmup=3, iters=10),
     "gqa": dict(batch=8, seq=256, prompt_len=64, warmup=3, iters=10),
+    "smollm2": dict(batch=4, seq=128, prompt_len=32, warmup=1, iters=3),
+    "qwen0.5b": dict(batch=2, seq=128, prompt_len=32, warmup=1, iters=3),
 }
 GEN = {
     "tiny": dict(batch=16, prompt_len=32, new_tokens=64, warmup=1, iters=5),
     "big": dict(batch=8, prompt_len=64, new_tokens=128, warmup=1, iters=5),
     "gqa": dict(batch=8, prompt_len=64, new_tokens=128, warmup=1, iters=5),
+    "smollm2": dict(batch=8, prompt_len=32, new_tokens=32, warmup=1, iters=5),
+    "qwen0.5b": dict(batch=8, prompt_len=32, new_tokens=32, warmup=1, iters=5),
 }
 ADAMW = dict(lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 SEED = 1234
 
 WORKLOAD_TEXT = {
     "model": "transformers LlamaForCausalLM, random init (Linear and Embedding weights ~ N(0, initializer_range=0.02), RMSNorm weights = 1), "
-             "fp32, SwiGLU MLP, RoPE theta 1e4, no biases, untied lm_head, num_key_value_heads == num_attention_heads (tiny, big) or 2 of 14 (gqa)",
+             "fp32, SwiGLU MLP, RoPE theta 1e4, no biases, untied lm_head, num_key_value_heads == num_attention_heads (tiny, big) or 2 of 14 (gqa, qwen0.5b) or 3 of 9 (smollm2)",
     "train_step": (
         "input_ids ~ Uniform{0..V-1}, shape [B, T] (fresh random batch per step, generated before timing). "
         "logits = model(input_ids).logits  [B, T, V] (fp32). "
@@ -243,6 +252,28 @@ def stats_block(walls, cpus, others, iters):
     return s
 
 
+def reset_peak():
+    """Resets this process's peak resident set to its current one (Linux); False elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    """This process's peak resident set (VmHWM) in bytes, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def bench_train(model, V, tr, adamw_impl="default", quiet_mode=False, max_extra_s=600):
     B, T, Pp = tr["batch"], tr["seq"], tr["prompt_len"]
     g = torch.Generator().manual_seed(SEED + 1)
@@ -377,8 +408,10 @@ def main():
         if not args.skip_train:
             r["quiet_wait_train"] = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
             r["loadavg_before_train"] = loadavg()
+            reset = reset_peak()
             tr = bench_train(model, cfg["vocab_size"], TRAIN[name], args.adamw, bool(args.quiet_mode),
                              args.max_extra_s)
+            tr["peak_rss_bytes"] = peak_rss_bytes() if reset else None
             tr["adamw_impl"] = args.adamw
             tr["gflops_per_s_primary"] = fl["train"] / tr["primary_s"] / 1e9
             tr["gflops_per_s_best"] = fl["train"] / tr["min_s"] / 1e9
@@ -389,7 +422,9 @@ def main():
             _, _, model = build_model(name, args.attn)
             r["quiet_wait_gen"] = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
             r["loadavg_before_gen"] = loadavg()
+            reset = reset_peak()
             gr = bench_gen(model, cfg["vocab_size"], GEN[name], bool(args.quiet_mode), args.max_extra_s)
+            gr["peak_rss_bytes"] = peak_rss_bytes() if reset else None
             gr["gflops_per_s_primary"] = fl["gen"] / gr["primary_s"] / 1e9
             gr["gflops_per_s_best"] = fl["gen"] / gr["min_s"] / 1e9
             gr["gflops_naive_per_s_primary"] = fl["gen_naive"] / gr["primary_s"] / 1e9

@@ -215,7 +215,7 @@ pub(crate) fn run_case(spec: &Path) -> Result<()> {
     let cpu_before = cpu_seconds()?;
     trainer.run(&mut Silent)?;
     let step_cpu_s = cpu_seconds()? - cpu_before;
-    let peak_bytes = peak_resident()?;
+    let peak_bytes = super::peak_resident()?;
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))?;
     let step: serde_json::Value = serde_json::from_str(
         metrics
@@ -254,17 +254,6 @@ fn cpu_seconds() -> Result<f64> {
             .context("no utime/stime in /proc/self/stat")
     };
     Ok((ticks(14)? + ticks(15)?) / 100.0)
-}
-
-/// The peak resident set of this process (`VmHWM`), in bytes.
-fn peak_resident() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kb * 1024)
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub(crate) struct Measurement {
     pub(crate) tokens_per_s: f64,
     pub(crate) gflops_per_s: f64,
     pub(crate) torch_median_s: Option<f64>,
+    /// Peak resident memory while the workload ran (this process's, weights included).
+    pub(crate) peak_bytes: Option<u64>,
+    /// PyTorch's, for the same workload.
+    pub(crate) torch_peak_bytes: Option<u64>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -103,14 +107,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for size in &args.sizes {
         let workload = model::Workload::named(size)
-            .with_context(|| format!("unknown size `{size}` (tiny, big, gqa)"))?;
+            .with_context(|| format!("unknown size `{size}` ({})", model::SIZES.join(", ")))?;
         eprintln!("[{size}] train step ... ({})", load());
-        let mut train = model::bench_train(&workload)?;
+        let (mut train, peak) = with_peak(|| model::bench_train(&workload))?;
+        train.peak_bytes = peak;
         eprintln!("[{size}] sampling ... ({})", load());
-        let mut sample = model::bench_generate(&workload)?;
+        let (mut sample, peak) = with_peak(|| model::bench_generate(&workload))?;
+        sample.peak_bytes = peak;
         if let Some(reference) = &reference {
-            train.torch_median_s = reference.train.get(size).copied();
-            sample.torch_median_s = reference.generate.get(size).copied();
+            (train.torch_median_s, train.torch_peak_bytes) = reference.train(size);
+            (sample.torch_median_s, sample.torch_peak_bytes) = reference.generate(size);
         }
         rows.push(train);
         rows.push(sample);
@@ -147,6 +153,31 @@ fn machine() -> String {
 /// The machine's load averages now (1, 5 and 15 minutes, from /proc/loadavg): a benchmark on
 /// its own keeps about as many cores busy as it uses, so more than that means other jobs ran
 /// beside it.
+/// The peak resident set of this process (`VmHWM`), in bytes.
+pub(crate) fn peak_resident() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(kb * 1024)
+}
+
+/// Runs `work` and returns its result with this process's peak resident memory meanwhile:
+/// the high-water mark is reset to the current resident set first (Linux's
+/// `/proc/self/clear_refs`), so each workload's peak is its own (`None` where that fails).
+pub(crate) fn with_peak<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Option<u64>)> {
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let out = work()?;
+    Ok((out, reset.then(|| peak_resident().ok()).flatten()))
+}
+
+/// Bytes as gigabytes with two decimals, or `-`.
+pub(crate) fn gb(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "-".into(), |b| format!("{:.2}", b as f64 / 1e9))
+}
+
 pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -166,22 +197,24 @@ fn print_table(rows: &[Measurement], peak: f64, reference: Option<&torch::Refere
     }
     println!();
     println!(
-        "| workload | median s | tokens/s | GFLOP/s | % of peak | PyTorch median s | speed-up vs PyTorch |"
+        "| workload | median s | tokens/s | GFLOP/s | % of peak | peak GB | PyTorch median s | PyTorch peak GB | speed-up vs PyTorch |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let (torch, ratio) = match r.torch_median_s {
             Some(t) => (format!("{t:.4}"), format!("{:.2}x", t / r.median_s)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {} | {:.4} | {:.0} | {:.1} | {:.0}% | {} | {} |",
+            "| {} | {:.4} | {:.0} | {:.1} | {:.0}% | {} | {} | {} | {} |",
             r.workload,
             r.median_s,
             r.tokens_per_s,
             r.gflops_per_s,
             100.0 * r.gflops_per_s / peak,
+            gb(r.peak_bytes),
             torch,
+            gb(r.torch_peak_bytes),
             ratio
         );
     }

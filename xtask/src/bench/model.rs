@@ -16,6 +16,10 @@ use super::Measurement;
 
 const SEED: u64 = 1234;
 
+/// The sizes [`Workload::named`] knows (`--sizes`); the last two are full models' shapes, for
+/// `--sizes smollm2,qwen0.5b` (minutes per side on two cores).
+pub(crate) const SIZES: [&str; 5] = ["tiny", "big", "gqa", "smollm2", "qwen0.5b"];
+
 /// One model size with its train and sampling settings.
 pub(crate) struct Workload {
     pub(crate) name: &'static str,
@@ -76,6 +80,36 @@ impl Workload {
                 generate: (8, 64, 128),
                 warmup: 3,
                 iters: 10,
+            }),
+            // SmolLM2-135M's shapes (its 49 152-token vocabulary, 30 layers, 9 query heads over
+            // 3 key/value heads), untied.
+            "smollm2" => Some(Self {
+                name: "smollm2",
+                vocab: 49152,
+                hidden: 576,
+                layers: 30,
+                heads: 9,
+                kv_heads: 3,
+                intermediate: 1536,
+                train: (4, 128, 32),
+                generate: (8, 32, 32),
+                warmup: 1,
+                iters: 3,
+            }),
+            // Qwen2.5-0.5B's shapes (151 936-token vocabulary, 24 layers), untied and without
+            // its attention biases.
+            "qwen0.5b" => Some(Self {
+                name: "qwen0.5b",
+                vocab: 151_936,
+                hidden: 896,
+                layers: 24,
+                heads: 14,
+                kv_heads: 2,
+                intermediate: 4864,
+                train: (2, 128, 32),
+                generate: (8, 32, 32),
+                warmup: 1,
+                iters: 3,
             }),
             _ => None,
         }
@@ -188,6 +222,8 @@ pub(crate) fn bench_train(w: &Workload) -> Result<Measurement> {
         tokens_per_s: (b * t) as f64 / median_s,
         gflops_per_s: w.train_flops() / median_s / 1e9,
         torch_median_s: None,
+        peak_bytes: None,
+        torch_peak_bytes: None,
     })
 }
 
@@ -231,6 +267,8 @@ pub(crate) fn bench_generate(w: &Workload) -> Result<Measurement> {
         tokens_per_s: (b * n) as f64 / median_s,
         gflops_per_s: w.generate_flops() / median_s / 1e9,
         torch_median_s: None,
+        peak_bytes: None,
+        torch_peak_bytes: None,
     })
 }
 

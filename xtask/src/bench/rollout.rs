@@ -92,6 +92,16 @@ impl Settings {
                 pivot_feed: 16,
                 pivot_new: 64,
             }),
+            // Full models' shapes: one prompt's group of eight, as an RL step samples it.
+            "smollm2" | "qwen0.5b" => Some(Self {
+                prompts: 1,
+                prompt_len: 32,
+                new_tokens: 32,
+                pivot_prefix: 64,
+                pivot_discarded: 16,
+                pivot_feed: 8,
+                pivot_new: 16,
+            }),
             _ => None,
         }
     }
@@ -101,7 +111,7 @@ impl Settings {
 fn model_config(name: &str) -> Result<ModelConfig> {
     match super::model::Workload::named(name) {
         Some(w) => w.config(),
-        None => bail!("unknown size `{name}` (tiny, big)"),
+        None => bail!("unknown size `{name}` (tiny, big, smollm2, qwen0.5b)"),
     }
 }
 
@@ -114,6 +124,8 @@ struct Series {
     all_s: Vec<f64>,
     /// CPU cores other processes kept busy, on average, from the first timed call to the last.
     other_cores: Option<f64>,
+    /// Peak resident memory of the process over the calls (the model's weights included).
+    peak_bytes: Option<u64>,
 }
 
 /// One measured workload.
@@ -217,6 +229,7 @@ where
     F: FnMut(usize) -> Result<G>,
     G: FnOnce() -> Result<()>,
 {
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut times: Vec<f64> = Vec::with_capacity(ITERS);
     let mut series_start = None;
     for i in 0.. {
@@ -244,6 +257,7 @@ where
         median_s: median(times.clone()),
         all_s: times,
         other_cores,
+        peak_bytes: reset.then(|| super::peak_resident().ok()).flatten(),
     })
 }
 
@@ -426,6 +440,7 @@ fn run_torch(python: &str, script: &Path, spec: &Value) -> Result<Option<TorchSi
                     median_s,
                     all_s: all_s.filter_map(Value::as_f64).collect(),
                     other_cores: r["other_cores"].as_f64(),
+                    peak_bytes: r["peak_rss_bytes"].as_u64(),
                 },
             );
         }
@@ -448,8 +463,8 @@ pub(crate) fn run(
 ) -> Result<()> {
     let mut plan = Vec::new();
     for size in sizes {
-        let settings =
-            Settings::named(size).with_context(|| format!("unknown size `{size}` (tiny, big)"))?;
+        let settings = Settings::named(size)
+            .with_context(|| format!("unknown size `{size}` (tiny, big, smollm2, qwen0.5b)"))?;
         plan.push((size.as_str(), settings, model_config(size)?));
     }
     let torch = if no_torch {
@@ -577,11 +592,11 @@ fn print_table(rows: &[Row], speedups: &[Speedup], torch: Option<&TorchSide>) {
         .map(|t| format!(" PyTorch {t} thr. s |"))
         .concat();
     println!(
-        "| workload | redraft median s | new tokens/s |{threads} PyTorch tokens/s (faster) | \
-         speed-up vs faster PyTorch |"
+        "| workload | redraft median s | new tokens/s | peak GB |{threads} PyTorch tokens/s (faster) | \
+         PyTorch peak GB | speed-up vs faster PyTorch |"
     );
     println!(
-        "|---|---:|---:|{}---:|---:|",
+        "|---|---:|---:|---:|{}---:|---:|---:|",
         "---:|".repeat(TORCH_THREADS.len())
     );
     let cell = |s: Option<&Series>| match s {
@@ -596,18 +611,20 @@ fn print_table(rows: &[Row], speedups: &[Speedup], torch: Option<&TorchSide>) {
             .iter()
             .map(|t| format!(" {} |", cell(r.torch.get(t))))
             .collect();
-        let (tps, ratio) = match r.torch_best() {
-            Some((_, t)) => (
+        let (tps, torch_peak, ratio) = match r.torch_best() {
+            Some((threads, t)) => (
                 format!("{:.0}", r.new_tokens as f64 / t),
+                super::gb(r.torch.get(&threads).and_then(|s| s.peak_bytes)),
                 format!("{:.2}x", t / r.redraft.median_s),
             ),
-            None => ("-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {} | {} | {:.0} |{torch} {tps} | {ratio} |",
+            "| {} | {} | {:.0} | {} |{torch} {tps} | {torch_peak} | {ratio} |",
             r.workload,
             cell(Some(&r.redraft)),
-            r.tokens_per_s
+            r.tokens_per_s,
+            super::gb(r.redraft.peak_bytes),
         );
     }
     println!();

@@ -7,11 +7,28 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// PyTorch's medians per size, from the same machine.
+/// PyTorch's medians (and peak resident memory, when the script reports it) per size, from the
+/// same machine.
 pub(crate) struct Reference {
     pub(crate) env: String,
-    pub(crate) train: BTreeMap<String, f64>,
-    pub(crate) generate: BTreeMap<String, f64>,
+    train: BTreeMap<String, (f64, Option<u64>)>,
+    generate: BTreeMap<String, (f64, Option<u64>)>,
+}
+
+impl Reference {
+    /// The train step's median and peak of size `size`.
+    pub(crate) fn train(&self, size: &str) -> (Option<f64>, Option<u64>) {
+        self.train
+            .get(size)
+            .map_or((None, None), |&(t, p)| (Some(t), p))
+    }
+
+    /// The sampling workload's median and peak of size `size`.
+    pub(crate) fn generate(&self, size: &str) -> (Option<f64>, Option<u64>) {
+        self.generate
+            .get(size)
+            .map_or((None, None), |&(t, p)| (Some(t), p))
+    }
 }
 
 /// Whether `python` can run the PyTorch-side `script` (torch and transformers importable, the
@@ -67,10 +84,12 @@ pub(crate) fn run(python: &str, script: &Path, sizes: &[String]) -> Result<Optio
     for size in sizes {
         let result = &json["results"][size];
         if let Some(t) = result["train"]["primary_s"].as_f64() {
-            reference.train.insert(size.clone(), t);
+            let peak = result["train"]["peak_rss_bytes"].as_u64();
+            reference.train.insert(size.clone(), (t, peak));
         }
         if let Some(t) = result["gen"]["primary_s"].as_f64() {
-            reference.generate.insert(size.clone(), t);
+            let peak = result["gen"]["peak_rss_bytes"].as_u64();
+            reference.generate.insert(size.clone(), (t, peak));
         }
     }
     Ok(Some(reference))
