@@ -44,6 +44,9 @@ pub(crate) struct Args {
     /// New tokens per turn.
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
+    /// Most rows decoding at once, the others waiting for a finished row's slot (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_batch_rows: usize,
     /// Also measure success when a failed attempt gets the verifier's critique and one revision.
     #[arg(long)]
     with_feedback: bool,
@@ -108,6 +111,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         device: &loaded.device,
         config: &config,
         max_new_tokens: args.max_new_tokens,
+        max_batch_rows: args.max_batch_rows,
         feedback: Some(&critic),
         templates: match &args.templates {
             Some(path) => load_templates(path)?,

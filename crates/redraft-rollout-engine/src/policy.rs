@@ -10,7 +10,7 @@ use redraft_model::burn::tensor::Device;
 use redraft_tokenizer::Tokenizer;
 
 use crate::error::Result;
-use crate::sampling::{Completion, RowRequest, generate_rows};
+use crate::sampling::{Completion, Control, RowRequest, Sampled, generate_rows_limited};
 
 /// Anything that samples continuations of token prompts: the in-process burn model first; a
 /// remote inference server later.
@@ -75,6 +75,8 @@ pub struct LocalPolicy {
     model: CausalLm,
     device: Device,
     pad_id: u32,
+    /// Most rows decoding at once (`None`: all rows of a call).
+    max_rows: Option<usize>,
 }
 
 impl LocalPolicy {
@@ -84,7 +86,16 @@ impl LocalPolicy {
             model,
             device,
             pad_id,
+            max_rows: None,
         }
+    }
+
+    /// Decodes at most `max_rows` rows at once (0: all rows of a call), the others waiting for
+    /// a finished row's slot ([`generate_rows_limited`], continuous batching): bounds the KV
+    /// cache and the logits of a large call.
+    pub fn with_max_rows(mut self, max_rows: usize) -> Self {
+        self.max_rows = (max_rows > 0).then_some(max_rows);
+        self
     }
 
     /// `model` on `device`, padding with `tokenizer`'s padding id
@@ -105,7 +116,22 @@ impl Policy for LocalPolicy {
         rows: Vec<RowRequest>,
         stop: &dyn Fn(usize, &[u32]) -> bool,
     ) -> Result<Vec<Completion>> {
-        generate_rows(&self.model, rows, self.pad_id, &self.device, stop)
+        let max_rows = self.max_rows.unwrap_or(rows.len());
+        let mut observer = |sampled: &Sampled<'_>| {
+            if stop(sampled.row, sampled.tokens) {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        };
+        generate_rows_limited(
+            &self.model,
+            rows,
+            self.pad_id,
+            &self.device,
+            max_rows,
+            &mut observer,
+        )
     }
 
     fn max_context(&self) -> usize {

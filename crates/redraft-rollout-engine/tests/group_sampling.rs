@@ -3,7 +3,7 @@
 
 use redraft_model::{CausalLm, DeviceSpec, ModelConfig};
 use redraft_rollout_engine::{
-    Batcher, Control, FinishReason, RowRequest, SamplingParams, generate_rows,
+    Batcher, Control, FinishReason, LocalPolicy, Policy, RowRequest, SamplingParams, generate_rows,
     generate_rows_limited, generate_rows_with, row_rng,
 };
 
@@ -217,4 +217,25 @@ fn rows_join_a_running_batch_and_can_be_cancelled() {
     assert_eq!(cancelled.finish_reason, FinishReason::Stop);
     assert_eq!(cancelled.tokens.len(), 2);
     assert_eq!(cancelled.tokens, alone(&model, &later[2]).tokens[..2]);
+}
+
+#[test]
+fn a_local_policy_with_fewer_slots_than_rows_samples_the_same_rows() {
+    let model = tiny_model();
+    let device = DeviceSpec::Cpu.device().unwrap();
+    let rows: Vec<RowRequest> = (0..6)
+        .map(|i| row(&[1 + i as u32, 2, 3], 3 + i, 20 + i as u64))
+        .collect();
+    let stop = |_: usize, tokens: &[u32]| tokens.last() == Some(&7);
+    let all = LocalPolicy::new(model.clone(), device.clone(), 0)
+        .generate(rows.clone(), &stop)
+        .unwrap();
+    let capped = LocalPolicy::new(model, device, 0)
+        .with_max_rows(2)
+        .generate(rows, &stop)
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    for (a, b) in all.iter().zip(&capped) {
+        assert_same(a, b);
+    }
 }

@@ -179,6 +179,11 @@ pub struct RolloutConfig {
     pub top_k: usize,
     /// Maximum new tokens per turn. Default 128.
     pub max_new_tokens: usize,
+    /// Most rows decoding at once in process (vLLM's `max_num_seqs`): a sampling call with
+    /// more rows decodes them continuously batched, each waiting row taking a finished row's
+    /// slot. Bounds the rollout's and evaluation's KV cache. Default 0: every row of a call at
+    /// once.
+    pub max_batch_rows: usize,
     /// Sample on OpenAI-compatible inference servers instead of in process
     /// (`[rollout.remote]`). Default: none (in process).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,6 +199,7 @@ impl Default for RolloutConfig {
             top_p: 1.0,
             top_k: 0,
             max_new_tokens: 128,
+            max_batch_rows: 0,
             remote: None,
         }
     }

@@ -114,6 +114,8 @@ pub struct Evaluator<'a> {
     pub config: &'a EvalConfig,
     /// New tokens per turn.
     pub max_new_tokens: usize,
+    /// Most rows decoding at once (0: all rows of a call; [`LocalPolicy::with_max_rows`]).
+    pub max_batch_rows: usize,
     /// The critic for multi-turn success (the run's provider or the verifier's critique).
     pub feedback: Option<&'a dyn FeedbackProvider>,
     /// The prompt templates (the revision prompt of multi-turn success).
@@ -139,6 +141,7 @@ impl Evaluator<'_> {
             self.device.clone(),
             self.tokenizer.as_ref(),
         )
+        .with_max_rows(self.max_batch_rows)
     }
 
     fn context<'a>(&'a self, policy: &'a LocalPolicy) -> RolloutContext<'a> {

@@ -471,11 +471,14 @@ impl Trainer {
                 (servers.policy(), Some(version))
             }
             None => (
-                Arc::new(LocalPolicy::for_tokenizer(
-                    policy.clone(),
-                    self.learner.infer_device().clone(),
-                    self.tokenizer.as_ref(),
-                )),
+                Arc::new(
+                    LocalPolicy::for_tokenizer(
+                        policy.clone(),
+                        self.learner.infer_device().clone(),
+                        self.tokenizer.as_ref(),
+                    )
+                    .with_max_rows(self.config.rollout.max_batch_rows),
+                ),
                 None,
             ),
         };
@@ -617,6 +620,7 @@ impl Trainer {
             device: self.learner.infer_device(),
             config: &self.config.eval,
             max_new_tokens: self.config.rollout.max_new_tokens,
+            max_batch_rows: self.config.rollout.max_batch_rows,
             feedback: Some(critic.as_ref()),
             templates: self.templates.clone(),
             verifier: self.rewards.correctness.as_ref(),
@@ -783,13 +787,22 @@ pub struct Preflight {
 /// generated families render alike, so the first ones stand for the stream.
 const PREFLIGHT_PROBLEMS: usize = 256;
 
+/// Rows decoded at once for a call of `rows` rows under `max_batch_rows` (0: no cap).
+fn decoded_at_once(rows: usize, max_batch_rows: usize) -> usize {
+    match max_batch_rows {
+        0 => rows,
+        cap => rows.min(cap),
+    }
+}
+
 /// The start-up checks of a run, before anything is allocated or written (both
 /// [`Trainer::new`] and [`Trainer::resume`] run them; `redraft train --check` stops after):
 ///
 /// 1. the configuration is valid ([`TrainConfig::validate`]);
 /// 2. the estimated memory of the model, its gradients and AdamW state, a reference copy and the
 ///    largest batch (`rollout.prompts_per_step` × `rollout.group_size` rows, or the evaluation's
-///    `eval.problems` × `eval.samples`) fits `max_memory` and, on the CPU, the memory the
+///    `eval.problems` × `eval.samples`, at most `rollout.max_batch_rows` of them decoding at
+///    once) fits `max_memory` and, on the CPU, the memory the
 ///    machine has available ([`ModelConfig::memory_estimate`]);
 /// 3. every kind of turn the method samples, and evaluation's revision turn when
 ///    `eval.with_feedback`, fits the model's context with `rollout.max_new_tokens` new tokens:
@@ -827,7 +840,10 @@ pub fn preflight(config: &TrainConfig) -> Result<Preflight> {
             .as_ref()
             .map_or(0, |lora| lora.parameter_count(&model)),
         train_rows: rollout_rows.div_ceil(config.updates.minibatches),
-        decode_rows: rollout_rows.max(config.eval.problems.saturating_mul(config.eval.samples)),
+        decode_rows: decoded_at_once(
+            rollout_rows.max(config.eval.problems.saturating_mul(config.eval.samples)),
+            r.max_batch_rows,
+        ),
         tokens: r.max_new_tokens.min(context),
         base_dtype: config.model.dtype,
     };
