@@ -15,6 +15,8 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::error::{Error, Result};
+
 /// Keys and values of every layer for a batch of left-padded sequences.
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -164,14 +166,25 @@ impl KvCache {
 
     /// Puts row `from_row` of `from` (its real tokens only) into row `row` of this cache, ending
     /// at the last filled slot, in place: a finished row's slot taken by a new sequence. Its
-    /// real tokens must fit in the slots filled here; both caches hold the same layers.
-    pub fn place_row(&mut self, row: usize, from: &KvCache, from_row: usize) {
-        let real = from.real_lengths()[from_row];
-        assert!(
-            real <= self.slots,
-            "a row of {real} tokens placed in {} slots",
-            self.slots
-        );
+    /// real tokens must fit in the slots filled here (else [`pad_left`](Self::pad_left) first);
+    /// both caches hold the same layers.
+    pub fn place_row(&mut self, row: usize, from: &KvCache, from_row: usize) -> Result<()> {
+        let (Some(&real), true) = (from.real_lengths().get(from_row), row < self.batch_size())
+        else {
+            return Err(Error::InvalidInput(format!(
+                "row {from_row} of a cache of {} rows placed at row {row} of one of {}",
+                from.batch_size(),
+                self.batch_size()
+            )));
+        };
+        if real > self.slots || from.layers.len() != self.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "a row of {real} tokens and {} layers placed in {} filled slots of {} layers",
+                from.layers.len(),
+                self.slots,
+                self.layers.len()
+            )));
+        }
         let (start, end) = (self.slots - real, self.slots);
         let src = from.slots - real..from.slots;
         for (layer, source) in self.layers.iter_mut().zip(&from.layers) {
@@ -189,15 +202,21 @@ impl KvCache {
             }
         }
         self.left_pad[row] = start;
+        Ok(())
     }
 
-    /// Appends the rows of `other`, which has as many filled slots, after this cache's rows
-    /// (one copy of both).
-    pub fn append_rows(&mut self, other: &KvCache) {
-        assert_eq!(
-            self.slots, other.slots,
-            "caches of different lengths joined"
-        );
+    /// Appends the rows of `other`, which has as many filled slots and layers, after this
+    /// cache's rows (one copy of both).
+    pub fn append_rows(&mut self, other: &KvCache) -> Result<()> {
+        if self.slots != other.slots || self.layers.len() != other.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "a cache of {} slots and {} layers appended to one of {} slots and {} layers",
+                other.slots,
+                other.layers.len(),
+                self.slots,
+                self.layers.len()
+            )));
+        }
         let capacity = self.capacity.max(other.capacity).max(self.slots);
         let fit = |t: &Tensor<4>| {
             let [b, heads, have, hd] = t.dims();
@@ -220,6 +239,7 @@ impl KvCache {
         }
         self.left_pad.extend_from_slice(&other.left_pad);
         self.capacity = capacity;
+        Ok(())
     }
 
     /// A cache of the given rows (as [`select_rows`](Self::select_rows)) without the leading

@@ -216,14 +216,12 @@ impl Attention {
         } else {
             q.reshape([b, kv, rep * t, hd])
         };
+        let mask = mask.map(|m| m.clone().reshape([b, kv, rep * t, keys]));
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, kv, rep·t, keys]
         let scores = match mask {
-            Some(mask) => scores
-                .reshape([b, h, t, keys])
-                .mask_fill(mask.clone(), MASKED)
-                .reshape([b, kv, rep * t, keys]),
+            Some(mask) => scores.mask_fill(mask, MASKED),
             None => scores,
         };
         let context = softmax(scores, 3).matmul(v).reshape([b, h, t, hd]);

@@ -292,3 +292,81 @@ fn a_cache_truncated_to_nothing_takes_a_longer_prefill() {
     assert!(diff <= TOLERANCE, "re-prefill: {diff:e}");
     decode_and_check(&model, &mut cache, &rows, &pad, 20..40, &device, "after");
 }
+
+#[test]
+fn sequences_placed_appended_and_compacted_decode_like_a_full_forward() {
+    let device = device();
+    let model = model(&device);
+    // A running batch of two 6-token prompts, decoded two steps (8 slots).
+    let first = sequences(2, 30, 9);
+    let mut cache = model.new_cache(vec![0, 0]);
+    model
+        .forward_cached(
+            ids(&cols(&first, 0, 6), &device),
+            &mut cache,
+            LogitsFor::Last,
+        )
+        .unwrap();
+    decode_and_check(&model, &mut cache, &first, &[0, 0], 6..8, &device, "first");
+    // Row 0 finishes; a 10-token prompt takes its slot (the batch padded by two first), and a
+    // 4-token prompt is appended as a third row.
+    let (long, short) = (
+        sequences(1, 30, 10).remove(0),
+        sequences(1, 30, 11).remove(0),
+    );
+    let prefill = |tokens: &[i64]| {
+        let mut own = model.new_cache(vec![0]);
+        let rows = vec![tokens.to_vec()];
+        model
+            .forward_cached(ids(&rows, &device), &mut own, LogitsFor::Last)
+            .unwrap();
+        own
+    };
+    let long_cache = prefill(&long[..10]);
+    assert!(
+        cache.place_row(0, &long_cache, 0).is_err(),
+        "10 tokens in 8 slots"
+    );
+    cache.pad_left(2);
+    cache.place_row(0, &long_cache, 0).unwrap();
+    let mut short_cache = prefill(&short[..4]);
+    assert!(
+        cache.append_rows(&short_cache).is_err(),
+        "4 slots joined to 10"
+    );
+    short_cache.pad_left(6);
+    cache.append_rows(&short_cache).unwrap();
+    assert_eq!(cache.left_pad(), &[0, 2, 6]);
+    // Each row as a full forward sees it: left padding, then its tokens.
+    let padded = |pad: usize, tokens: &[i64]| [vec![0; pad], tokens.to_vec()].concat();
+    let rows = vec![
+        long[..26].to_vec(),
+        padded(2, &first[1][..24]),
+        padded(6, &short[..20]),
+    ];
+    decode_and_check(
+        &model,
+        &mut cache,
+        &rows,
+        &[0, 2, 6],
+        10..18,
+        &device,
+        "joined",
+    );
+    // Row 0 finishes: the batch keeps rows 1 and 2 without the two slots both pad.
+    let mut compacted = cache.compact(&[1, 2]);
+    assert_eq!(
+        (compacted.left_pad(), compacted.len()),
+        (&[0usize, 4][..], 16)
+    );
+    let rest: Vec<Vec<i64>> = rows[1..].iter().map(|r| r[2..].to_vec()).collect();
+    decode_and_check(
+        &model,
+        &mut compacted,
+        &rest,
+        &[0, 4],
+        16..24,
+        &device,
+        "compacted",
+    );
+}

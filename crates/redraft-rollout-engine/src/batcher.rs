@@ -158,7 +158,7 @@ impl Batcher {
         let slots = &mut self.slots;
         let drawn = sampler.step(logits, &mut |i| {
             slots[i].as_mut().map_or(0.5, |r| r.row.rng.random::<f64>())
-        });
+        })?;
         self.sampler = Some(sampler);
         let mut next = Vec::with_capacity(self.slots.len());
         for (slot, drawn) in self.slots.iter_mut().zip(drawn) {
@@ -323,7 +323,7 @@ impl Batcher {
         }
         let placed = free.len().min(new.len());
         for (j, &slot) in free.iter().take(placed).enumerate() {
-            batch_cache.place_row(slot, &cache, j);
+            batch_cache.place_row(slot, &cache, j)?;
             batch_logits = batch_logits.slice_assign(
                 [slot..slot + 1, 0..vocab],
                 logits.clone().slice([j..j + 1, 0..vocab]),
@@ -333,7 +333,7 @@ impl Batcher {
         if !appended.is_empty() {
             let mut tail = cache.select_rows(&appended);
             tail.pad_left(batch_cache.len() - tail.len());
-            batch_cache.append_rows(&tail);
+            batch_cache.append_rows(&tail)?;
             batch_logits = Tensor::cat(vec![batch_logits, logits.select(0, index(&appended))], 0);
         }
         let mut new = new.into_iter();

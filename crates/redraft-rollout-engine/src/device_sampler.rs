@@ -24,6 +24,7 @@
 
 use redraft_model::burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+use crate::error::Result;
 use crate::sampling::SamplingParams;
 
 /// Halvings of a row's log-weight range that locate its top-k and top-p thresholds: the range
@@ -49,8 +50,8 @@ pub struct DeviceSampler {
     device: Device,
     rows: usize,
     vocab: usize,
-    /// Each row's temperature (1 for greedy rows), `[rows, 1]`.
-    temperature: Tensor<2>,
+    /// Each row's temperature (1 for greedy rows), `[rows, 1]`; `None` when all are 1.
+    temperature: Option<Tensor<2>>,
     /// Which rows decode greedily (and draw no uniform).
     greedy_rows: Vec<bool>,
     /// The same on the device, when some rows do and some do not.
@@ -81,18 +82,20 @@ impl DeviceSampler {
         let limit = |p: &SamplingParams| p.vocab_limit.map_or(vocab, |l| l.min(vocab));
         let greedy: Vec<bool> = params.iter().map(|p| p.temperature == 0.0).collect();
         let all_greedy = greedy.iter().all(|g| *g);
-        let temperature = column(
-            params
-                .iter()
-                .map(|p| {
-                    if p.temperature > 0.0 {
-                        p.temperature
-                    } else {
-                        1.0
-                    }
-                })
-                .collect(),
-        );
+        let temperatures: Vec<f32> = params
+            .iter()
+            .map(|p| {
+                if p.temperature > 0.0 {
+                    p.temperature
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let temperature = temperatures
+            .iter()
+            .any(|&t| t != 1.0)
+            .then(|| column(temperatures));
         let outside = params.iter().any(|p| limit(p) < vocab).then(|| {
             let limits: Vec<i64> = params.iter().map(|p| limit(p) as i64).collect();
             let limits = Tensor::<2, Int>::from_data(TensorData::new(limits, [rows, 1]), device);
@@ -148,13 +151,30 @@ impl DeviceSampler {
     /// Draws one token per row from `logits` (`[rows, vocab]`, on the sampler's device);
     /// `uniform(i)` is row `i`'s next uniform draw in [0, 1) (from its own generator), asked
     /// once per step of each row that is not greedy.
-    pub fn step(&self, logits: Tensor<2>, uniform: &mut dyn FnMut(usize) -> f64) -> Vec<Drawn> {
+    pub fn step(
+        &self,
+        logits: Tensor<2>,
+        uniform: &mut dyn FnMut(usize) -> f64,
+    ) -> Result<Vec<Drawn>> {
         let [rows, vocab] = [self.rows, self.vocab];
         debug_assert_eq!(logits.dims(), [rows, vocab]);
         let full = [rows, vocab];
-        let x = (logits.clone() - logits.max_dim(1)) / self.temperature.clone(); // log-weights
+        let shifted = logits.clone() - logits.max_dim(1);
+        let x = match &self.temperature {
+            Some(temperature) => shifted / temperature.clone(),
+            None => shifted,
+        }; // log-weights
         let weights = x.clone().exp();
-        let log_total = weights.clone().sum_dim(1).log(); // [rows, 1]
+        let plain = self.outside.is_none() && !self.truncating() && !self.all_greedy;
+        // Rows sampling from the whole vocabulary: one cumulative sum gives the draw and the
+        // total weight (the log-probs' normaliser).
+        let (cdf, log_total) = if plain {
+            let cdf = weights.clone().cumsum(1);
+            let total = cdf.clone().slice([0..rows, vocab - 1..vocab]);
+            (Some(cdf), total.log())
+        } else {
+            (None, weights.clone().sum_dim(1).log())
+        };
         // What the rows may sample: ids outside their limit get log-weight -inf and weight 0;
         // the weights are then taken relative to the best id left (so that they do not all
         // underflow when the limit drops the best ones), and `log_scale` is the log of the
@@ -169,34 +189,28 @@ impl DeviceSampler {
             None => (x.clone(), weights, log_total.clone()),
         };
         let drawn = (!self.all_greedy).then(|| {
-            let kept = match self.threshold(&x, &xs, &ws, &log_scale) {
-                Some(t) => ws.mask_fill(xs.clone().lower(t.expand(full)), 0.0),
-                None => ws,
-            };
-            let cdf = kept.cumsum(1);
+            let cdf = cdf.unwrap_or_else(|| {
+                let kept = match self.threshold(&x, &xs, &ws, &log_scale) {
+                    Some(t) => ws.mask_fill(xs.clone().lower(t.expand(full)), 0.0),
+                    None => ws,
+                };
+                kept.cumsum(1)
+            });
             let total = cdf.clone().slice([0..rows, vocab - 1..vocab]);
+            // u below 1 - 2^-24 keeps u × total below total in f32, so some id's cumulative
+            // weight exceeds it, and the first that does has weight.
             let u: Vec<f32> = (0..rows)
                 .map(|i| {
                     if self.greedy_rows[i] {
                         0.5
                     } else {
-                        uniform(i) as f32
+                        (uniform(i) as f32).clamp(0.0, 1.0 - f32::EPSILON / 2.0)
                     }
                 })
                 .collect();
             let u = Tensor::<2>::from_data(TensorData::new(u, [rows, 1]), &self.device);
-            // The first id whose cumulative weight exceeds u × total; never past the last id
-            // with weight, whatever u × total rounds to.
-            let first_above = |bound: Tensor<2>, inclusive: bool| {
-                let below = if inclusive {
-                    cdf.clone().lower_equal(bound.expand(full))
-                } else {
-                    cdf.clone().lower(bound.expand(full))
-                };
-                below.int().sum_dim(1)
-            };
-            let last_with_weight = first_above(total.clone(), false);
-            first_above(total * u, true).min_pair(last_with_weight)
+            // The first id whose cumulative weight exceeds u × total.
+            cdf.lower_equal((total * u).expand(full)).int().sum_dim(1)
         });
         let token = match (drawn, &self.greedy) {
             (None, _) => xs.clone().argmax(1),
@@ -224,8 +238,9 @@ impl DeviceSampler {
             columns.extend(top_values);
         }
         let width = columns.len();
-        let host = crate::sampling::read_back(Tensor::cat(columns, 1));
-        host.chunks(width)
+        let host = crate::sampling::read_back(Tensor::cat(columns, 1))?;
+        Ok(host
+            .chunks(width)
             .zip(&self.top_logprobs)
             .map(|(row, &n)| {
                 let listed = (width - 2) / 2;
@@ -237,7 +252,12 @@ impl DeviceSampler {
                         .collect(),
                 }
             })
-            .collect()
+            .collect())
+    }
+
+    /// Whether some row truncates (min-p, top-k or top-p).
+    fn truncating(&self) -> bool {
+        self.log_min_p.is_some() || self.top_k.is_some() || self.top_p.is_some()
     }
 
     /// Each row's truncation threshold on its log-weights (`[rows, 1]`), or `None` when no
@@ -304,7 +324,9 @@ mod tests {
 
     /// `sampler`'s step with row `i` drawing from `rngs[i]`.
     fn step(sampler: &DeviceSampler, logits: Tensor<2>, rngs: &mut [ChaCha8Rng]) -> Vec<Drawn> {
-        sampler.step(logits, &mut |i| rngs[i].random::<f64>())
+        sampler
+            .step(logits, &mut |i| rngs[i].random::<f64>())
+            .unwrap()
     }
 
     fn cpu() -> Device {
@@ -345,7 +367,8 @@ mod tests {
         let total: f64 = w.iter().sum();
         let limit = params.vocab_limit.unwrap_or(w.len()).min(w.len());
         let mut keep: Vec<usize> = (0..limit).collect();
-        keep.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(a.cmp(&b)));
+        // By logit (the order of the weights, also where they underflow), then by id.
+        keep.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         if params.top_k > 0 {
             keep.truncate(params.top_k);
         }

@@ -21,6 +21,9 @@ pub enum Error {
     /// episode, not raised).
     #[error(transparent)]
     Feedback(#[from] redraft_feedback_protocol::Error),
+    /// The device's results (sampled tokens and log-probs) could not be read back.
+    #[error("reading sampled tokens back from the device: {0}")]
+    ReadBack(String),
     /// No rollout server can answer: each is named with why it is out of use.
     #[error("no rollout server left: {0}")]
     NoServer(String),

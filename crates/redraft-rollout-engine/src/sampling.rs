@@ -1,12 +1,16 @@
-//! Batched autoregressive sampling with the KV cache.
+//! Batched autoregressive sampling with the KV cache: what a caller asks for
+//! ([`SamplingParams`], [`RowRequest`]) and gets ([`Completion`]), and the entry points.
 //!
-//! Prompts of different lengths are left-padded and prefilled once (identical prompts, such as
-//! the samples of a group, share one prefill whose KV cache is then forked); each step feeds
-//! every row its last token. Each row draws from its own generator seeded by
-//! `(seed, row)`, so a row's sample does not depend on what else is in the batch. With every
-//! sampled token the log-probability under the sampling distribution is recorded: the softmax
-//! of `logits / temperature` before top-k/top-p/min-p truncation (the policy whose ratio an RL
-//! objective takes, as verl computes it); greedy decoding records temperature-1 log-probs.
+//! The rows of a call decode in one continuous batch ([`Batcher`]): prompts of different lengths
+//! are left-padded and prefilled (identical prompts, such as the samples of a group, once, their
+//! KV cache forked), each step samples one token per running row on the model's device
+//! ([`DeviceSampler`]) and feeds it back, and a row that finishes leaves the batch (its slot
+//! taken by a waiting row when the rows decoding at once are capped). Each row draws from its
+//! own generator seeded by `(seed, row)`, so a row's sample does not depend on what else is in
+//! the batch. With every sampled token the log-probability under the sampling distribution is
+//! recorded: the softmax of `logits / temperature` before top-k/top-p/min-p truncation (the
+//! policy whose ratio an RL objective takes, as verl computes it); greedy decoding records
+//! temperature-1 log-probs.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -118,32 +122,36 @@ pub struct Completion {
 
 /// Draws one token from a row of logits on the CPU; returns the token and its log-probability
 /// (the [`DeviceSampler`]'s step on a batch of one).
-pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
-    let drawn = step_on_cpu(logits, params, rng);
-    (drawn.token, drawn.logprob)
+pub fn sample_token(
+    logits: &[f32],
+    params: &SamplingParams,
+    rng: &mut ChaCha8Rng,
+) -> Result<(u32, f32)> {
+    let drawn = step_on_cpu(logits, params, rng)?;
+    Ok((drawn.token, drawn.logprob))
 }
 
 /// The `n` most likely ids of a row of logits (among those that may be sampled) with their
 /// log-probabilities under the sampling distribution (the softmax of `logits / temperature`
 /// before truncation, as recorded for a sampled token), most likely first; equal
 /// probabilities in increasing id order.
-pub fn top_logprobs(logits: &[f32], params: &SamplingParams, n: usize) -> Vec<(u32, f32)> {
+pub fn top_logprobs(logits: &[f32], params: &SamplingParams, n: usize) -> Result<Vec<(u32, f32)>> {
     let params = SamplingParams {
         temperature: params.temperature,
         vocab_limit: params.vocab_limit,
         top_logprobs: n,
         ..SamplingParams::default()
     };
-    step_on_cpu(logits, &params, &mut row_rng(0, 0)).top_logprobs
+    Ok(step_on_cpu(logits, &params, &mut row_rng(0, 0))?.top_logprobs)
 }
 
-fn step_on_cpu(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> Drawn {
+fn step_on_cpu(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> Result<Drawn> {
     let device = Device::flex();
     let vocab = logits.len();
     let logits = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [1, vocab]), &device);
-    DeviceSampler::new(&[params], vocab, &device)
-        .step(logits, &mut |_| rng.random::<f64>())
-        .remove(0)
+    let mut drawn =
+        DeviceSampler::new(&[params], vocab, &device).step(logits, &mut |_| rng.random::<f64>())?;
+    Ok(drawn.remove(0))
 }
 
 /// The generator of row `row` of a request seeded with `seed`: stream `row` of ChaCha8.
@@ -276,14 +284,14 @@ thread_local! {
 
 /// Copies a tensor to the host: the one place the decode loop reads the device, counted so
 /// that tests can check what crosses per step.
-pub(crate) fn read_back<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+pub(crate) fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     let values = tensor
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .unwrap_or_default();
+        .map_err(|e| Error::ReadBack(format!("{e:?}")))?;
     VALUES_READ.with(|n| n.set(n.get() + values.len()));
-    values
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -338,7 +346,7 @@ mod tests {
     fn greedy_takes_the_argmax() {
         let mut rng = row_rng(0, 0);
         let (token, logprob) =
-            sample_token(&[0.1, 2.0, -1.0, 1.9], &params(0.0, 0, 1.0, 0.0), &mut rng);
+            sample_token(&[0.1, 2.0, -1.0, 1.9], &params(0.0, 0, 1.0, 0.0), &mut rng).unwrap();
         assert_eq!(token, 1);
         assert!(logprob < 0.0 && logprob > -1.0);
     }
@@ -348,7 +356,9 @@ mod tests {
         let mut rng = row_rng(3, 1);
         for _ in 0..20 {
             assert_eq!(
-                sample_token(&[0.0, 1.0, 3.0, 2.9], &params(1.0, 1, 1.0, 0.0), &mut rng).0,
+                sample_token(&[0.0, 1.0, 3.0, 2.9], &params(1.0, 1, 1.0, 0.0), &mut rng)
+                    .unwrap()
+                    .0,
                 2
             );
         }
@@ -360,7 +370,12 @@ mod tests {
         let logits = [3.0f32, 2.0, 1.0, 0.0];
         let mut rng = row_rng(1, 0);
         for _ in 0..200 {
-            assert!(sample_token(&logits, &params(1.0, 0, 0.8, 0.0), &mut rng).0 < 2);
+            assert!(
+                sample_token(&logits, &params(1.0, 0, 0.8, 0.0), &mut rng)
+                    .unwrap()
+                    .0
+                    < 2
+            );
         }
     }
 
@@ -369,7 +384,12 @@ mod tests {
         let logits = [5.0f32, 4.9, 0.0, -1.0];
         let mut rng = row_rng(2, 0);
         for _ in 0..200 {
-            assert!(sample_token(&logits, &params(1.0, 0, 1.0, 0.1), &mut rng).0 < 2);
+            assert!(
+                sample_token(&logits, &params(1.0, 0, 1.0, 0.1), &mut rng)
+                    .unwrap()
+                    .0
+                    < 2
+            );
         }
     }
 
@@ -379,7 +399,12 @@ mod tests {
         let mut rng = row_rng(9, 0);
         let n = 4000;
         let ones = (0..n)
-            .filter(|_| sample_token(&logits, &params(1.0, 0, 1.0, 0.0), &mut rng).0 == 1)
+            .filter(|_| {
+                sample_token(&logits, &params(1.0, 0, 1.0, 0.0), &mut rng)
+                    .unwrap()
+                    .0
+                    == 1
+            })
             .count();
         let freq = ones as f64 / n as f64;
         assert!((freq - 0.75).abs() < 0.03, "{freq}");
@@ -396,7 +421,7 @@ mod tests {
                 ..SamplingParams::default()
             };
             for _ in 0..100 {
-                assert!(sample_token(&logits, &p, &mut rng).0 < 2);
+                assert!(sample_token(&logits, &p, &mut rng).unwrap().0 < 2);
             }
         }
     }
@@ -414,7 +439,7 @@ mod tests {
         let logits = [0.5f32, 2.0, -1.0, 3.0, 2.0, 0.0];
         for temperature in [0.7f32, 1.0, 1.5] {
             let p = params(temperature, 2, 0.5, 0.0); // truncation does not change them
-            let top = top_logprobs(&logits, &p, 4);
+            let top = top_logprobs(&logits, &p, 4).unwrap();
             let ids: Vec<u32> = top.iter().map(|t| t.0).collect();
             // Sorted by probability; the tie between ids 1 and 4 in increasing id order.
             assert_eq!(ids, [3, 1, 4, 0]);
@@ -424,14 +449,14 @@ mod tests {
             }
             // The sampled token's recorded log-prob is the same distribution's.
             let mut rng = row_rng(5, 0);
-            let (token, logprob) = sample_token(&logits, &p, &mut rng);
+            let (token, logprob) = sample_token(&logits, &p, &mut rng).unwrap();
             let listed = top.iter().find(|t| t.0 == token).unwrap();
             assert_eq!(listed.1, logprob);
         }
         // Greedy: temperature-1 log-probs, the sampled token first.
         let greedy = params(0.0, 0, 1.0, 0.0);
-        let top = top_logprobs(&logits, &greedy, 2);
-        let (token, logprob) = sample_token(&logits, &greedy, &mut row_rng(0, 0));
+        let top = top_logprobs(&logits, &greedy, 2).unwrap();
+        let (token, logprob) = sample_token(&logits, &greedy, &mut row_rng(0, 0)).unwrap();
         assert_eq!(top[0], (token, logprob));
         assert!((f64::from(top[1].1) - log_softmax(&logits, 1.0)[1]).abs() < 1e-6);
         // Never more than asked for, never ids that cannot be sampled, nothing for 0.
@@ -440,11 +465,12 @@ mod tests {
             ..SamplingParams::default()
         };
         let ids: Vec<u32> = top_logprobs(&logits, &limited, 20)
+            .unwrap()
             .iter()
             .map(|t| t.0)
             .collect();
         assert_eq!(ids, [1, 0, 2]);
-        assert!(top_logprobs(&logits, &greedy, 0).is_empty());
+        assert!(top_logprobs(&logits, &greedy, 0).unwrap().is_empty());
     }
 
     #[test]
@@ -461,7 +487,7 @@ mod tests {
             temperature in 0.0f32..3.0, top_k in 0usize..10, top_p in 0.05f32..1.0, seed: u64,
         ) {
             let mut rng = row_rng(seed, 0);
-            let (token, logprob) = sample_token(&logits, &params(temperature, top_k, top_p, 0.0), &mut rng);
+            let (token, logprob) = sample_token(&logits, &params(temperature, top_k, top_p, 0.0), &mut rng).unwrap();
             prop_assert!((token as usize) < logits.len());
             prop_assert!(logprob.is_finite() && logprob <= 0.0);
         }
@@ -471,11 +497,11 @@ mod tests {
             logits in prop::collection::vec(-30.0f32..30.0, 1..50), n in 0usize..60,
         ) {
             let greedy = params(0.0, 0, 1.0, 0.0);
-            let top = top_logprobs(&logits, &greedy, n);
+            let top = top_logprobs(&logits, &greedy, n).unwrap();
             prop_assert_eq!(top.len(), n.min(logits.len()));
             prop_assert!(top.windows(2).all(|w| w[0].1 >= w[1].1 && (w[0].1 > w[1].1 || w[0].0 < w[1].0)));
             if n > 0 {
-                prop_assert_eq!(top[0], sample_token(&logits, &greedy, &mut row_rng(0, 0)));
+                prop_assert_eq!(top[0], sample_token(&logits, &greedy, &mut row_rng(0, 0)).unwrap());
             }
         }
     }

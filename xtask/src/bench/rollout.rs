@@ -14,6 +14,10 @@
 //!   longer reuses caches (it batches all retries through `Policy::generate` and prefills the
 //!   replayed prefix again; docs/algorithms/r3l.md).
 //!
+//! - the sampling step: one step of `B × G` rows over the model's vocabulary, drawn on the
+//!   device by `DeviceSampler` (only ids and log-probs read back) against what the engine did
+//!   before it: the logits copied to the host, an f64 softmax per row and a linear scan.
+//!
 //! Settings follow scripts/torch_reference.py: prompts of P uniform random tokens, no
 //! padding, temperature 1, no top-k/top-p, no early stop; medians over timed iterations after a
 //! warm-up. The PyTorch side (scripts/bench_rollout_torch.py) gets the model configs and
@@ -29,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use redraft_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use redraft_model::{CausalLm, DeviceSpec, KvCache, LogitsFor, ModelConfig};
-use redraft_rollout_engine::{SamplingParams, generate, row_rng, sample_token};
+use redraft_rollout_engine::{DeviceSampler, SamplingParams, generate, row_rng, sample_token};
 use serde_json::{Value, json};
 
 use super::machine;
@@ -332,6 +336,47 @@ fn bench_group(
     })
 }
 
+/// One sampling step over `rows` rows of `vocab` random logits (temperature 1, no truncation):
+/// on the device with [`DeviceSampler`], or as the engine did before it, on the host (the
+/// logits copied out, an f64 softmax per row, a linear scan for the draw).
+fn bench_sampling_step(rows: usize, vocab: usize, on_device: bool) -> Result<Series> {
+    let device = DeviceSpec::Cpu.device()?;
+    let params = SamplingParams::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 4);
+    let values: Vec<f32> = (0..rows * vocab)
+        .map(|_| rng.random_range(-8.0f32..8.0))
+        .collect();
+    let logits = Tensor::<2>::from_data(TensorData::new(values, [rows, vocab]), &device);
+    let all = vec![&params; rows];
+    let sampler = DeviceSampler::new(&all, vocab, &device);
+    time_calls(|call| {
+        let mut rngs: Vec<ChaCha8Rng> = (0..rows).map(|i| row_rng(SEED + call as u64, i)).collect();
+        let (logits, sampler) = (logits.clone(), &sampler);
+        Ok(move || {
+            if on_device {
+                sampler.step(logits, &mut |i| rngs[i].random::<f64>())?;
+                return Ok(());
+            }
+            let host = logits
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            for (row, rng) in host.chunks(vocab).zip(&mut rngs) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let weights: Vec<f64> = row.iter().map(|&l| f64::from(l - max).exp()).collect();
+                let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
+                let token = weights.iter().position(|w| {
+                    u -= w;
+                    u < 0.0
+                });
+                std::hint::black_box(token);
+            }
+            Ok(())
+        })
+    })
+}
+
 /// An R^3L-style retry from a pivot: keep the base trajectory's first `pivot_prefix` tokens,
 /// feed `pivot_feed` new ones and sample `new_tokens` at batch 1, either continuing from a
 /// truncated copy of the base's cache (`reuse`) or prefilling prefix and feed from scratch.
@@ -381,7 +426,7 @@ fn bench_pivot(
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                let (token, _) = sample_token(&host, params, &mut sample_rng);
+                let (token, _) = sample_token(&host, params, &mut sample_rng)?;
                 feed = vec![token];
                 sampled += 1;
             }
@@ -527,6 +572,27 @@ pub(crate) fn run(
             rows.push(forked);
             rows.push(defeated);
         }
+        let (batch, vocab) = (s.prompts * GROUP, config.vocab_size);
+        eprintln!("[{size}] sampling step, device and host ...");
+        let device_step = bench_sampling_step(batch, vocab, true)?;
+        let host_step = bench_sampling_step(batch, vocab, false)?;
+        let what = format!("{size} sampling step ({batch} rows x {vocab} logits)");
+        speedups.push(Speedup {
+            what: format!("{what}: on the device vs on the host"),
+            speedup: host_step.median_s / device_step.median_s,
+        });
+        rows.push(Row::new(
+            format!("{what}: on the device"),
+            None,
+            device_step,
+            batch,
+        ));
+        rows.push(Row::new(
+            format!("{what}: on the host (before)"),
+            None,
+            host_step,
+            batch,
+        ));
         for n in [s.pivot_new, 1] {
             let key = format!(
                 "{size} pivot retry (prefix {}, +{}, N={n})",
