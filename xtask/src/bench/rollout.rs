@@ -641,6 +641,15 @@ pub(crate) fn run(
 }
 
 /// Prints the measurements as a Markdown table, then the speed-ups.
+/// Seconds with four decimals, or six below 10 ms (a sampling step takes microseconds).
+fn seconds(s: f64) -> String {
+    if s < 0.01 {
+        format!("{s:.6}")
+    } else {
+        format!("{s:.4}")
+    }
+}
+
 fn print_table(rows: &[Row], speedups: &[Speedup], torch: Option<&TorchSide>) {
     println!("machine: {}", machine());
     match torch {
@@ -667,8 +676,8 @@ fn print_table(rows: &[Row], speedups: &[Speedup], torch: Option<&TorchSide>) {
     );
     let cell = |s: Option<&Series>| match s {
         Some(s) => match s.other_cores {
-            Some(o) => format!("{:.4} ({o:.1})", s.median_s),
-            None => format!("{:.4}", s.median_s),
+            Some(o) => format!("{} ({o:.1})", seconds(s.median_s)),
+            None => seconds(s.median_s),
         },
         None => "-".into(),
     };
