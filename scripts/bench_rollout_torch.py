@@ -38,6 +38,8 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from peak_memory import peak_rss_bytes, reset_peak
+
 
 def busy_s():
     """CPU seconds all processes have used (from /proc/stat), or None."""
@@ -61,28 +63,6 @@ def build_model(config_json, seed):
     model.generation_config.bos_token_id = None
     model.generation_config.pad_token_id = 0  # only pads finished rows; none finish
     return model
-
-
-def reset_peak():
-    """Resets this process's peak resident set to its current one (Linux); False elsewhere."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes():
-    """This process's peak resident set (VmHWM) in bytes, or None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def bench_group(model, vocab, w, seed, warmup, iters, min_timed_s, max_iters):

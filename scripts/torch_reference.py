@@ -23,6 +23,8 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from peak_memory import peak_rss_bytes, reset_peak
+
 # ----------------------------------------------------------------------------
 # Workload definitions (copy these exactly into the Rust side)
 # ----------------------------------------------------------------------------
@@ -250,28 +252,6 @@ def stats_block(walls, cpus, others, iters):
     else:
         s["primary_s"], s["primary_kind"] = statistics.median(walls), f"median of all {len(walls)} (CONTENDED)"
     return s
-
-
-def reset_peak():
-    """Resets this process's peak resident set to its current one (Linux); False elsewhere."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes():
-    """This process's peak resident set (VmHWM) in bytes, or None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def bench_train(model, V, tr, adamw_impl="default", quiet_mode=False, max_extra_s=600):
