@@ -262,20 +262,27 @@ impl Batch {
         }
     }
 
-    /// Queues `job`'s rows in the batch and tells it which weights it samples with.
+    /// Queues `job`'s rows in the batch and tells it which weights it samples with. A job with
+    /// a row the batch refuses is answered with the error and leaves nothing in the batch.
     fn join(&mut self, mut job: Job, weight_version: &str, tokenizer: &Arc<dyn Tokenizer>) {
+        let weight_version = weight_version.to_string();
+        let _ = job.events.send(Event::Started { weight_version });
+        if let Some(error) = job.rows.iter().find_map(|row| row.params.validate().err()) {
+            let _ = job.events.send(Event::Done(Err(error.to_string())));
+            return;
+        }
         let key = self.next_job;
         self.next_job += 1;
         let rows = std::mem::take(&mut job.rows);
-        let weight_version = weight_version.to_string();
-        let _ = job.events.send(Event::Started { weight_version });
+        let remaining = rows.len();
         for (choice, row) in rows.into_iter().enumerate() {
             let id = self.next_row;
+            self.next_row += 1;
             if let Err(error) = self.batcher.push(id, row) {
+                // Unreachable after the check above; the error still goes to the job.
                 let _ = job.events.send(Event::Done(Err(error.to_string())));
                 return;
             }
-            self.next_row += 1;
             let text = StopText::new(Arc::clone(tokenizer), job.stop.clone());
             self.rows.insert(
                 id,
@@ -286,7 +293,6 @@ impl Batch {
                 },
             );
         }
-        let remaining = self.rows.values().filter(|r| r.job == key).count();
         if remaining == 0 {
             let _ = job.events.send(Event::Done(Ok(())));
         } else {

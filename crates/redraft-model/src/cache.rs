@@ -217,16 +217,23 @@ impl KvCache {
                 self.layers.len()
             )));
         }
-        let capacity = self.capacity.max(other.capacity).max(self.slots);
+        let (capacity, filled) = (
+            self.capacity.max(other.capacity).max(self.slots),
+            self.slots,
+        );
+        // Each side's storage at the joint capacity: as it is, or its filled slots copied over.
         let fit = |t: &Tensor<4>| {
             let [b, heads, have, hd] = t.dims();
             if have == capacity {
                 return t.clone();
             }
             let grown = Tensor::zeros([b, heads, capacity, hd], (&t.device(), t.dtype()));
+            if filled == 0 {
+                return grown;
+            }
             grown.slice_assign(
-                [0..b, 0..heads, 0..have.min(capacity), 0..hd],
-                t.clone().narrow(2, 0, have.min(capacity)),
+                [0..b, 0..heads, 0..filled, 0..hd],
+                t.clone().narrow(2, 0, filled),
             )
         };
         for (layer, source) in self.layers.iter_mut().zip(&other.layers) {

@@ -56,7 +56,6 @@ pub struct DeviceSampler {
     greedy_rows: Vec<bool>,
     /// The same on the device, when some rows do and some do not.
     greedy: Option<Tensor<2, Bool>>,
-    all_greedy: bool,
     /// The ids each row may not sample (at or beyond its `vocab_limit`), when some row has
     /// such ids; `[rows, vocab]`.
     outside: Option<Tensor<2, Bool>>,
@@ -136,7 +135,6 @@ impl DeviceSampler {
             temperature,
             greedy: (!all_greedy && greedy.iter().any(|g| *g)).then(|| flags(greedy.clone())),
             greedy_rows: greedy,
-            all_greedy,
             outside,
             log_min_p,
             top_k,
@@ -165,7 +163,8 @@ impl DeviceSampler {
             None => shifted,
         }; // log-weights
         let weights = x.clone().exp();
-        let plain = self.outside.is_none() && !self.truncating() && !self.all_greedy;
+        let all_greedy = self.greedy_rows.iter().all(|g| *g);
+        let plain = self.outside.is_none() && !self.truncating() && !all_greedy;
         // Rows sampling from the whole vocabulary: one cumulative sum gives the draw and the
         // total weight (the log-probs' normaliser).
         let (cdf, log_total) = if plain {
@@ -188,7 +187,7 @@ impl DeviceSampler {
             }
             None => (x.clone(), weights, log_total.clone()),
         };
-        let drawn = (!self.all_greedy).then(|| {
+        let drawn = (!all_greedy).then(|| {
             let cdf = cdf.unwrap_or_else(|| {
                 let kept = match self.threshold(&x, &xs, &ws, &log_scale) {
                     Some(t) => ws.mask_fill(xs.clone().lower(t.expand(full)), 0.0),
@@ -318,6 +317,7 @@ fn ids(rows: usize, vocab: usize, device: &Device) -> Tensor<2, Int> {
 mod tests {
     use super::*;
     use crate::sampling::row_rng;
+    use crate::sampling::tests::params;
     use proptest::prelude::*;
     use rand::Rng;
     use rand_chacha::ChaCha8Rng;
@@ -386,16 +386,6 @@ mod tests {
             p[i] = w[i] / kept;
         }
         p
-    }
-
-    fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
-        SamplingParams {
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            ..SamplingParams::default()
-        }
     }
 
     /// Distinct logits, no two within any threshold's reach of each other.

@@ -10,7 +10,7 @@ use redraft_model::burn::tensor::Device;
 use redraft_tokenizer::Tokenizer;
 
 use crate::error::Result;
-use crate::sampling::{Completion, Control, RowRequest, Sampled, generate_rows_limited};
+use crate::sampling::{Completion, RowRequest, generate_rows_limited, stopping};
 
 /// Anything that samples continuations of token prompts: the in-process burn model first; a
 /// remote inference server later.
@@ -117,20 +117,13 @@ impl Policy for LocalPolicy {
         stop: &dyn Fn(usize, &[u32]) -> bool,
     ) -> Result<Vec<Completion>> {
         let max_rows = self.max_rows.unwrap_or(rows.len());
-        let mut observer = |sampled: &Sampled<'_>| {
-            if stop(sampled.row, sampled.tokens) {
-                Control::Stop
-            } else {
-                Control::Continue
-            }
-        };
         generate_rows_limited(
             &self.model,
             rows,
             self.pad_id,
             &self.device,
             max_rows,
-            &mut observer,
+            &mut stopping(stop),
         )
     }
 

@@ -231,13 +231,20 @@ pub fn generate_rows(
     device: &Device,
     stop: &dyn Fn(usize, &[u32]) -> bool,
 ) -> Result<Vec<Completion>> {
-    generate_rows_with(model, rows, pad_id, device, &mut |sampled: &Sampled<'_>| {
+    generate_rows_with(model, rows, pad_id, device, &mut stopping(stop))
+}
+
+/// The observer that ends a row when `stop(row, tokens)` says so, and does nothing else.
+pub(crate) fn stopping(
+    stop: &dyn Fn(usize, &[u32]) -> bool,
+) -> impl FnMut(&Sampled<'_>) -> Control + '_ {
+    move |sampled| {
         if stop(sampled.row, sampled.tokens) {
             Control::Stop
         } else {
             Control::Continue
         }
-    })
+    }
 }
 
 /// Samples a batch whose rows may differ in every parameter, telling `observer` about each
@@ -295,7 +302,7 @@ pub(crate) fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use redraft_model::{DeviceSpec, ModelConfig};
@@ -332,7 +339,8 @@ mod tests {
         }
     }
 
-    fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
+    /// Parameters with the given temperature and truncations, the rest default.
+    pub(crate) fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplingParams {
         SamplingParams {
             temperature,
             top_k,

@@ -227,13 +227,23 @@ fn cpu_seconds() -> Option<(f64, f64)> {
 /// Times `WARMUP` calls of `f(i)` and then at least `ITERS` (and `MIN_TIMED_S` in all, up to
 /// `MAX_ITERS`); what `f` does before its returned closure runs is not timed. Notes how many
 /// cores other processes kept busy over the timed calls (over the whole series, as the
-/// counters tick only every 10 ms).
-fn time_calls<F, G>(mut f: F) -> Result<Series>
+/// counters tick only every 10 ms), and the process's peak memory over the calls.
+fn time_calls<F, G>(f: F) -> Result<Series>
 where
     F: FnMut(usize) -> Result<G>,
     G: FnOnce() -> Result<()>,
 {
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let (mut series, peak) = super::with_peak(|| time_series(f))?;
+    series.peak_bytes = peak;
+    Ok(series)
+}
+
+/// [`time_calls`] without the peak memory.
+fn time_series<F, G>(mut f: F) -> Result<Series>
+where
+    F: FnMut(usize) -> Result<G>,
+    G: FnOnce() -> Result<()>,
+{
     let mut times: Vec<f64> = Vec::with_capacity(ITERS);
     let mut series_start = None;
     for i in 0.. {
@@ -261,7 +271,7 @@ where
         median_s: median(times.clone()),
         all_s: times,
         other_cores,
-        peak_bytes: reset.then(|| super::peak_resident().ok()).flatten(),
+        peak_bytes: None,
     })
 }
 
