@@ -171,8 +171,8 @@ pub struct Attention {
 impl Attention {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
-    /// - `cos`, `sin`: `[batch, 1, seq, head_dim]`
-    /// - `mask`: `[batch, heads, seq, keys]`, true where a query must not look
+    /// - `cos`, `sin`: `[batch, 1, seq, head_dim]` or `[1, 1, seq, head_dim]`
+    /// - `mask`: `[batch, 1, seq, keys]` or `[1, 1, seq, keys]`, true where a query must not look
     /// - returns `[batch, seq, hidden]`
     pub fn forward(
         &self,
@@ -216,7 +216,16 @@ impl Attention {
         } else {
             q.reshape([b, kv, rep * t, hd])
         };
-        let mask = mask.map(|m| m.clone().reshape([b, kv, rep * t, keys]));
+        // The mask is shared by every head: tiled over the stacked query heads, viewed over
+        // the key/value heads (and over the rows when it has one).
+        let mask = mask.map(|m| {
+            let m = if rep == 1 {
+                m.clone()
+            } else {
+                m.clone().repeat_dim(2, rep)
+            };
+            m.expand([b, kv, rep * t, keys])
+        });
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, kv, rep·t, keys]
@@ -613,7 +622,7 @@ impl CausalLm {
     }
 
     /// The rotary tables and attention mask of `new` tokens written from slot `start` of rows
-    /// with the given left padding.
+    /// with the given left padding, both built on `device`.
     pub(crate) fn positions(
         &self,
         left_pad: &[usize],
@@ -621,13 +630,8 @@ impl CausalLm {
         new: usize,
         device: &Device,
     ) -> Positions {
-        let b = left_pad.len();
-        // Row b, slot s holds position max(s - pad_b, 0); padding slots are never attended to.
-        let positions: Vec<usize> = (0..b)
-            .flat_map(|row| (start..start + new).map(move |s| s.saturating_sub(left_pad[row])))
-            .collect();
-        let (cos, sin) = self.rope.tables(&positions, b, new, device);
-        let mask = attention_mask(left_pad, start, new, self.config.num_heads, device);
+        let (cos, sin) = self.rope.tables(left_pad, start, new, device);
+        let mask = attention_mask(left_pad, start, new, device);
         Positions { cos, sin, mask }
     }
 
@@ -655,42 +659,51 @@ impl CausalLm {
 
 /// What every layer of one forward pass shares: rotary tables and the attention mask.
 pub(crate) struct Positions {
-    /// `[batch, 1, new, head_dim]`
+    /// `[batch, 1, new, head_dim]`, or `[1, 1, new, head_dim]` when no row is padded
     pub(crate) cos: Tensor<4>,
-    /// `[batch, 1, new, head_dim]`
+    /// As `cos`.
     pub(crate) sin: Tensor<4>,
-    /// `[batch, heads, new, keys]`, `None` when nothing needs masking.
+    /// `[batch, 1, new, keys]`, or `[1, 1, new, keys]` when no row is padded; `None` when
+    /// nothing needs masking.
     pub(crate) mask: Option<Tensor<4, Bool>>,
 }
 
 /// The mask of query `i` (slot `start + i`) against key slot `j` of row `b`: masked when the key
 /// lies in the future or in the row's padding, except a padding slot's own key, so that no query
-/// is masked everywhere (a padding slot's output is never read). `None` when nothing needs
-/// masking.
+/// is masked everywhere (a padding slot's output is never read). Built on the device from the
+/// rows' padding counts. `None` when nothing needs masking.
 ///
 /// # Shapes
-/// - returns `[batch, heads, new, start + new]`
+/// - returns `[batch, 1, new, start + new]`, or `[1, 1, new, start + new]` when no row is padded
 fn attention_mask(
     left_pad: &[usize],
     start: usize,
     new: usize,
-    heads: usize,
     device: &Device,
 ) -> Option<Tensor<4, Bool>> {
     let padded = left_pad.iter().any(|&p| p > 0);
     if new == 1 && !padded {
         return None;
     }
-    let (b, keys) = (left_pad.len(), start + new);
-    let mut data = Vec::with_capacity(b * new * keys);
-    for &pad in left_pad {
-        for i in 0..new {
-            let slot = start + i;
-            data.extend((0..keys).map(|j| j > slot || (j < pad && j != slot)));
-        }
+    let keys = start + new;
+    let rows = if padded { left_pad.len() } else { 1 };
+    let shape = [rows, 1, new, keys];
+    let key = Tensor::<1, Int>::arange(0..keys as i64, device)
+        .reshape([1, 1, 1, keys])
+        .expand(shape);
+    let slot = Tensor::<1, Int>::arange(start as i64..keys as i64, device)
+        .reshape([1, 1, new, 1])
+        .expand(shape);
+    let future = key.clone().greater(slot.clone());
+    if !padded {
+        return Some(future);
     }
-    let mask = Tensor::<4, Bool>::from_data(TensorData::new(data, [b, 1, new, keys]), device);
-    Some(mask.expand([b, heads, new, keys]))
+    let pads: Vec<i64> = left_pad.iter().map(|&p| p as i64).collect();
+    let pad = Tensor::<1, Int>::from_data(TensorData::new(pads, [rows]), device)
+        .reshape([rows, 1, 1, 1])
+        .expand(shape);
+    let padding = key.clone().lower(pad).bool_and(key.not_equal(slot));
+    Some(future.bool_or(padding))
 }
 
 #[cfg(test)]
@@ -704,7 +717,7 @@ mod tests {
     fn no_query_is_masked_everywhere() {
         let device = DeviceSpec::Cpu.device().unwrap();
         for (pad, start, new) in [(vec![3, 0], 0, 5), (vec![2, 4], 4, 1), (vec![1, 5], 0, 6)] {
-            let mask = attention_mask(&pad, start, new, 1, &device).unwrap();
+            let mask = attention_mask(&pad, start, new, &device).unwrap();
             let [b, _, n, keys] = mask.dims();
             let masked = mask.into_data().try_to_vec::<bool>().unwrap();
             for (q, row) in masked.chunks(keys).enumerate() {
@@ -712,6 +725,38 @@ mod tests {
                     row.contains(&false),
                     "query {q} of {b}x{n} masked everywhere"
                 );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The mask built on the device masks exactly the future and the row's padding (but a
+        /// padding slot's own key), and is shared by the rows when none is padded.
+        #[test]
+        fn the_device_mask_follows_the_rule(
+            pad in proptest::collection::vec(0usize..5, 1..4),
+            start in 0usize..6,
+            new in 1usize..6,
+        ) {
+            let device = DeviceSpec::Cpu.device().unwrap();
+            let keys = start + new;
+            let padded = pad.iter().any(|&p| p > 0);
+            match attention_mask(&pad, start, new, &device) {
+                None => proptest::prop_assert!(new == 1 && !padded),
+                Some(mask) => {
+                    let rows = if padded { pad.len() } else { 1 };
+                    proptest::prop_assert_eq!(mask.dims(), [rows, 1, new, keys]);
+                    let got = mask.into_data().try_to_vec::<bool>().unwrap();
+                    let want: Vec<bool> = pad[..rows]
+                        .iter()
+                        .flat_map(|&p| {
+                            (start..keys).flat_map(move |slot| {
+                                (0..keys).map(move |j| j > slot || (j < p && j != slot))
+                            })
+                        })
+                        .collect();
+                    proptest::prop_assert_eq!(got, want);
+                }
             }
         }
     }
