@@ -1062,7 +1062,7 @@ fn library_logprobs(
         .collect();
     let n = ids.len();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
-    let (lp, _) = model.next_token_stats(tokens, 1.0, false).unwrap();
+    let (lp, _) = model.next_token_stats(tokens, None, 1.0, false).unwrap();
     let lp = lp.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     lp[prompt.len() - 1..].to_vec()
 }

@@ -67,7 +67,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             &loaded.device,
         )?;
         // Right padding: no left padding to pass; the head runs in chunks of positions.
-        let (logprobs, _) = loaded.model.next_token_stats(batch.tokens, 1.0, false)?;
+        let (logprobs, _) = loaded
+            .model
+            .next_token_stats(batch.tokens, None, 1.0, false)?;
         let [_, width] = logprobs.dims();
         let flat = logprobs
             .into_data()

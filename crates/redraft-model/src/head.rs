@@ -15,7 +15,7 @@
 //! ```
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::dtype::widen;
 use crate::error::{Error, Result};
@@ -70,13 +70,16 @@ impl CausalLm {
     /// Log-probs of `tokens[:, 1..]` given their prefixes at `temperature` (and the entropies
     /// at positions `0..t - 1`, when `with_entropy`), with the head run in chunks: what
     /// [`crate::next_token_logprobs`] gives from full logits, without the `[batch, t, vocab]`
-    /// tensor. Rows are right padded (no left padding).
+    /// tensor. Rows are right padded (no left padding). With `needed` (`[batch, t - 1]`, row
+    /// major) the head runs only where it is true, and the results elsewhere are 0: a prompt's
+    /// positions then cost only the layers.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, t]` -> `[batch, t - 1]`
     pub fn next_token_stats(
         &self,
         tokens: Tensor<2, Int>,
+        needed: Option<&[bool]>,
         temperature: f32,
         with_entropy: bool,
     ) -> Result<(Tensor<2>, Option<Tensor<2>>)> {
@@ -87,15 +90,23 @@ impl CausalLm {
             )));
         }
         let d = self.config().hidden_size;
+        let n = b * (t - 1);
+        let kept = kept_positions(needed, [b, t - 1], &tokens.device())?;
         let hidden = self
             .hidden(tokens.clone(), &vec![0; b], 0, None)?
             .narrow(1, 0, t - 1)
-            .reshape([b * (t - 1), d]);
-        let targets = tokens.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+            .reshape([n, d]);
+        let targets = tokens.narrow(1, 1, t - 1).reshape([n]);
+        let (hidden, targets) = match &kept {
+            Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
+            None => (hidden, targets),
+        };
         let stats = self.head_stats(hidden, targets, temperature, with_entropy);
         Ok((
-            stats.logprobs.reshape([b, t - 1]),
-            stats.entropy.map(|e| e.reshape([b, t - 1])),
+            spread(stats.logprobs, kept.as_ref(), n).reshape([b, t - 1]),
+            stats
+                .entropy
+                .map(|e| spread(e, kept.as_ref(), n).reshape([b, t - 1])),
         ))
     }
 
@@ -185,6 +196,55 @@ impl CausalLm {
             hidden: Tensor::cat(grad_hidden, 0),
             weight: grad_weight,
         }
+    }
+}
+
+/// The positions where `needed` (`[rows, time]`, row major) is true, as indices into the
+/// `rows × time` positions: where the head runs. `None` (run it everywhere) when `needed` is
+/// `None` or marks every position. A `needed` marking nothing gives position 0 alone, so that no
+/// tensor has a zero-sized axis (its results are never read).
+pub(crate) fn kept_positions(
+    needed: Option<&[bool]>,
+    [rows, time]: [usize; 2],
+    device: &Device,
+) -> Result<Option<Tensor<1, Int>>> {
+    let Some(needed) = needed else {
+        return Ok(None);
+    };
+    if needed.len() != rows * time {
+        return Err(Error::InvalidInput(format!(
+            "{} needed positions given for a [{rows}, {time}] pass",
+            needed.len()
+        )));
+    }
+    if !needed.contains(&false) {
+        return Ok(None);
+    }
+    let mut at: Vec<i64> = (0..needed.len())
+        .filter(|&i| needed[i])
+        .map(|i| i as i64)
+        .collect();
+    if at.is_empty() {
+        at.push(0);
+    }
+    let k = at.len();
+    Ok(Some(Tensor::from_data(TensorData::new(at, [k]), device)))
+}
+
+/// `x`, whose rows are positions `kept` of `n` (all `n` when `None`), with its rows put back
+/// at those positions and zeros elsewhere.
+pub(crate) fn spread<const D: usize>(
+    x: Tensor<D>,
+    kept: Option<&Tensor<1, Int>>,
+    n: usize,
+) -> Tensor<D> {
+    match kept {
+        Some(at) => {
+            let mut dims = x.dims();
+            dims[0] = n;
+            Tensor::zeros(dims, &x.device()).select_assign(0, at.clone(), x, IndexingUpdateOp::Add)
+        }
+        None => x,
     }
 }
 

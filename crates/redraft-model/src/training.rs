@@ -11,10 +11,10 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use crate::error::{Error, Result};
-use crate::head::TokenStats;
+use crate::head::{TokenStats, kept_positions, spread};
 use crate::transformer::{CausalLm, Positions};
 
 /// What a training pass keeps for its backward.
@@ -79,14 +79,6 @@ impl TrainPass {
         with_entropy: bool,
         checkpoint: bool,
     ) -> Result<(Self, Tensor<2>, Option<Tensor<2>>)> {
-        let [b, t] = tokens.dims();
-        if needed.len() != b * t.saturating_sub(1) {
-            return Err(Error::InvalidInput(format!(
-                "{} needed positions given for a [{b}, {}] pass",
-                needed.len(),
-                t.saturating_sub(1)
-            )));
-        }
         Self::run(
             model,
             tokens,
@@ -148,16 +140,7 @@ impl TrainPass {
             .narrow(1, 1, t - 1)
             .reshape([b * (t - 1)]);
         let n = b * (t - 1);
-        let kept = needed.filter(|keep| keep.contains(&false)).map(|keep| {
-            let mut at: Vec<i64> = (0..n).filter(|&i| keep[i]).map(|i| i as i64).collect();
-            if at.is_empty() {
-                // A pass whose loss reads nothing still runs the head somewhere (its gradient
-                // is zero), so no tensor has a zero-sized axis.
-                at.push(0);
-            }
-            let k = at.len();
-            Tensor::<1, Int>::from_data(TensorData::new(at, [k]), &hidden.device())
-        });
+        let kept = kept_positions(needed, [b, t - 1], &hidden.device())?;
         let (hidden, targets) = match &kept {
             Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
             None => (hidden, targets),
@@ -277,19 +260,6 @@ impl TrainPass {
             }
         }
         grads
-    }
-}
-
-/// `x`, whose rows are positions `kept` of `n` (all `n` when `None`), with its rows put back
-/// at those positions and zeros elsewhere.
-fn spread<const D: usize>(x: Tensor<D>, kept: Option<&Tensor<1, Int>>, n: usize) -> Tensor<D> {
-    match kept {
-        Some(at) => {
-            let mut dims = x.dims();
-            dims[0] = n;
-            Tensor::zeros(dims, &x.device()).select_assign(0, at.clone(), x, IndexingUpdateOp::Add)
-        }
-        None => x,
     }
 }
 

@@ -173,6 +173,20 @@ fn check(name: &str, model: &CausalLm) {
                 "{what}: parameters with gradients"
             );
         }
+        // Scoring without gradients at the same positions.
+        let (lp, ent) = model
+            .valid()
+            .next_token_stats(ids.inner(), Some(&needed), temperature, true)
+            .unwrap();
+        let what = format!("{name} scored at some positions, T {temperature}");
+        assert!(
+            max_rel_diff(&host(lp), &expect(&lp_ref)) < TOLERANCE,
+            "{what}: log-probs"
+        );
+        assert!(
+            max_rel_diff(&host(ent.unwrap()), &expect(&ent_ref)) < TOLERANCE,
+            "{what}: entropies"
+        );
     }
 }
 
@@ -223,10 +237,19 @@ fn rows_shorter_than_two_tokens_are_refused() {
     let err = TrainPass::new(&model, tokens(2, 1, 96, &device), 1.0, false, false).unwrap_err();
     assert!(err.to_string().contains("at least 2 tokens"), "{err}");
     let ids = tokens(2, 5, 96, &device);
-    let err = TrainPass::at(&model, ids, &[true; 5], 1.0, false, false).unwrap_err();
+    let err = TrainPass::at(&model, ids.clone(), &[true; 5], 1.0, false, false).unwrap_err();
     assert!(
         err.to_string()
             .contains("5 needed positions given for a [2, 4] pass"),
+        "{err}"
+    );
+    let err = model
+        .valid()
+        .next_token_stats(ids.inner(), Some(&[true; 9]), 1.0, false)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("9 needed positions given for a [2, 4] pass"),
         "{err}"
     );
 }

@@ -158,7 +158,9 @@ impl Learner {
     /// `ids.len() - 1` long. A row whose ids begin a longer row (or repeat one) reads that
     /// row's pass ([`prefix_hosts`]); the others run in length buckets of at most
     /// `SCORE_CHUNK` rows. The head runs in chunks of positions
-    /// ([`CausalLm::next_token_stats`]): no `[rows, time, vocab]` tensor.
+    /// ([`CausalLm::next_token_stats`]): no `[rows, time, vocab]` tensor; and only at trained
+    /// targets (the rows' masks), the only ones losses and the sampler correction read: the
+    /// log-probs elsewhere are 0.
     pub(crate) fn score(
         &self,
         model: &CausalLm,
@@ -166,12 +168,15 @@ impl Learner {
         temperature: f32,
     ) -> Result<Vec<Vec<f32>>> {
         let hosts = prefix_hosts(rows);
+        let trained = targets_read(rows, &hosts);
         let mut scored: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
         for bucket in host_buckets(rows, &hosts) {
             for chunk in bucket.chunks(SCORE_CHUNK) {
                 let chunk_rows: Vec<&Row> = chunk.iter().map(|&i| rows[i]).collect();
                 let (tokens, padded) = self.pad_rows(model, &chunk_rows, &self.infer_device)?;
-                let lp = read(model.next_token_stats(tokens, temperature, false)?.0)?;
+                let needed = needed_in(&trained, chunk, padded.time);
+                let (lp, _) = model.next_token_stats(tokens, Some(&needed), temperature, false)?;
+                let lp = read(lp)?;
                 for (k, &i) in chunk.iter().enumerate() {
                     let start = k * padded.time;
                     scored[i] = Some(lp[start..start + rows[i].ids.len() - 1].to_vec());
@@ -294,16 +299,7 @@ impl Learner {
         temperature: f32,
         with_entropy: bool,
     ) -> Result<Forward> {
-        // The targets a host's pass must give: its own trained ones and those of the rows it
-        // carries (losses read nothing else), so the head skips prompts and padding.
-        let mut trained: Vec<Vec<bool>> = vec![Vec::new(); rows.len()];
-        for (r, &h) in rows.iter().zip(hosts) {
-            let host = &mut trained[h];
-            host.resize(rows[h].mask.len(), false);
-            for (t, &m) in r.mask.iter().enumerate() {
-                host[t] |= m;
-            }
-        }
+        let trained = targets_read(rows, hosts);
         let mut passes = Vec::with_capacity(buckets.len());
         let (mut lps, mut ents) = (Vec::new(), Vec::new());
         let (mut time, mut tokens_forwarded) = (0, 0);
@@ -312,11 +308,7 @@ impl Learner {
             let (tokens, layout) = self.pad_rows(model, &chunk, &self.device)?;
             time = time.max(layout.time);
             tokens_forwarded += layout.batch * (layout.time + 1);
-            let mut needed = Vec::with_capacity(layout.batch * layout.time);
-            for &i in b {
-                needed.extend(&trained[i]);
-                needed.resize(needed.len() + layout.time - trained[i].len(), false);
-            }
+            let needed = needed_in(&trained, b, layout.time);
             let (pass, lp, ent) = TrainPass::at(
                 model,
                 tokens,
@@ -459,6 +451,31 @@ pub(crate) fn prefix_hosts(rows: &[&Row]) -> Vec<usize> {
         };
     }
     hosts
+}
+
+/// Per host row ([`prefix_hosts`]), the targets its pass must give: its own trained ones and
+/// those of the rows that read it (losses read nothing else, so the head can skip prompts and
+/// padding). Rows that are not hosts get an empty list.
+fn targets_read(rows: &[&Row], hosts: &[usize]) -> Vec<Vec<bool>> {
+    let mut trained: Vec<Vec<bool>> = vec![Vec::new(); rows.len()];
+    for (r, &h) in rows.iter().zip(hosts) {
+        let host = &mut trained[h];
+        host.resize(rows[h].mask.len(), false);
+        for (t, &m) in r.mask.iter().enumerate() {
+            host[t] |= m;
+        }
+    }
+    trained
+}
+
+/// The `[rows, time]` needed positions (row major) of a padded pass over host rows `pass`.
+fn needed_in(trained: &[Vec<bool>], pass: &[usize], time: usize) -> Vec<bool> {
+    let mut needed = Vec::with_capacity(pass.len() * time);
+    for &i in pass {
+        needed.extend(&trained[i]);
+        needed.resize(needed.len() + time - trained[i].len(), false);
+    }
+    needed
 }
 
 /// The host rows ([`prefix_hosts`]) in length buckets ([`length_buckets`]), as row indices.
@@ -674,6 +691,49 @@ mod tests {
             at_one > 1e-3,
             "T = 1 should not match the T = 0.7 samples: {at_one}"
         );
+    }
+
+    /// Scoring runs the head only at the targets a row trains, those of the rows reading its
+    /// pass included: there the log-probs equal the row scored alone at every position, and
+    /// elsewhere they are 0.
+    #[test]
+    fn scores_are_given_at_trained_targets_only() {
+        let spec = DeviceSpec::Cpu;
+        let (device, infer) = (spec.train_device().unwrap(), spec.device().unwrap());
+        let config = ModelConfig::from_json_str(TINY).unwrap();
+        let model = CausalLm::init(&config, 5, &device).unwrap();
+        let learner = Learner::new(model, &OptimizerConfig::default(), device, infer.clone(), 0);
+        let policy = learner.policy();
+        let long = row(14, 2);
+        let mut first_turn = long.clone();
+        first_turn.ids.truncate(8);
+        // Trained where the long row is not: its host's pass must give both.
+        first_turn.mask = long.mask[..7].iter().map(|&m| !m).collect();
+        let rows = [first_turn, row(9, 4), long];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let scored = learner.score(&policy, &refs, 1.0).unwrap();
+        // The targets read from the long row's pass: its own and the first turn's.
+        let shared: Vec<bool> = (0..13)
+            .map(|t| rows[2].mask[t] || rows[0].mask.get(t).copied().unwrap_or(false))
+            .collect();
+        let read_at = [&shared[..7], &rows[1].mask[..], &shared[..]];
+        for ((r, s), read_at) in rows.iter().zip(&scored).zip(read_at) {
+            let ids: Vec<i64> = r.ids.iter().map(|&i| i64::from(i)).collect();
+            let tokens =
+                Tensor::<2, Int>::from_data(TensorData::new(ids, [1, r.ids.len()]), &infer);
+            let alone = read(policy.next_token_stats(tokens, None, 1.0, false).unwrap().0).unwrap();
+            assert_eq!(s.len(), alone.len());
+            for t in 0..s.len() {
+                if read_at[t] {
+                    let (got, want) = (s[t], alone[t]);
+                    assert!((got - want).abs() < 1e-5, "target {t}: {got} vs {want}");
+                } else {
+                    assert_eq!(s[t], 0.0, "target {t}, read by no row, was scored");
+                }
+            }
+            assert!(r.mask.iter().zip(read_at).all(|(&m, &at)| !m || at));
+        }
+        assert!(shared.contains(&false), "some targets are skipped");
     }
 
     #[test]
