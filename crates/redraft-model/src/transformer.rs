@@ -172,7 +172,8 @@ impl Attention {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
     /// - `cos`, `sin`: `[batch, 1, seq, head_dim]` or `[1, 1, seq, head_dim]`
-    /// - `mask`: `[batch, 1, seq, keys]` or `[1, 1, seq, keys]`, true where a query must not look
+    /// - `mask`: `[batch, kv_heads, (heads / kv_heads) · seq, keys]` (see `attention_mask`),
+    ///   true where a query must not look
     /// - returns `[batch, seq, hidden]`
     pub fn forward(
         &self,
@@ -206,7 +207,6 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let keys = k.dims()[2];
         // Grouped-query attention without copying keys and values per query head: the `rep`
         // query heads that share key/value head j (heads j·rep .. (j+1)·rep) are stacked along
         // the query axis and multiplied with that head's keys and values once.
@@ -216,21 +216,11 @@ impl Attention {
         } else {
             q.reshape([b, kv, rep * t, hd])
         };
-        // The mask is shared by every head: tiled over the stacked query heads, viewed over
-        // the key/value heads (and over the rows when it has one).
-        let mask = mask.map(|m| {
-            let m = if rep == 1 {
-                m.clone()
-            } else {
-                m.clone().repeat_dim(2, rep)
-            };
-            m.expand([b, kv, rep * t, keys])
-        });
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, kv, rep·t, keys]
         let scores = match mask {
-            Some(mask) => scores.mask_fill(mask, MASKED),
+            Some(mask) => scores.mask_fill(mask.clone(), MASKED),
             None => scores,
         };
         let context = softmax(scores, 3).matmul(v).reshape([b, h, t, hd]);
@@ -631,7 +621,11 @@ impl CausalLm {
         device: &Device,
     ) -> Positions {
         let (cos, sin) = self.rope.tables(left_pad, start, new, device);
-        let mask = attention_mask(left_pad, start, new, device);
+        let groups = [
+            self.config.num_kv_heads,
+            self.config.num_heads / self.config.num_kv_heads,
+        ];
+        let mask = attention_mask(left_pad, start, new, groups, device);
         Positions { cos, sin, mask }
     }
 
@@ -663,44 +657,47 @@ pub(crate) struct Positions {
     pub(crate) cos: Tensor<4>,
     /// As `cos`.
     pub(crate) sin: Tensor<4>,
-    /// `[batch, 1, new, keys]`, or `[1, 1, new, keys]` when no row is padded; `None` when
-    /// nothing needs masking.
+    /// `[batch, kv_heads, (heads / kv_heads) · new, keys]`; `None` when nothing needs masking.
     pub(crate) mask: Option<Tensor<4, Bool>>,
 }
 
 /// The mask of query `i` (slot `start + i`) against key slot `j` of row `b`: masked when the key
 /// lies in the future or in the row's padding, except a padding slot's own key, so that no query
 /// is masked everywhere (a padding slot's output is never read). Built on the device from the
-/// rows' padding counts. `None` when nothing needs masking.
+/// rows' padding counts, in the layout attention scores take ([`Attention::forward`]): the `rep`
+/// query heads that share each of the `kv` key/value heads stacked along the query axis, so
+/// every layer applies it without a copy. `None` when nothing needs masking.
 ///
 /// # Shapes
-/// - returns `[batch, 1, new, start + new]`, or `[1, 1, new, start + new]` when no row is padded
+/// - returns `[batch, kv, rep · new, start + new]`: entry `[b, g, r · new + i, j]` is the mask
+///   of query `i` against key `j` in row `b`, for every group `g` and head `r`
 fn attention_mask(
     left_pad: &[usize],
     start: usize,
     new: usize,
+    [kv, rep]: [usize; 2],
     device: &Device,
 ) -> Option<Tensor<4, Bool>> {
     let padded = left_pad.iter().any(|&p| p > 0);
     if new == 1 && !padded {
         return None;
     }
-    let keys = start + new;
-    let rows = if padded { left_pad.len() } else { 1 };
-    let shape = [rows, 1, new, keys];
+    let (b, keys) = (left_pad.len(), start + new);
+    let shape = [b, kv, rep * new, keys];
     let key = Tensor::<1, Int>::arange(0..keys as i64, device)
         .reshape([1, 1, 1, keys])
         .expand(shape);
     let slot = Tensor::<1, Int>::arange(start as i64..keys as i64, device)
         .reshape([1, 1, new, 1])
+        .repeat_dim(2, rep)
         .expand(shape);
     let future = key.clone().greater(slot.clone());
     if !padded {
         return Some(future);
     }
     let pads: Vec<i64> = left_pad.iter().map(|&p| p as i64).collect();
-    let pad = Tensor::<1, Int>::from_data(TensorData::new(pads, [rows]), device)
-        .reshape([rows, 1, 1, 1])
+    let pad = Tensor::<1, Int>::from_data(TensorData::new(pads, [b]), device)
+        .reshape([b, 1, 1, 1])
         .expand(shape);
     let padding = key.clone().lower(pad).bool_and(key.not_equal(slot));
     Some(future.bool_or(padding))
@@ -717,7 +714,7 @@ mod tests {
     fn no_query_is_masked_everywhere() {
         let device = DeviceSpec::Cpu.device().unwrap();
         for (pad, start, new) in [(vec![3, 0], 0, 5), (vec![2, 4], 4, 1), (vec![1, 5], 0, 6)] {
-            let mask = attention_mask(&pad, start, new, &device).unwrap();
+            let mask = attention_mask(&pad, start, new, [1, 1], &device).unwrap();
             let [b, _, n, keys] = mask.dims();
             let masked = mask.into_data().try_to_vec::<bool>().unwrap();
             for (q, row) in masked.chunks(keys).enumerate() {
@@ -737,24 +734,27 @@ mod tests {
             pad in proptest::collection::vec(0usize..5, 1..4),
             start in 0usize..6,
             new in 1usize..6,
+            kv in 1usize..3,
+            rep in 1usize..3,
         ) {
             let device = DeviceSpec::Cpu.device().unwrap();
             let keys = start + new;
             let padded = pad.iter().any(|&p| p > 0);
-            match attention_mask(&pad, start, new, &device) {
+            match attention_mask(&pad, start, new, [kv, rep], &device) {
                 None => proptest::prop_assert!(new == 1 && !padded),
                 Some(mask) => {
-                    let rows = if padded { pad.len() } else { 1 };
-                    proptest::prop_assert_eq!(mask.dims(), [rows, 1, new, keys]);
+                    proptest::prop_assert_eq!(mask.dims(), [pad.len(), kv, rep * new, keys]);
                     let got = mask.into_data().try_to_vec::<bool>().unwrap();
-                    let want: Vec<bool> = pad[..rows]
-                        .iter()
-                        .flat_map(|&p| {
-                            (start..keys).flat_map(move |slot| {
-                                (0..keys).map(move |j| j > slot || (j < p && j != slot))
-                            })
-                        })
-                        .collect();
+                    let mut want = Vec::new();
+                    for &p in &pad {
+                        for _group in 0..kv {
+                            for _head in 0..rep {
+                                for slot in start..keys {
+                                    want.extend((0..keys).map(|j| j > slot || (j < p && j != slot)));
+                                }
+                            }
+                        }
+                    }
                     proptest::prop_assert_eq!(got, want);
                 }
             }
