@@ -15,7 +15,7 @@
 //! ```
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::dtype::widen;
 use crate::error::{Error, Result};
@@ -89,25 +89,27 @@ impl CausalLm {
                 "scoring needs rows of at least 2 tokens, got {t}"
             )));
         }
-        let d = self.config().hidden_size;
-        let n = b * (t - 1);
-        let kept = kept_positions(needed, [b, t - 1], &tokens.device())?;
-        let hidden = self
-            .hidden(tokens.clone(), &vec![0; b], 0, None)?
-            .narrow(1, 0, t - 1)
-            .reshape([n, d]);
-        let targets = tokens.narrow(1, 1, t - 1).reshape([n]);
-        let (hidden, targets) = match &kept {
-            Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
-            None => (hidden, targets),
-        };
-        let stats = self.head_stats(hidden, targets, temperature, with_entropy);
-        Ok((
-            spread(stats.logprobs, kept.as_ref(), n).reshape([b, t - 1]),
-            stats
-                .entropy
-                .map(|e| spread(e, kept.as_ref(), n).reshape([b, t - 1])),
-        ))
+        let hidden = self.hidden(tokens.clone(), &vec![0; b], 0, None)?;
+        let inputs = HeadInputs::new(hidden, tokens, needed)?;
+        Ok(self.stats_at(&inputs, temperature, with_entropy))
+    }
+
+    /// [`Self::head_stats`] of `inputs`, put back at their positions: `[batch, t - 1]` each, 0
+    /// where the head did not run.
+    pub(crate) fn stats_at(
+        &self,
+        inputs: &HeadInputs,
+        temperature: f32,
+        with_entropy: bool,
+    ) -> (Tensor<2>, Option<Tensor<2>>) {
+        let stats = self.head_stats(
+            inputs.hidden.clone(),
+            inputs.targets.clone(),
+            temperature,
+            with_entropy,
+        );
+        let back = |x: Tensor<1>| inputs.spread(x).reshape(inputs.shape);
+        (back(stats.logprobs), stats.entropy.map(back))
     }
 
     /// Log-probs of `targets` (and entropies, when `with_entropy`) under
@@ -199,52 +201,93 @@ impl CausalLm {
     }
 }
 
-/// The positions where `needed` (`[rows, time]`, row major) is true, as indices into the
-/// `rows × time` positions: where the head runs. `None` (run it everywhere) when `needed` is
-/// `None` or marks every position. A `needed` marking nothing gives position 0 alone, so that no
-/// tensor has a zero-sized axis (its results are never read).
-pub(crate) fn kept_positions(
-    needed: Option<&[bool]>,
-    [rows, time]: [usize; 2],
-    device: &Device,
-) -> Result<Option<Tensor<1, Int>>> {
-    let Some(needed) = needed else {
-        return Ok(None);
-    };
-    if needed.len() != rows * time {
-        return Err(Error::InvalidInput(format!(
-            "{} needed positions given for a [{rows}, {time}] pass",
-            needed.len()
-        )));
-    }
-    if !needed.contains(&false) {
-        return Ok(None);
-    }
-    let mut at: Vec<i64> = (0..needed.len())
-        .filter(|&i| needed[i])
-        .map(|i| i as i64)
-        .collect();
-    if at.is_empty() {
-        at.push(0);
-    }
-    let k = at.len();
-    Ok(Some(Tensor::from_data(TensorData::new(at, [k]), device)))
+/// The output head's inputs in a right-padded pass of `[batch, t]` tokens: the final hidden
+/// states of positions `0..t - 1` and the ids they predict, kept only at the positions the head
+/// runs at.
+pub(crate) struct HeadInputs {
+    /// `[kept, hidden]`, untracked.
+    pub(crate) hidden: Tensor<2>,
+    /// `[kept]`.
+    pub(crate) targets: Tensor<1, Int>,
+    /// Which of the `batch × (t - 1)` positions are kept, when not all.
+    kept: Option<Tensor<1, Int>>,
+    /// `[batch, t - 1]`.
+    pub(crate) shape: [usize; 2],
 }
 
-/// `x`, whose rows are positions `kept` of `n` (all `n` when `None`), with its rows put back
-/// at those positions and zeros elsewhere.
-pub(crate) fn spread<const D: usize>(
-    x: Tensor<D>,
-    kept: Option<&Tensor<1, Int>>,
-    n: usize,
-) -> Tensor<D> {
-    match kept {
-        Some(at) => {
-            let mut dims = x.dims();
-            dims[0] = n;
-            Tensor::zeros(dims, &x.device()).select_assign(0, at.clone(), x, IndexingUpdateOp::Add)
+impl HeadInputs {
+    /// The inputs at the positions where `needed` (`[batch, t - 1]`, row major) is true, or at
+    /// every position when it is `None` or marks them all. A `needed` marking nothing keeps
+    /// position 0 alone, so that no tensor has a zero-sized axis (its results are never read).
+    ///
+    /// # Shapes
+    /// - `final_hidden`: `[batch, t, hidden]` (untracked); `tokens`: `[batch, t]`, same device
+    pub(crate) fn new(
+        final_hidden: Tensor<3>,
+        tokens: Tensor<2, Int>,
+        needed: Option<&[bool]>,
+    ) -> Result<Self> {
+        let [b, t, d] = final_hidden.dims();
+        let n = b * (t - 1);
+        let hidden = final_hidden.narrow(1, 0, t - 1).reshape([n, d]);
+        let targets = tokens.narrow(1, 1, t - 1).reshape([n]);
+        let kept = match needed {
+            Some(needed) if needed.len() != n => {
+                return Err(Error::InvalidInput(format!(
+                    "{} needed positions given for a [{b}, {}] pass",
+                    needed.len(),
+                    t - 1
+                )));
+            }
+            Some(needed) if needed.contains(&false) => {
+                let mut at: Vec<i64> = (0..n).filter(|&i| needed[i]).map(|i| i as i64).collect();
+                if at.is_empty() {
+                    at.push(0);
+                }
+                let k = at.len();
+                Some(Tensor::<1, Int>::from_data(
+                    TensorData::new(at, [k]),
+                    &hidden.device(),
+                ))
+            }
+            _ => None,
+        };
+        let (hidden, targets) = match &kept {
+            Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
+            None => (hidden, targets),
+        };
+        Ok(Self {
+            hidden,
+            targets,
+            kept,
+            shape: [b, t - 1],
+        })
+    }
+
+    /// Per-position values of the pass (`[batch × (t - 1), ...]`) at the kept positions.
+    pub(crate) fn gather<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match &self.kept {
+            Some(at) => x.select(0, at.clone()),
+            None => x,
         }
-        None => x,
+    }
+
+    /// Values at the kept positions (`[kept, ...]`) put back at their positions among the
+    /// pass's `batch × (t - 1)`, with zeros elsewhere: the inverse of [`Self::gather`].
+    pub(crate) fn spread<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match &self.kept {
+            Some(at) => {
+                let mut dims = x.dims();
+                dims[0] = self.shape[0] * self.shape[1];
+                Tensor::zeros(dims, &x.device()).select_assign(
+                    0,
+                    at.clone(),
+                    x,
+                    IndexingUpdateOp::Add,
+                )
+            }
+            None => x,
+        }
     }
 }
 

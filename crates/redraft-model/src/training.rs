@@ -14,7 +14,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor};
 
 use crate::error::{Error, Result};
-use crate::head::{TokenStats, kept_positions, spread};
+use crate::head::HeadInputs;
 use crate::transformer::{CausalLm, Positions};
 
 /// What a training pass keeps for its backward.
@@ -32,13 +32,8 @@ enum Trunk {
 /// One forward pass of a right-padded batch on the autodiff device, ready for its backward.
 pub struct TrainPass {
     tokens: Tensor<2, Int>,
-    /// Final hidden states of positions `0..t - 1`, untracked, `[batch * (t - 1), hidden]`.
-    hidden: Tensor<2>,
-    /// The ids those positions predict, `[batch * (t - 1)]`.
-    targets: Tensor<1, Int>,
-    /// The positions (of `batch * (t - 1)`) the head ran at, when not all; `hidden` and
-    /// `targets` then hold only those.
-    kept: Option<Tensor<1, Int>>,
+    /// The head's inputs at the positions it ran at.
+    head: HeadInputs,
     temperature: f32,
     trunk: Trunk,
 }
@@ -132,38 +127,15 @@ impl TrainPass {
             let hidden = model.hidden(tokens.clone(), &vec![0; b], 0, None)?;
             (hidden.clone().inner(), Trunk::Kept(Box::new(hidden)))
         };
-        let d = model.config().hidden_size;
-        let hidden = final_hidden.narrow(1, 0, t - 1).reshape([b * (t - 1), d]);
-        let targets = tokens
-            .clone()
-            .inner()
-            .narrow(1, 1, t - 1)
-            .reshape([b * (t - 1)]);
-        let n = b * (t - 1);
-        let kept = kept_positions(needed, [b, t - 1], &hidden.device())?;
-        let (hidden, targets) = match &kept {
-            Some(at) => (hidden.select(0, at.clone()), targets.select(0, at.clone())),
-            None => (hidden, targets),
-        };
-        let TokenStats { logprobs, entropy } =
-            model.head_stats(hidden.clone(), targets.clone(), temperature, with_entropy);
-        let (logprobs, entropy) = (
-            spread(logprobs, kept.as_ref(), n),
-            entropy.map(|e| spread(e, kept.as_ref(), n)),
-        );
+        let head = HeadInputs::new(final_hidden, tokens.clone().inner(), needed)?;
+        let (logprobs, entropy) = model.stats_at(&head, temperature, with_entropy);
         let pass = Self {
             tokens,
-            hidden,
-            targets,
-            kept,
+            head,
             temperature,
             trunk,
         };
-        Ok((
-            pass,
-            logprobs.reshape([b, t - 1]),
-            entropy.map(|e| e.reshape([b, t - 1])),
-        ))
+        Ok((pass, logprobs, entropy))
     }
 
     /// The gradients of `model`'s parameters for a loss whose gradients with respect to this
@@ -179,20 +151,17 @@ impl TrainPass {
         let d = model.config().hidden_size;
         let n = b * (t - 1);
         let head_weight = head_weight(model);
-        let kept = |g: Tensor<1>| match &self.kept {
-            Some(at) => g.select(0, at.clone()),
-            None => g,
-        };
+        let inputs = &self.head;
         let head = model.head_backward(
-            self.hidden,
-            self.targets,
+            inputs.hidden.clone(),
+            inputs.targets.clone(),
             self.temperature,
-            kept(grad_logprobs.inner().reshape([n])),
-            grad_entropy.map(|g| kept(g.inner().reshape([n]))),
+            inputs.gather(grad_logprobs.inner().reshape([n])),
+            grad_entropy.map(|g| inputs.gather(g.inner().reshape([n]))),
             head_weight.is_require_grad(),
         );
         let plain = head.hidden.device();
-        let head_hidden = spread(head.hidden, self.kept.as_ref(), n);
+        let head_hidden = inputs.spread(head.hidden);
         // The last position predicts nothing.
         let grad_hidden = Tensor::cat(
             vec![

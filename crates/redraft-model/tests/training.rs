@@ -97,6 +97,25 @@ fn reference(
     (host(lp.inner()), host(ent.inner()), by_param(model, &grads))
 }
 
+/// Log-probs and entropies within [`TOLERANCE`] of what is wanted.
+fn assert_stats(
+    what: &str,
+    lp: Tensor<2>,
+    ent: Option<Tensor<2>>,
+    lp_want: &[f32],
+    ent_want: &[f32],
+) {
+    assert!(
+        max_rel_diff(&host(lp), lp_want) < TOLERANCE,
+        "{what}: log-probs"
+    );
+    let ent = ent.expect("entropies were asked for");
+    assert!(
+        max_rel_diff(&host(ent), ent_want) < TOLERANCE,
+        "{what}: entropies"
+    );
+}
+
 fn check(name: &str, model: &CausalLm) {
     let device = train_device();
     let vocab = model.config().vocab_size;
@@ -112,14 +131,7 @@ fn check(name: &str, model: &CausalLm) {
             let what = format!("{name}, T {temperature}, checkpointing {checkpoint}");
             let (pass, lp, ent) =
                 TrainPass::new(model, ids.clone(), temperature, true, checkpoint).unwrap();
-            assert!(
-                max_rel_diff(&host(lp), &lp_ref) < TOLERANCE,
-                "{what}: log-probs"
-            );
-            assert!(
-                max_rel_diff(&host(ent.unwrap()), &ent_ref) < TOLERANCE,
-                "{what}: entropies"
-            );
+            assert_stats(&what, lp, ent, &lp_ref, &ent_ref);
             let grads = by_param(model, &pass.backward(model, a.clone(), Some(c.clone())));
             assert_eq!(
                 grads.keys().collect::<Vec<_>>(),
@@ -154,14 +166,7 @@ fn check(name: &str, model: &CausalLm) {
                 format!("{name} at some positions, T {temperature}, checkpointing {checkpoint}");
             let (pass, lp, ent) =
                 TrainPass::at(model, ids.clone(), &needed, temperature, true, checkpoint).unwrap();
-            assert!(
-                max_rel_diff(&host(lp), &expect(&lp_ref)) < TOLERANCE,
-                "{what}: log-probs"
-            );
-            assert!(
-                max_rel_diff(&host(ent.unwrap()), &expect(&ent_ref)) < TOLERANCE,
-                "{what}: entropies"
-            );
+            assert_stats(&what, lp, ent, &expect(&lp_ref), &expect(&ent_ref));
             let grads = by_param(model, &pass.backward(model, a.clone(), Some(c.clone())));
             for (k, g) in &grads {
                 let d = max_rel_diff(g, &grads_ref[k]);
@@ -179,14 +184,7 @@ fn check(name: &str, model: &CausalLm) {
             .next_token_stats(ids.inner(), Some(&needed), temperature, true)
             .unwrap();
         let what = format!("{name} scored at some positions, T {temperature}");
-        assert!(
-            max_rel_diff(&host(lp), &expect(&lp_ref)) < TOLERANCE,
-            "{what}: log-probs"
-        );
-        assert!(
-            max_rel_diff(&host(ent.unwrap()), &expect(&ent_ref)) < TOLERANCE,
-            "{what}: entropies"
-        );
+        assert_stats(&what, lp, ent, &expect(&lp_ref), &expect(&ent_ref));
     }
 }
 
